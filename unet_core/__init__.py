@@ -1,0 +1,50 @@
+"""unet-core: validated, pluggable U-Nets for volumetric microscopy.
+
+The public API is small: the registry verbs, ``load_config``, ``train`` and ``predict``.
+Heavy modules (torch, the engines) are imported only when these are called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from unet_core import registry
+from unet_core.errors import ConfigError, DataError, PluginError, UserError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "PluginError",
+    "UserError",
+    "__version__",
+    "load_config",
+    "predict",
+    "registry",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig
+
+
+def load_config(path: str, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+    """Read and validate a YAML experiment config (see :mod:`unet_core.config`)."""
+    from unet_core.config import load_config as _load
+
+    return _load(path, overrides)
+
+
+def train(config: Any) -> Any:
+    """Train from a config (path, dict or ExperimentConfig); returns the trainer."""
+    from unet_core.engine.training import train as _train
+
+    return _train(config)
+
+
+def predict(config: Any) -> Any:
+    """Predict from a config (path, dict or ExperimentConfig); returns the output paths."""
+    from unet_core.engine.prediction import predict as _predict
+
+    return _predict(config)

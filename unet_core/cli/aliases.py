@@ -1,0 +1,72 @@
+"""``train3dunet`` and ``predict3dunet``: the reference's command names, same flags."""
+
+from __future__ import annotations
+
+import sys
+
+from unet_core.cli.errors import report
+from unet_core.errors import UsageError
+
+#: The reference's override flags and the ``--set`` key each one maps to.
+LEGACY_FLAGS = {
+    "--model_path": "model_path",
+    "--loaders.output_dir": "loaders.output_dir",
+    "--loaders.test.file_paths": "loaders.test.file_paths",
+    "--loaders.test.slice_builder.patch_shape": "loaders.test.slice_builder.patch_shape",
+    "--loaders.test.slice_builder.stride_shape": "loaders.test.slice_builder.stride_shape",
+}
+
+
+def translate(argv: list[str]) -> list[str]:
+    """Map the reference's flags (``--model_path X``, list flags with several values) to ours."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, inline = arg.partition("=")
+        if flag in LEGACY_FLAGS:
+            values = [inline] if eq else []
+            i += 1
+            while not eq and i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+            if not values:
+                raise UsageError(f"{flag} needs a value.")
+            value = values[0] if len(values) == 1 and flag == "--model_path" else values
+            if isinstance(value, list) and not flag.endswith("file_paths"):
+                value = [int(v) for v in value] if all(v.isdigit() for v in value) else value
+            out += ["--set", f"{LEGACY_FLAGS[flag]}={_yaml_value(value)}"]
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _yaml_value(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def _run(subcommand: str) -> None:
+    from unet_core.cli.main import cli, main
+
+    if subcommand not in cli.commands:
+        report(UsageError(f"`{subcommand}` is not yet available in this version of unet-core."))
+        sys.exit(2)
+    try:
+        args = translate(sys.argv[1:])
+    except UsageError as exc:
+        report(exc)
+        sys.exit(exc.exit_code)
+    main([subcommand, *args])
+
+
+def train3dunet() -> None:
+    """``train3dunet --config FILE``, as in pytorch-3dunet."""
+    _run("train")
+
+
+def predict3dunet() -> None:
+    """``predict3dunet --config FILE [--model_path ...]``, as in pytorch-3dunet."""
+    _run("predict")

@@ -1,0 +1,46 @@
+"""How the CLI reports errors: one paragraph and an exit code for user errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from unet_core.errors import UserError
+
+
+def _debug_requested(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get("UNET_DEBUG", "") not in ("", "0")
+
+
+def report(exc: UserError) -> None:
+    """Print a user error as one paragraph on stderr."""
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[bold red]Error:[/] {exc}", markup=True)
+
+
+def run_cli(group: click.Group, argv: Sequence[str] | None = None) -> None:
+    """Run ``group`` and map UserError to its exit code without a traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        group.main(args=args, prog_name="unet", standalone_mode=False)
+    except UserError as exc:
+        if _debug_requested(args):
+            traceback.print_exc()
+        report(exc)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(0)

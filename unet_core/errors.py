@@ -1,0 +1,48 @@
+"""Error types the CLI prints as one paragraph, without a traceback.
+
+Everything a user can cause (a bad config, a missing file, a broken plugin) raises a
+:class:`UserError`; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix; ``exit_code`` is what the CLI returns."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} {hint}")
+
+
+class ConfigError(UserError):
+    """The configuration (YAML, ``--set`` overrides or component parameters) is invalid."""
+
+    exit_code = 2
+
+
+class UsageError(UserError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class PluginError(UserError):
+    """A component is unknown, broken, or registered twice."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """An input file, dataset or array does not have what was expected."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, unreadable or does not match the configured model."""
+
+
+class TrainingError(UserError):
+    """Training cannot go on (e.g. the loss became NaN)."""

@@ -1,0 +1,130 @@
+"""What a component of each kind looks like.
+
+A component is any object registered under an entry-point group (or with
+:func:`unet_core.registry.register`) that carries a Pydantic v2 ``Config`` model.
+``registry.create(kind, spec, **context)`` validates ``spec`` with ``Config`` and then builds it
+with ``component.from_config(config, **context)`` when that classmethod exists, otherwise with
+``component(**config.model_dump(), **context)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+Kind = Literal[
+    "models",
+    "losses",
+    "metrics",
+    "datasets",
+    "transforms",
+    "slice_builders",
+    "predictors",
+    "postprocessors",
+    "optimizers",
+    "lr_schedulers",
+]
+
+#: Every kind and the entry-point group it is read from.
+KINDS: dict[str, str] = {
+    "models": "unet.models",
+    "losses": "unet.losses",
+    "metrics": "unet.metrics",
+    "datasets": "unet.datasets",
+    "transforms": "unet.transforms",
+    "slice_builders": "unet.slice_builders",
+    "predictors": "unet.predictors",
+    "postprocessors": "unet.postprocessors",
+    "optimizers": "unet.optimizers",
+    "lr_schedulers": "unet.lr_schedulers",
+}
+HOOKS_GROUP = "unet.hooks"
+
+
+class ComponentConfig(BaseModel):
+    """Base for every component's ``Config``: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+@runtime_checkable
+class Component(Protocol):
+    """Anything the registry can build: it declares its parameters as a Pydantic model."""
+
+    Config: ClassVar[type[BaseModel]]
+
+
+class Model(Protocol):
+    """A network. ``forward`` returns logits; ``final_activation`` maps them to the output.
+
+    ``is_segmentation`` says whether eval-mode outputs are probabilities; ``spatial_dims`` is
+    2 or 3 (2D models receive (N,C,Y,X) from the engines, which squeeze the singleton z).
+    """
+
+    in_channels: int
+    out_channels: int
+    spatial_dims: int
+    is_segmentation: bool
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def final_activation(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+
+class Loss(Protocol):
+    """``loss(logits, target[, weight]) -> scalar``; ``check_target`` explains bad layouts."""
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor, *args: Any) -> torch.Tensor: ...
+
+
+class Metric(Protocol):
+    """``metric(probabilities, target) -> float or 0-d tensor``.
+
+    ``higher_is_better`` lets the trainer pick the best checkpoint without a hand-set flag.
+    """
+
+    higher_is_better: ClassVar[bool]
+
+    def __call__(self, prediction: torch.Tensor, target: torch.Tensor) -> Any: ...
+
+
+class Transform(Protocol):
+    """A numpy -> numpy (or tensor) step; random ones draw only from the ``rng`` they are given.
+
+    ``spatial`` transforms must make the same choice for raw, label and weight of one sample,
+    which the pipeline guarantees by handing them generators seeded alike.
+    """
+
+    spatial: ClassVar[bool]
+
+    def __call__(self, array: np.ndarray, rng: np.random.Generator) -> Any: ...
+
+
+class SliceBuilder(Protocol):
+    """Turns volume shapes into the list of patch slices (``raw_slices``, ``label_slices``)."""
+
+    raw_slices: list[tuple[slice, ...]]
+    label_slices: list[tuple[slice, ...]] | None
+
+
+class Predictor(Protocol):
+    """Runs a model over one test dataset and writes its output file; returns the output path."""
+
+    def __call__(self, model: Any, dataset: Any, output_path: str) -> Any: ...
+
+
+class Postprocessor(Protocol):
+    """Turns a prediction array (C,Z,Y,X) into an instance segmentation (Z,Y,X)."""
+
+    def __call__(self, prediction: np.ndarray) -> np.ndarray: ...
+
+
+def iter_kinds() -> Iterator[str]:
+    """The registered kinds in a stable order."""
+    return iter(KINDS)

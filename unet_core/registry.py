@@ -1,0 +1,205 @@
+"""The registry: three verbs (``list``, ``get``, ``create``) plus ``register``.
+
+Components come from entry points (see :mod:`unet_core.discovery`) or from
+:func:`register` for code that has no package. Names are exact; a wrong one gets the closest
+valid names in the error.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+import fnmatch
+import threading
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from unet_core import discovery
+from unet_core.discovery import Record
+from unet_core.errors import ConfigError, PluginError
+from unet_core.interfaces import KINDS
+
+
+class PluginWarning(UserWarning):
+    """A plugin was skipped because it is broken."""
+
+
+def suggest(word: str, candidates: builtins.list[str]) -> str:
+    """' (did you mean `x`?)' for the closest candidates, or ''."""
+    close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f" (did you mean {', '.join(f'`{c}`' for c in close)}?)" if close else ""
+
+
+class Registry:
+    """Records per kind; entry points are read on first use and imported on demand."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[str, Record]] | None = None
+        self._lock = threading.RLock()
+
+    # -- discovery -----------------------------------------------------------------------
+    def _all(self) -> dict[str, dict[str, Record]]:
+        with self._lock:
+            if self._records is None:
+                self._records = discovery.scan()
+            return self._records
+
+    def refresh(self) -> None:
+        """Forget what was discovered (e.g. after pip installs a plugin), keeping register()s."""
+        with self._lock:
+            kept = {
+                kind: {n: r for n, r in recs.items() if r.target == "<registered>"}
+                for kind, recs in (self._records or {}).items()
+            }
+            self._records = discovery.scan()
+            for kind, recs in kept.items():
+                self._records[kind].update(recs)
+
+    def _kind(self, kind: str) -> dict[str, Record]:
+        if kind not in KINDS:
+            raise PluginError(
+                f"Unknown component kind {kind!r}; expected one of {', '.join(KINDS)}"
+                f"{suggest(kind, builtins.list(KINDS))}."
+            )
+        return self._all()[kind]
+
+    # -- public verbs ----------------------------------------------------------------------
+    def register(
+        self, kind: str, name: str | None = None, obj: Any = None, *, replace: bool = False
+    ) -> Any:
+        """Register ``obj`` under ``kind``/``name``; usable as ``@register("losses")``."""
+        if obj is None:
+            return lambda o: self.register(kind, name, o, replace=replace)
+        name = name or getattr(obj, "name", None) or obj.__name__
+        problem = discovery.config_problem(obj)
+        if problem is not None:
+            raise PluginError(f"Cannot register {kind[:-1]} {name!r}: {problem}.")
+        records = self._kind(kind)
+        if name in records and not replace:
+            other = records[name]
+            raise PluginError(
+                f"{kind[:-1]} {name!r} is already registered by {other.distribution} "
+                f"({other.target}); pass replace=True to override it."
+            )
+        records[name] = Record(kind, name, "<registered>", "<runtime>", "-", obj=obj)
+        return obj
+
+    def unregister(self, kind: str, name: str) -> None:
+        """Remove a component (mainly for tests of register())."""
+        self._kind(kind).pop(name, None)
+
+    def list(self, kind: str, pattern: str = "*") -> builtins.list[str]:
+        """Sorted names of ``kind`` matching the shell-style ``pattern`` (case-insensitive)."""
+        pat = pattern.lower()
+        return sorted(n for n in self._kind(kind) if fnmatch.fnmatch(n.lower(), pat))
+
+    def records(self, kind: str | None = None) -> builtins.list[Record]:
+        """Records (with distribution, version and status) without importing anything."""
+        kinds = [kind] if kind else builtins.list(KINDS)
+        return [r for k in kinds for _, r in sorted(self._kind(k).items())]
+
+    def record(self, kind: str, name: str) -> Record:
+        records = self._kind(kind)
+        if name not in records:
+            raise PluginError(
+                f"Unknown {kind[:-1]} {name!r}{suggest(name, builtins.list(records))}. "
+                f"Installed {kind}: {', '.join(sorted(records)) or 'none'}."
+            )
+        return records[name]
+
+    def get(self, kind: str, name: str) -> Any:
+        """The component object (class or factory); imports its module on first use."""
+        rec = self.record(kind, name)
+        obj = discovery.load(rec)
+        if obj is None:
+            err = PluginError(
+                f"The {kind[:-1]} {name!r} from {rec.distribution} {rec.version} is broken: "
+                f"{rec.error}."
+            )
+            raise err from rec.cause
+        return obj
+
+    def config_model(self, kind: str, name: str) -> type[BaseModel]:
+        """The Pydantic model that validates ``name``'s parameters."""
+        config: type[BaseModel] = self.get(kind, name).Config
+        return config
+
+    def validate(self, kind: str, spec: Mapping[str, Any] | str) -> tuple[str, BaseModel]:
+        """Split ``spec`` into its name and validated ``Config``; raises ConfigError."""
+        name, params = split_spec(kind, spec)
+        config_cls = self.config_model(kind, name)
+        try:
+            return name, config_cls.model_validate(params)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(f"{kind[:-1]} {name!r}", exc)) from None
+
+    def create(self, kind: str, spec: Mapping[str, Any] | str | BaseModel, **context: Any) -> Any:
+        """Validate ``spec`` (``{"name": ..., **params}``) and build the component."""
+        if isinstance(spec, BaseModel):
+            raise TypeError("create() takes a name or a mapping with 'name'")
+        name, config = self.validate(kind, spec)
+        return build(self.get(kind, name), config, **context)
+
+    def load_all(self, kind: str | None = None) -> builtins.list[Record]:
+        """Import every component (for schema export and ``plugins list --check``)."""
+        out = []
+        for rec in self.records(kind):
+            discovery.load(rec)
+            if rec.error is not None:
+                warnings.warn(
+                    f"skipping broken {rec.kind[:-1]} {rec.name!r} ({rec.distribution}): "
+                    f"{rec.error}",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+            out.append(rec)
+        return out
+
+
+def split_spec(kind: str, spec: Mapping[str, Any] | str) -> tuple[str, dict[str, Any]]:
+    """``"Adam"`` or ``{"name": "Adam", ...}`` -> ("Adam", params)."""
+    if isinstance(spec, str):
+        return spec, {}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(
+            f"A {kind[:-1]} must be given as a mapping with a 'name' key, got {spec!r}."
+        )
+    params = dict(spec)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"A {kind[:-1]} section needs a 'name' key naming the component.")
+    return name, params
+
+
+def build(obj: Any, config: BaseModel, **context: Any) -> Any:
+    """Instantiate a component from its validated config."""
+    from_config = getattr(obj, "from_config", None)
+    if callable(from_config):
+        return from_config(config, **context)
+    return obj(**dict(config), **context)
+
+
+def format_validation_error(what: str, exc: ValidationError) -> str:
+    """Pydantic's errors as one readable paragraph."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(section)"
+        parts.append(f"{loc}: {err['msg']}")
+    return f"Invalid parameters for {what}: " + "; ".join(parts) + "."
+
+
+default_registry = Registry()
+
+list = default_registry.list  # noqa: A001 - timm/torchvision-style public verb
+get = default_registry.get
+create = default_registry.create
+register = default_registry.register
+validate = default_registry.validate
+records = default_registry.records
+config_model = default_registry.config_model
