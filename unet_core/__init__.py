@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from unet_core import registry
 from unet_core.errors import ConfigError, DataError, PluginError, UserError
 
 __version__ = "0.1.0"
@@ -26,7 +25,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from unet_core import registry
     from unet_core.config import ExperimentConfig
+
+
+def __getattr__(name: str) -> Any:
+    # ``registry`` pulls in importlib.metadata; keep ``import unet_core`` cheap for the CLI.
+    if name == "registry":
+        import importlib
+
+        return importlib.import_module("unet_core.registry")
+    raise AttributeError(f"module 'unet_core' has no attribute {name!r}")
 
 
 def load_config(path: str, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:

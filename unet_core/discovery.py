@@ -8,6 +8,7 @@ one-line reason, so one bad package never hides the others.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from unet_core.interfaces import HOOKS_GROUP, KINDS
+from unet_core.kinds import HOOKS_GROUP, KINDS, singular
 
 
 @dataclass
@@ -55,6 +56,7 @@ def _split_target(value: str) -> tuple[str, str] | None:
     return module, attr
 
 
+@functools.lru_cache(maxsize=512)
 def module_exists(module: str) -> bool:
     """Whether ``module`` can be found on disk, importing nothing (not even its parents)."""
     parts = module.split(".")
@@ -76,9 +78,9 @@ def module_exists(module: str) -> bool:
             ):
                 found.append(pkg)
             elif i == len(parts) - 1 and (
-                os.path.isfile(pkg + ".py") or any(
-                    f.startswith(part + ".") and f.endswith((".so", ".pyd"))
-                    for f in _listdir(loc)
+                os.path.isfile(pkg + ".py")
+                or any(
+                    f.startswith(part + ".") and f.endswith((".so", ".pyd")) for f in _listdir(loc)
                 )
             ):
                 return True
@@ -98,13 +100,16 @@ def _listdir(path: str) -> list[str]:
 def scan() -> dict[str, dict[str, Record]]:
     """Read every entry-point group into records, flagging malformed and conflicting ones."""
     records: dict[str, dict[str, Record]] = {kind: {} for kind in KINDS}
+    everything = metadata.entry_points()  # one pass over the installed distributions
     for kind, group in KINDS.items():
         seen: dict[str, Record] = records[kind]
-        for ep in metadata.entry_points(group=group):
+        for ep in everything.select(group=group):
             dist, version = _dist_of(ep)
             rec = Record(kind, ep.name, ep.value, dist, version)
             if _split_target(ep.value) is None:
-                rec.error = f"malformed entry point {ep.name} = {ep.value!r} (expected 'module:attr')"
+                rec.error = (
+                    f"malformed entry point {ep.name} = {ep.value!r} (expected 'module:attr')"
+                )
             elif not module_exists(ep.value.partition(":")[0]):
                 rec.error = f"module {ep.value.partition(':')[0]!r} not found"
             previous = seen.get(ep.name)
@@ -112,7 +117,7 @@ def scan() -> dict[str, dict[str, Record]]:
                 if (previous.distribution, previous.target) == (dist, ep.value):
                     continue  # the same distribution seen twice on sys.path
                 previous.error = rec.error = (
-                    f"{kind[:-1]} {ep.name!r} is registered by two distributions: "
+                    f"{singular(kind)} {ep.name!r} is registered by two distributions: "
                     f"{previous.distribution} ({previous.target}) and {dist} ({ep.value}); "
                     "uninstall one of them"
                 )

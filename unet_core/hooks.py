@@ -38,7 +38,9 @@ class HookSpecs:
         """One optimisation step finished."""
 
     @hookspec
-    def unet_after_validation(self, trainer: Any, iteration: int, score: float, loss: float) -> None:
+    def unet_after_validation(
+        self, trainer: Any, iteration: int, score: float, loss: float
+    ) -> None:
         """A validation pass finished with ``score`` (the eval metric) and mean ``loss``."""
 
     @hookspec

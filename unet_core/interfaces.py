@@ -31,20 +31,7 @@ Kind = Literal[
     "lr_schedulers",
 ]
 
-#: Every kind and the entry-point group it is read from.
-KINDS: dict[str, str] = {
-    "models": "unet.models",
-    "losses": "unet.losses",
-    "metrics": "unet.metrics",
-    "datasets": "unet.datasets",
-    "transforms": "unet.transforms",
-    "slice_builders": "unet.slice_builders",
-    "predictors": "unet.predictors",
-    "postprocessors": "unet.postprocessors",
-    "optimizers": "unet.optimizers",
-    "lr_schedulers": "unet.lr_schedulers",
-}
-HOOKS_GROUP = "unet.hooks"
+from unet_core.kinds import HOOKS_GROUP, KINDS, singular  # noqa: E402,F401 - re-exported
 
 
 class ComponentConfig(BaseModel):

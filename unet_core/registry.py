@@ -13,14 +13,15 @@ import fnmatch
 import threading
 import warnings
 from collections.abc import Mapping
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from unet_core import discovery
 from unet_core.discovery import Record
 from unet_core.errors import ConfigError, PluginError
-from unet_core.interfaces import KINDS
+from unet_core.kinds import KINDS, singular
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
 
 
 class PluginWarning(UserWarning):
@@ -79,12 +80,12 @@ class Registry:
         name = name or getattr(obj, "name", None) or obj.__name__
         problem = discovery.config_problem(obj)
         if problem is not None:
-            raise PluginError(f"Cannot register {kind[:-1]} {name!r}: {problem}.")
+            raise PluginError(f"Cannot register {singular(kind)} {name!r}: {problem}.")
         records = self._kind(kind)
         if name in records and not replace:
             other = records[name]
             raise PluginError(
-                f"{kind[:-1]} {name!r} is already registered by {other.distribution} "
+                f"{singular(kind)} {name!r} is already registered by {other.distribution} "
                 f"({other.target}); pass replace=True to override it."
             )
         records[name] = Record(kind, name, "<registered>", "<runtime>", "-", obj=obj)
@@ -97,7 +98,8 @@ class Registry:
     def list(self, kind: str, pattern: str = "*") -> builtins.list[str]:
         """Sorted names of ``kind`` matching the shell-style ``pattern`` (case-insensitive)."""
         pat = pattern.lower()
-        return sorted(n for n in self._kind(kind) if fnmatch.fnmatch(n.lower(), pat))
+        names = (n for n in self._kind(kind) if fnmatch.fnmatch(n.lower(), pat))
+        return sorted(names, key=str.lower)
 
     def records(self, kind: str | None = None) -> builtins.list[Record]:
         """Records (with distribution, version and status) without importing anything."""
@@ -108,7 +110,7 @@ class Registry:
         records = self._kind(kind)
         if name not in records:
             raise PluginError(
-                f"Unknown {kind[:-1]} {name!r}{suggest(name, builtins.list(records))}. "
+                f"Unknown {singular(kind)} {name!r}{suggest(name, builtins.list(records))}. "
                 f"Installed {kind}: {', '.join(sorted(records)) or 'none'}."
             )
         return records[name]
@@ -119,7 +121,7 @@ class Registry:
         obj = discovery.load(rec)
         if obj is None:
             err = PluginError(
-                f"The {kind[:-1]} {name!r} from {rec.distribution} {rec.version} is broken: "
+                f"The {singular(kind)} {name!r} from {rec.distribution} {rec.version} is broken: "
                 f"{rec.error}."
             )
             raise err from rec.cause
@@ -132,17 +134,17 @@ class Registry:
 
     def validate(self, kind: str, spec: Mapping[str, Any] | str) -> tuple[str, BaseModel]:
         """Split ``spec`` into its name and validated ``Config``; raises ConfigError."""
+        from pydantic import ValidationError
+
         name, params = split_spec(kind, spec)
         config_cls = self.config_model(kind, name)
         try:
             return name, config_cls.model_validate(params)
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(f"{kind[:-1]} {name!r}", exc)) from None
+            raise ConfigError(format_validation_error(f"{singular(kind)} {name!r}", exc)) from None
 
-    def create(self, kind: str, spec: Mapping[str, Any] | str | BaseModel, **context: Any) -> Any:
+    def create(self, kind: str, spec: Mapping[str, Any] | str, **context: Any) -> Any:
         """Validate ``spec`` (``{"name": ..., **params}``) and build the component."""
-        if isinstance(spec, BaseModel):
-            raise TypeError("create() takes a name or a mapping with 'name'")
         name, config = self.validate(kind, spec)
         return build(self.get(kind, name), config, **context)
 
@@ -153,7 +155,7 @@ class Registry:
             discovery.load(rec)
             if rec.error is not None:
                 warnings.warn(
-                    f"skipping broken {rec.kind[:-1]} {rec.name!r} ({rec.distribution}): "
+                    f"skipping broken {singular(rec.kind)} {rec.name!r} ({rec.distribution}): "
                     f"{rec.error}",
                     PluginWarning,
                     stacklevel=2,
@@ -168,12 +170,12 @@ def split_spec(kind: str, spec: Mapping[str, Any] | str) -> tuple[str, dict[str,
         return spec, {}
     if not isinstance(spec, Mapping):
         raise ConfigError(
-            f"A {kind[:-1]} must be given as a mapping with a 'name' key, got {spec!r}."
+            f"A {singular(kind)} must be given as a mapping with a 'name' key, got {spec!r}."
         )
     params = dict(spec)
     name = params.pop("name", None)
     if not isinstance(name, str):
-        raise ConfigError(f"A {kind[:-1]} section needs a 'name' key naming the component.")
+        raise ConfigError(f"A {singular(kind)} section needs a 'name' key naming the component.")
     return name, params
 
 

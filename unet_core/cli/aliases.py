@@ -32,20 +32,12 @@ def translate(argv: list[str]) -> list[str]:
                 i += 1
             if not values:
                 raise UsageError(f"{flag} needs a value.")
-            value = values[0] if len(values) == 1 and flag == "--model_path" else values
-            if isinstance(value, list) and not flag.endswith("file_paths"):
-                value = [int(v) for v in value] if all(v.isdigit() for v in value) else value
-            out += ["--set", f"{LEGACY_FLAGS[flag]}={_yaml_value(value)}"]
+            value = values[0] if flag == "--model_path" else "[" + ", ".join(values) + "]"
+            out += ["--set", f"{LEGACY_FLAGS[flag]}={value}"]
             continue
         out.append(arg)
         i += 1
     return out
-
-
-def _yaml_value(value: object) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    return str(value)
 
 
 def _run(subcommand: str) -> None:

@@ -1,0 +1,14 @@
+"""Experiment configuration: schema, YAML loading with line numbers, overrides, export."""
+
+from unet_core.config.loading import as_config, config_from_dict, load_config
+from unet_core.config.schema import ExperimentConfig, LoadersConfig, PhaseConfig, TrainerConfig
+
+__all__ = [
+    "ExperimentConfig",
+    "LoadersConfig",
+    "PhaseConfig",
+    "TrainerConfig",
+    "as_config",
+    "config_from_dict",
+    "load_config",
+]

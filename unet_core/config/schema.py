@@ -42,7 +42,9 @@ class TrainerConfig(Section):
         None, description="Overrides the metric's own direction (None: ask the metric)."
     )
     skip_train_validation: bool = Field(False, description="No metric on training batches.")
-    max_val_images: int = Field(100, ge=0, description="Validation batches whose images are logged.")
+    max_val_images: int = Field(
+        100, ge=0, description="Validation batches whose images are logged."
+    )
     resume: str | None = Field(None, description="Checkpoint to resume everything from.")
     pre_trained: str | None = Field(None, description="Checkpoint to take model weights from.")
     tensorboard_formatter: TensorboardFormatterConfig = Field(

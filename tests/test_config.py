@@ -1,0 +1,136 @@
+"""Config loading: reference keys and defaults, every mistake at once, line numbers, overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unet_core.config import config_from_dict, load_config
+from unet_core.config.export import experiment_json_schema
+from unet_core.config.overrides import parse_override
+from unet_core.errors import ConfigError
+
+CONFIGS = Path(__file__).parent / "configs"
+MINIMAL = CONFIGS / "train_minimal.yml"
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def minimal_dict() -> dict:
+    return yaml.safe_load(MINIMAL.read_text())
+
+
+def test_reference_style_config_validates_with_reference_defaults():
+    cfg = load_config(MINIMAL)
+    assert cfg.optimizer["name"] == "Adam"  # optimizer without name is Adam, as in the reference
+    assert cfg.predictor["name"] == "StandardPredictor"
+    assert cfg.trainer.validate_after_iters == 50 and cfg.trainer.num_iterations == 1
+    assert cfg.loaders.dataset_params() == {
+        "raw_internal_path": "raw",
+        "label_internal_path": "label",
+    }
+
+
+def test_typo_in_component_parameter_names_path_line_and_suggestion(tmp_path):
+    text = MINIMAL.read_text().replace("  alpha: 1.0", "  alpah: 1.0")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    msg = str(info.value)
+    line = text.splitlines().index("  alpah: 1.0") + 1
+    assert f"loss.alpah (line {line})" in msg
+    assert "unknown key `alpah` for loss BCEDiceLoss (did you mean `alpha`" in msg
+
+
+def test_optimizer_typo_is_caught_by_its_schema(tmp_path):
+    text = MINIMAL.read_text().replace("learning_rate: 0.0002", "learning_rat: 0.1")
+    with pytest.raises(ConfigError, match=r"optimizer.learning_rat \(line 17\).*`learning_rate`"):
+        load_config(write(tmp_path, text))
+
+
+def test_all_mistakes_are_reported_at_once(tmp_path):
+    data = minimal_dict()
+    data["loss"]["alpah"] = 1
+    data["model"]["f_mapz"] = 3
+    data["trainer"]["max_num_iteration"] = 5
+    data["loaders"]["train"]["transformer"]["raw"][1]["axis_prob"] = "often"
+    data["eval_metric"]["name"] = "DiceCoeficient"
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    msg = str(info.value)
+    assert "5 problems found" in msg
+    for fragment in (
+        "loss.alpah",
+        "model.f_mapz",
+        "trainer.max_num_iteration",
+        "loaders.train.transformer.raw[1].axis_prob",
+        "eval_metric.name",
+        "did you mean `DiceCoefficient`",
+    ):
+        assert fragment in msg
+
+
+def test_unknown_top_level_key_gets_suggestion():
+    data = minimal_dict()
+    data["optimiser"] = data.pop("optimizer")
+    with pytest.raises(ConfigError, match=r"unknown key `optimiser`.*did you mean `optimizer`"):
+        config_from_dict(data)
+
+
+def test_overrides_are_typed_by_the_schema():
+    cfg = load_config(
+        MINIMAL,
+        [
+            "trainer.max_num_iterations=10",
+            "optimizer.learning_rate=1e-3",
+            "loaders.train.slice_builder.patch_shape=[16,32,32]",
+        ],
+    )
+    assert cfg.trainer.max_num_iterations == 10
+    assert cfg.optimizer["learning_rate"] == 1e-3
+    assert cfg.loaders.train.slice_builder["patch_shape"] == [16, 32, 32]
+    with pytest.raises(ConfigError, match=r"trainer.max_num_iterations \(from --set\)"):
+        load_config(MINIMAL, ["trainer.max_num_iterations=many"])
+
+
+def test_override_syntax_errors():
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("model_path=/x/y.pytorch") == (["model_path"], "/x/y.pytorch")
+    with pytest.raises(ConfigError, match="key.path=value"):
+        parse_override("trainer.max_num_iterations")
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, "model:\n  name: UNet3D\n  f_maps: [1, 2\ntrainer: {}\n")
+    with pytest.raises(ConfigError, match=r"c.yml, line \d+: not valid YAML"):
+        load_config(path)
+
+
+def test_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_device_values():
+    for ok in ("cpu", "cuda", "cuda:1", "mps"):
+        assert config_from_dict({**minimal_dict(), "device": ok}).device == ok
+    with pytest.raises(ConfigError, match="device must be cpu, cuda, cuda:N or mps"):
+        config_from_dict({**minimal_dict(), "device": "gpu"})
+
+
+def test_json_schema_contains_component_schemas(tmp_path):
+    schema = experiment_json_schema()
+    models = schema["$defs"]["component_models"]["anyOf"]
+    unet = next(m for m in models if m["title"] == "UNet3D")
+    assert "f_maps" in unet["properties"] and unet["properties"]["name"] == {"const": "UNet3D"}
+    optim = {o["title"] for o in schema["$defs"]["component_optimizers"]["anyOf"]}
+    assert {"Adam", "SGD", "AdamW"} <= optim
+    assert json.loads(json.dumps(schema)) == schema
