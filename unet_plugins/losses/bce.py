@@ -1,0 +1,70 @@
+"""Binary cross-entropy on logits, one independent sigmoid per output channel."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from unet_plugins.losses.base import Loss, LossConfig, float_tensor, masked_mean, per_channel
+
+
+class BCEWithLogitsLoss(Loss):
+    """Mean binary cross-entropy of sigmoid(logits) against per-channel masks.
+
+    Equals ``torch.nn.BCEWithLogitsLoss`` as the reference builds it. With ``ignore_index`` the
+    mean runs over the unmasked voxels only (the reference zeroed the masked logits, which
+    still added log 2 per masked voxel). A list ``pos_weight`` weighs the positives of each
+    *channel*; the reference passed it to torch unchanged, which broadcasts it over the last
+    spatial axis (X) instead, so only a single number worked there.
+    """
+
+    class Config(LossConfig):
+        """Target: per-channel masks (N, C, Z, Y, X) in [0, 1], the logits' shape; pair it with
+        ``model.final_sigmoid: true``."""
+
+        used_weights: ClassVar[frozenset[str]] = frozenset({"pos_weight"})
+
+        pos_weight: float | list[float] | None = Field(
+            None,
+            description=(
+                "Weight of the positive term: one number, or one per output channel "
+                "(>1 raises recall on rare foreground). null: 1."
+            ),
+        )
+
+    target_layout = "masks"
+    pos_weight: torch.Tensor | None
+
+    def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
+        super().__init__(config, **params)
+        self.register_buffer("pos_weight", float_tensor(self.config.pos_weight))
+
+    @classmethod
+    def expected_activation(cls, config: LossConfig) -> str | None:
+        return "sigmoid"
+
+    def compute(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor | None,
+        weight: torch.Tensor | None,
+    ) -> torch.Tensor:
+        return bce(logits, target, mask, self.pos_weight)
+
+
+def bce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None,
+    pos_weight: torch.Tensor | None,
+) -> torch.Tensor:
+    """Masked mean BCE-with-logits; ``pos_weight`` is a scalar or per-channel tensor."""
+    pw = None if pos_weight is None else per_channel(pos_weight, logits, "pos_weight")
+    if mask is None:
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    per_voxel = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+    return masked_mean(per_voxel, mask)
