@@ -1,0 +1,140 @@
+"""Random intensity transforms for the raw input (non-spatial: their own generator stream).
+
+Each first draws one uniform number to decide whether it runs (``execution_probability``), then
+its parameters, all from the pipeline's generator. Results keep a float input's dtype and are
+float32 for integer input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+from scipy import ndimage
+
+from unet_plugins.transforms.base import (
+    FloatRange,
+    Transform,
+    TransformConfig,
+    execute,
+    float_dtype,
+    probability_field,
+)
+
+
+def _range_field(default: tuple[float, float], what: str) -> Any:
+    return Field(default, description=f"[low, high] range of {what}; drawn uniformly per sample.")
+
+
+class RandomContrast(Transform):
+    """``mean + a * (x - mean)`` with ``a ~ U(alpha)``.
+
+    The reference always clipped the result to [-1, 1], which only makes sense after
+    ``Normalize`` and destroys standardized data; here clipping happens only when asked:
+    ``clip: [-1, 1]`` reproduces the reference, ``clip: input`` keeps the patch's own range.
+    """
+
+    class Config(TransformConfig):
+        alpha: FloatRange = _range_field((0.5, 1.5), "the contrast factor")
+        mean: float = Field(0.0, description="Intensity the contrast is scaled around.")
+        execution_probability: float = probability_field(0.1)
+        clip: FloatRange | Literal["input"] | None = Field(
+            None,
+            description="None: no clipping; [low, high]: clip to that range (the reference "
+            "always used [-1, 1]); 'input': clip to the patch's own min/max.",
+        )
+
+    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
+        arr = np.asarray(array)
+        cfg = self.config
+        if not execute(rng, cfg.execution_probability):
+            return arr
+        factor = rng.uniform(*cfg.alpha)
+        dtype = float_dtype(arr)
+        out = (cfg.mean + factor * (arr.astype(dtype, copy=False) - cfg.mean)).astype(dtype)
+        if cfg.clip == "input":
+            out = np.clip(out, arr.min(), arr.max())
+        elif cfg.clip is not None:
+            out = np.clip(out, *cfg.clip)
+        return out
+
+
+class RandomGammaCorrection(Transform):
+    """Min-max rescale to [0, 1], then ``x ** gamma`` with ``gamma ~ U(gamma)``."""
+
+    class Config(TransformConfig):
+        gamma: FloatRange = _range_field((0.5, 1.5), "gamma")
+        execution_probability: float = probability_field(0.1)
+
+    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
+        arr = np.asarray(array)
+        cfg = self.config
+        if not execute(rng, cfg.execution_probability):
+            return arr
+        dtype = float_dtype(arr)
+        low, high = float(arr.min()), float(arr.max())
+        scaled = arr.astype(dtype) - low
+        if high > low:
+            scaled /= high - low
+        gamma = rng.uniform(*cfg.gamma)
+        return np.power(scaled, gamma, dtype=dtype)
+
+
+class AdditiveGaussianNoise(Transform):
+    """Add N(0, s) noise per voxel with ``s ~ U(scale)``."""
+
+    class Config(TransformConfig):
+        scale: FloatRange = _range_field((0.0, 1.0), "the noise standard deviation")
+        execution_probability: float = probability_field(0.1)
+
+    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
+        arr = np.asarray(array)
+        cfg = self.config
+        if not execute(rng, cfg.execution_probability):
+            return arr
+        std = rng.uniform(*cfg.scale)
+        dtype = float_dtype(arr)
+        noise = rng.standard_normal(
+            arr.shape, dtype=np.float32 if dtype == np.float32 else np.float64
+        )
+        return (arr + std * noise).astype(dtype, copy=False)
+
+
+class AdditivePoissonNoise(Transform):
+    """Add Poisson(l) counts per voxel with ``l ~ U(lam)``."""
+
+    class Config(TransformConfig):
+        lam: FloatRange = _range_field((0.0, 1.0), "the Poisson rate")
+        execution_probability: float = probability_field(0.1)
+
+    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
+        arr = np.asarray(array)
+        cfg = self.config
+        if not execute(rng, cfg.execution_probability):
+            return arr
+        lam = rng.uniform(*cfg.lam)
+        dtype = float_dtype(arr)
+        return (arr + rng.poisson(lam, size=arr.shape)).astype(dtype, copy=False)
+
+
+class GaussianBlur3D(Transform):
+    """Gaussian blur with ``sigma ~ U(sigma)`` over the spatial axes of each channel.
+
+    Draws from the pipeline's generator (the reference used Python's global ``random``, so its
+    blur was neither seeded nor different per worker) and never blurs across channels. Borders
+    use 'nearest' as skimage.filters.gaussian did; the intensity range is preserved.
+    """
+
+    class Config(TransformConfig):
+        sigma: FloatRange = _range_field((0.1, 2.0), "the blur sigma (voxels)")
+        execution_probability: float = probability_field(0.5)
+
+    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
+        arr = np.asarray(array)
+        cfg = self.config
+        if not execute(rng, cfg.execution_probability):
+            return arr
+        sigma = rng.uniform(*cfg.sigma)
+        sigmas = [0.0] * (arr.ndim - 3) + [sigma] * min(arr.ndim, 3)
+        return ndimage.gaussian_filter(arr.astype(float_dtype(arr)), sigmas, mode="nearest")
