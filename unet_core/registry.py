@@ -30,10 +30,11 @@ class PluginWarning(UserWarning):
 
 def suggest(word: str, candidates: builtins.list[str]) -> str:
     """' (did you mean `x`?)' for the closest candidates, or ''."""
-    close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in candidates}
-        close = [lowered[word.lower()]] if word.lower() in lowered else []
+    lowered = {c.lower(): c for c in candidates}
+    if word.lower() in lowered:  # a case-only slip: that is the answer
+        close = [lowered[word.lower()]]
+    else:
+        close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
     return f" (did you mean {', '.join(f'`{c}`' for c in close)}?)" if close else ""
 
 
