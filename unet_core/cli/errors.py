@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 import click
@@ -24,9 +25,17 @@ def report(exc: UserError) -> None:
     console.print(f"[bold red]Error:[/] {exc}", markup=True)
 
 
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> str:
+    return f"Warning: {message}\n"
+
+
 def run_cli(group: click.Group, argv: Sequence[str] | None = None) -> None:
     """Run ``group`` and map UserError to its exit code without a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not _debug_requested(args):
+        warnings.formatwarning = _one_line_warning  # notes for users, not source lines
     try:
         group.main(args=args, prog_name="unet", standalone_mode=False)
     except UserError as exc:

@@ -8,9 +8,10 @@ third-party component is checked exactly like a built-in.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ComponentSpec = dict[str, Any]
 
@@ -25,6 +26,9 @@ class TensorboardFormatterConfig(Section):
     skip_last_target: bool = Field(False, description="Do not draw the last target channel.")
     log_channelwise: bool = Field(False, description="One image per prediction channel.")
     name: str | None = Field(None, description="Accepted for reference configs; unused.")
+
+
+LEGACY_TRAINER_KEYS = {"epochs": "max_num_epochs", "iters": "max_num_iterations"}
 
 
 class TrainerConfig(Section):
@@ -60,6 +64,21 @@ class TrainerConfig(Section):
     progress: Literal["auto", "bar", "lines", "none"] = Field(
         "auto", description="Live bar on a terminal, plain lines otherwise."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_names(cls, data: Any) -> Any:
+        """The reference's own test configs still say ``epochs``/``iters``."""
+        if not isinstance(data, dict):
+            return data
+        for old, new in LEGACY_TRAINER_KEYS.items():
+            if old in data and new not in data:
+                warnings.warn(
+                    f"trainer.{old} is deprecated; use trainer.{new}", FutureWarning, stacklevel=2
+                )
+                data = {**data, new: data[old]}
+                del data[old]
+        return data
 
 
 class TransformerConfig(Section):
