@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from pydantic import Field
@@ -111,3 +113,37 @@ def test_bad_config_class_is_broken(reg, tmp_path, monkeypatch):
     reg._all()["metrics"]["Thing"] = Record("metrics", "Thing", "badcfg_plugin:Thing", "x", "1")
     with pytest.raises(PluginError, match="no Pydantic v2 'Config' model"):
         reg.get("metrics", "Thing")
+
+
+def test_deferred_component_validates_without_importing_its_implementation(
+    reg, tmp_path, monkeypatch
+):
+    from unet_core.interfaces import Deferred
+
+    (tmp_path / "heavy_impl.py").write_text(
+        "import sys\nsys.modules['heavy_impl_was_imported'] = sys\n"
+        "from test_registry import Scale as Impl\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    deferred = Deferred("heavy_impl:Impl", Scale.Config, check_config=lambda cfg, model: ["x"])
+    reg.register("transforms", "Heavy", deferred)
+    name, cfg = reg.validate("transforms", {"name": "Heavy", "factor": 4})
+    assert cfg.factor == 4 and "heavy_impl_was_imported" not in sys.modules
+    assert reg.light_attr("transforms", "Heavy", "check_config")(cfg, {}) == ["x"]
+    assert "heavy_impl_was_imported" not in sys.modules
+    obj = reg.create("transforms", {"name": "Heavy", "factor": 4})
+    assert obj(1.0) == 4.0 and "heavy_impl_was_imported" in sys.modules
+
+
+def test_deferred_with_broken_implementation_is_reported(reg, tmp_path, monkeypatch):
+    from unet_core.interfaces import Deferred
+
+    (tmp_path / "broken_impl.py").write_text("raise ImportError('no torch here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg.register("transforms", "Broken", Deferred("broken_impl:Thing", Scale.Config))
+    assert reg.validate("transforms", {"name": "Broken"})[0] == "Broken"
+    with pytest.raises(
+        PluginError, match="broken: import of broken_impl:Thing failed: ImportError"
+    ):
+        reg.create("transforms", {"name": "Broken"})

@@ -115,3 +115,42 @@ class Postprocessor(Protocol):
 def iter_kinds() -> Iterator[str]:
     """The registered kinds in a stable order."""
     return iter(KINDS)
+
+
+class Deferred:
+    """A component whose ``Config`` is importable without its implementation.
+
+    Validating a config needs only schemas; the implementation (and torch) is imported on first
+    use. A plugin registers ``Deferred("pkg.heavy_module:Thing", ThingConfig)`` from a light
+    module; config-time checks (``check_config``, ``check_patch_shape``) that are themselves light
+    can be passed as keyword ``attrs`` so validation stays torch-free.
+    """
+
+    def __init__(
+        self, target: str, config: type[BaseModel], doc: str | None = None, **attrs: Any
+    ) -> None:
+        self.target = target
+        self.Config = config
+        self.__doc__ = doc or config.__doc__
+        self.__name__ = target.rpartition(":")[2]
+        self._attrs = attrs
+        self._resolved: Any = None
+
+    def light(self, name: str) -> Any:
+        """A config-time helper given at registration, or None (never imports the target)."""
+        return self._attrs.get(name)
+
+    def resolve(self) -> Any:
+        """Import and return the implementation (cached)."""
+        if self._resolved is None:
+            import importlib
+
+            module, _, attr = self.target.partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            self._resolved = obj
+        return self._resolved
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.target!r})"

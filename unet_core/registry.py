@@ -116,8 +116,8 @@ class Registry:
             )
         return records[name]
 
-    def get(self, kind: str, name: str) -> Any:
-        """The component object (class or factory); imports its module on first use."""
+    def _declared(self, kind: str, name: str) -> Any:
+        """What the entry point names (possibly a Deferred), imported but not resolved."""
         rec = self.record(kind, name)
         obj = discovery.load(rec)
         if obj is None:
@@ -128,10 +128,37 @@ class Registry:
             raise err from rec.cause
         return obj
 
+    def get(self, kind: str, name: str) -> Any:
+        """The component object (class or factory); imports its module on first use."""
+        from unet_core.interfaces import Deferred
+
+        obj = self._declared(kind, name)
+        if not isinstance(obj, Deferred):
+            return obj
+        try:
+            return obj.resolve()
+        except Exception as exc:  # noqa: BLE001 - the implementation module is broken
+            rec = self.record(kind, name)
+            rec.error = f"import of {obj.target} failed: {type(exc).__name__}: {exc}".splitlines()[
+                0
+            ]
+            rec.cause, rec.obj = exc, None
+            raise PluginError(
+                f"The {singular(kind)} {name!r} from {rec.distribution} {rec.version} is broken: "
+                f"{rec.error}."
+            ) from exc
+
     def config_model(self, kind: str, name: str) -> type[BaseModel]:
-        """The Pydantic model that validates ``name``'s parameters."""
-        config: type[BaseModel] = self.get(kind, name).Config
+        """The Pydantic model that validates ``name``'s parameters (no implementation import)."""
+        config: type[BaseModel] = self._declared(kind, name).Config
         return config
+
+    def light_attr(self, kind: str, name: str, attr: str) -> Any:
+        """A config-time helper (e.g. ``check_config``) without importing a deferred target."""
+        from unet_core.interfaces import Deferred
+
+        obj = self._declared(kind, name)
+        return obj.light(attr) if isinstance(obj, Deferred) else getattr(obj, attr, None)
 
     def validate(self, kind: str, spec: Mapping[str, Any] | str) -> tuple[str, BaseModel]:
         """Split ``spec`` into its name and validated ``Config``; raises ConfigError."""
@@ -206,3 +233,4 @@ register = default_registry.register
 validate = default_registry.validate
 records = default_registry.records
 config_model = default_registry.config_model
+light_attr = default_registry.light_attr

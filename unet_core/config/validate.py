@@ -102,32 +102,30 @@ def cross_checks(cfg: ExperimentConfig, configs: dict[YamlPath, BaseModel]) -> l
     """Checks that need two sections at once (model vs patch, loss vs model)."""
     problems: list[Problem] = []
     model_cfg = configs.get(("model",))
-    model_cls = _component("models", cfg.model)
-    if model_cfg is not None and model_cls is not None and cfg.loaders is not None:
-        check_patch = getattr(model_cls, "check_patch_shape", None)
+    check_patch = _light("models", cfg.model, "check_patch_shape")
+    if model_cfg is not None and callable(check_patch) and cfg.loaders is not None:
         for phase in PHASES:
             section = getattr(cfg.loaders, phase)
             sb = section.slice_builder if section is not None else None
             patch = sb.get("patch_shape") if isinstance(sb, Mapping) else None
-            if callable(check_patch) and patch is not None:
+            if patch is not None:
                 message = check_patch(model_cfg, tuple(patch))
                 if message:
                     path = ("loaders", phase, "slice_builder", "patch_shape")
                     problems.append(Problem(path, message))
     loss_cfg = configs.get(("loss",))
-    loss_cls = _component("losses", cfg.loss)
-    check_loss = getattr(loss_cls, "check_config", None)
+    check_loss = _light("losses", cfg.loss, "check_config")
     if loss_cfg is not None and callable(check_loss):
         for message in check_loss(loss_cfg, dict(cfg.model)) or []:
             problems.append(Problem(("loss",), message))
     return problems
 
 
-def _component(kind: str, spec: Any) -> Any:
+def _light(kind: str, spec: Any, attr: str) -> Any:
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         return None
     try:
-        return registry.get(kind, spec["name"])
+        return registry.light_attr(kind, spec["name"], attr)
     except PluginError:
         return None
 
