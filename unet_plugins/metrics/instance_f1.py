@@ -1,0 +1,136 @@
+"""Instance-level F1 / precision / recall / accuracy at IoU thresholds: the nuclei metric.
+
+The score people report for nuclei segmentation (StarDist's ``matching``, the DSB-2018 and
+NeurIPS cell-segmentation challenges): predicted and ground-truth instances are paired one to
+one by an optimal (Hungarian) assignment among pairs with IoU >= ``iou_threshold``; paired
+instances are true positives, unpaired predictions false positives, unpaired ground truth false
+negatives. Not in pytorch-3dunet.
+
+Input: the model's output ``(N, C, *spatial)``. A floating-point prediction is a probability
+map: channel ``input_channel`` is thresholded at ``threshold`` and its face-connected components
+are the predicted instances (touching nuclei merge, so a model that separates them, e.g. with a
+boundary channel, scores better). An integer prediction already is an instance label image.
+The target holds instance labels, 0 = background (its last channel with ``use_last_target``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from unet_core.errors import DataError
+from unet_core.interfaces import ComponentConfig
+from unet_plugins.metrics.base import Metric
+from unet_plugins.metrics.instance_inputs import (
+    check_channel,
+    components,
+    prediction_array,
+    target_labels,
+)
+from unet_plugins.metrics.matching import (
+    MatchScores,
+    iou_matrix,
+    matched_counts,
+    remove_small_instances,
+)
+
+Report = Literal["f1", "precision", "recall", "accuracy"]
+
+
+class InstanceF1(Metric):
+    """Mean over samples (and over IoU thresholds when several) of the chosen detection score."""
+
+    higher_is_better = True
+
+    class Config(ComponentConfig):
+        iou_threshold: float | list[float] = Field(
+            0.5,
+            description=(
+                "IoU a predicted instance needs with a ground-truth instance to match it "
+                "(>=). A list averages the score over its thresholds, e.g. "
+                "[0.5, 0.55, ..., 0.95]."
+            ),
+        )
+        report: Report = Field(
+            "f1",
+            description=(
+                "Score returned: 'f1' = 2tp/(2tp+fp+fn), 'precision' = tp/(tp+fp), "
+                "'recall' = tp/(tp+fn), 'accuracy' = tp/(tp+fp+fn)."
+            ),
+        )
+        threshold: float = Field(
+            0.5, description="Probability above which a voxel is foreground (float input)."
+        )
+        input_channel: int = Field(0, description="Prediction channel holding the foreground.")
+        min_instance_size: int | None = Field(
+            None,
+            ge=0,
+            description=(
+                "Instances with fewer voxels are dropped from prediction and target before "
+                "matching (null: keep all)."
+            ),
+        )
+        use_last_target: bool = Field(
+            True,
+            description=(
+                "Take the instance labels from the target's last channel (the layout of "
+                "BlobsToMask append_label: true) or its first. A target without a channel "
+                "axis is used as is."
+            ),
+        )
+        empty_score: float = Field(
+            1.0,
+            ge=0,
+            le=1,
+            description=(
+                "Score of a sample with no instance in either target or prediction (nothing "
+                "to find, nothing found). StarDist reports 0 there, which penalises correctly "
+                "empty patches when scores are averaged."
+            ),
+        )
+
+        @field_validator("iou_threshold")
+        @classmethod
+        def _thresholds_in_range(cls, value: float | list[float]) -> float | list[float]:
+            values = value if isinstance(value, list) else [value]
+            if not values or any(not 0 < v <= 1 for v in values):
+                raise ValueError(f"every IoU threshold must be in (0, 1], got {value}")
+            return value
+
+    def __call__(self, prediction: Any, target: Any) -> float:
+        cfg = self.config
+        pred = prediction_array(prediction, "InstanceF1")
+        gt = target_labels(target, pred.shape, cfg.use_last_target, "InstanceF1")
+        if len(gt) == 0:
+            raise DataError("InstanceF1 got an empty batch (N=0).")
+        index = check_channel(cfg.input_channel, pred.shape[1], "input_channel", "InstanceF1")
+        scores = [
+            self.score(truth, self.instances(sample[index]))
+            for sample, truth in zip(pred, gt, strict=True)
+        ]
+        return float(np.mean(scores))
+
+    def instances(self, channel: np.ndarray) -> np.ndarray:
+        """Predicted instance labels of one channel: components of ``p > threshold`` or as is."""
+        if channel.dtype.kind in "iu":
+            return channel
+        if channel.dtype.kind == "b":
+            return components(channel)
+        return components(channel > self.config.threshold)
+
+    def score(self, gt: np.ndarray, seg: np.ndarray) -> float:
+        """The reported score of one sample (mean over the IoU thresholds)."""
+        cfg = self.config
+        gt = remove_small_instances(gt, cfg.min_instance_size)
+        seg = remove_small_instances(seg, cfg.min_instance_size)
+        iou = iou_matrix(gt, seg)
+        if iou.shape == (0, 0):
+            return cfg.empty_score
+        thresholds = (
+            cfg.iou_threshold if isinstance(cfg.iou_threshold, list) else [cfg.iou_threshold]
+        )
+        return float(
+            np.mean([getattr(MatchScores(*matched_counts(iou, t)), cfg.report) for t in thresholds])
+        )
