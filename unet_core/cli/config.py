@@ -30,7 +30,7 @@ def schema(output: str | None) -> None:
     import json
 
     from unet_core.config.export import experiment_json_schema
-    from unet_core.io_atomic import write_text_atomic
+    from unet_core.io.atomic import write_text_atomic
 
     text = json.dumps(experiment_json_schema(), indent=2)
     if output:

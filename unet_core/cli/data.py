@@ -1,0 +1,281 @@
+"""``unet data check``: every data check of a config, on every file, without training.
+
+Per file it reports shapes, dtypes, value ranges, patch counts, the fraction of patches the
+filter keeps and the label classes; it also tries one sample through the transforms and the
+loss (label dtype/layout vs the loss), checks the patch shape against the model and the
+train/val overlap. All problems are listed; the exit status is non-zero if there is any.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+PHASES = ("train", "val", "test")
+
+
+@dataclass
+class FileReport:
+    phase: str
+    path: str
+    raw: str = "-"
+    label: str = "-"
+    patches: str = "-"
+    classes: str = "-"
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    files: list[FileReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # config-level, not tied to one file
+
+    def all_problems(self) -> list[str]:
+        out = list(self.problems)
+        for f in self.files:
+            out += [f"{f.phase} {f.path}: {p}" for p in f.problems]
+        return out
+
+
+@click.group()
+def data() -> None:
+    """Inspect and check the data a config reads."""
+
+
+@data.command("check")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Experiment YAML.",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("--phase", "phases", multiple=True, type=click.Choice(PHASES), help="Only these.")
+def check(config_path: str, overrides: tuple[str, ...], phases: tuple[str, ...]) -> None:
+    """Run all data checks of --config on every file of every phase."""
+    from unet_core.config import load_config
+    from unet_core.errors import DataError
+
+    cfg = load_config(config_path, overrides)
+    report = run_checks(cfg, phases or PHASES)
+    print_report(report)
+    problems = report.all_problems()
+    if problems:
+        more = (
+            f" ({len(problems)} problems in total, all listed above)" if len(problems) > 1 else ""
+        )
+        raise DataError(problems[0] + more)
+    click.echo(f"{len(report.files)} input(s) checked: no problems found.")
+
+
+# -- checks ------------------------------------------------------------------------------------
+def run_checks(cfg: Any, phases: tuple[str, ...] | list[str] = PHASES) -> Report:
+    """All checks of ``cfg`` (an ExperimentConfig) as a :class:`Report`."""
+    from unet_core.engine import data as engine
+    from unet_core.errors import ConfigError, UserError
+
+    report = Report()
+    if cfg.loaders is None:
+        raise ConfigError("The config has no `loaders` section; there is no data to check.")
+    try:
+        engine.check_train_val_disjoint(cfg)
+    except ConfigError as exc:
+        report.problems.append(str(exc))
+    except UserError:
+        pass  # a missing path: reported with its phase below
+    model = _model(cfg, report)
+    for phase in phases:
+        section = getattr(cfg.loaders, phase)
+        if section is None:
+            continue
+        _check_patch_shape(cfg, phase, section, model, report)
+        for entry in section.file_paths:  # one entry at a time: a bad one hides no other
+            try:
+                files = engine.input_files(with_files(cfg, phase, [entry]), phase)
+            except UserError as exc:
+                report.files.append(FileReport(phase, entry, problems=[str(exc)]))
+                continue
+            for path in files:
+                report.files.append(check_file(cfg, phase, path, model))
+    return report
+
+
+def with_files(cfg: Any, phase: str, files: list[str]) -> Any:
+    """A copy of ``cfg`` whose ``loaders.<phase>.file_paths`` is ``files``."""
+    section = getattr(cfg.loaders, phase).model_copy(update={"file_paths": files})
+    loaders = cfg.loaders.model_copy(update={phase: section})
+    return cfg.model_copy(update={"loaders": loaders})
+
+
+def _model(cfg: Any, report: Report) -> tuple[Any, Any] | None:
+    from unet_core import registry
+    from unet_core.errors import UserError
+
+    try:
+        _, model_cfg = registry.validate("models", cfg.model)
+        return registry.get("models", cfg.model["name"]), model_cfg
+    except UserError as exc:
+        report.problems.append(f"model: {exc}")
+        return None
+
+
+def _check_patch_shape(cfg: Any, phase: str, section: Any, model: Any, report: Report) -> None:
+    spec = section.slice_builder
+    if model is None or not isinstance(spec, dict) or spec.get("patch_shape") is None:
+        return
+    check_patch = getattr(model[0], "check_patch_shape", None)
+    if callable(check_patch):
+        message = check_patch(model[1], tuple(spec["patch_shape"]))
+        if message:
+            report.problems.append(f"loaders.{phase}.slice_builder.patch_shape: {message}")
+
+
+def check_file(cfg: Any, phase: str, path: str, model: Any) -> FileReport:
+    """Inspect one file and build its dataset; problems are collected, not raised."""
+    from unet_core.engine import data as engine
+    from unet_core.errors import UserError
+
+    row = FileReport(phase, path)
+    try:
+        _describe_volumes(cfg, phase, path, row)
+    except UserError as exc:
+        row.problems.append(str(exc))
+        return row
+    try:
+        (dataset,) = engine.build_datasets(with_files(cfg, phase, [path]), phase)
+        _describe_patches(dataset, row)
+        _check_sample(cfg, dataset, phase, model, row)
+    except UserError as exc:
+        row.problems.append(str(exc))
+    return row
+
+
+def _describe_volumes(cfg: Any, phase: str, path: str, row: FileReport) -> None:
+    """Shapes, dtypes, value range and label classes, read block by block."""
+    from unet_core.engine import data as engine
+    from unet_core.io import Source
+
+    _, dataset_config = engine.dataset_component(cfg)
+    raw_name = getattr(dataset_config, "raw_internal_path", None)
+    if raw_name is None:  # folder datasets (DSB): described by their dataset
+        return
+    label_name = getattr(dataset_config, "label_internal_path", None) if phase != "test" else None
+    raw_word = raw_name if isinstance(raw_name, str) else raw_name[0]
+    with Source(path, raw_name=raw_word, key=f"loaders.{phase}.file_paths") as src:
+        raw = src.volume(raw_name, key="loaders.raw_internal_path")
+        lo, hi = _range(raw)
+        row.raw = f"{raw.shape} {raw.dtype} [{lo:g}, {hi:g}]"
+        if label_name is not None:
+            label = src.volume(label_name, key="loaders.label_internal_path")
+            row.label = f"{label.shape} {label.dtype}"
+            row.classes = _classes(_unique(label))
+
+
+def _describe_patches(dataset: Any, row: FileReport) -> None:
+    row.patches = str(len(dataset))
+    total = getattr(getattr(dataset, "slice_builder", None), "total_patches", None)
+    if total:
+        row.patches = f"{len(dataset)}/{total} ({100 * len(dataset) / total:.0f}% kept)"
+    if getattr(dataset, "names", None) is None:  # folder datasets (DSB)
+        row.raw = f"{len(dataset)} images"
+
+
+def _range(volume: Any) -> tuple[float, float]:
+    lo, hi = float("inf"), float("-inf")
+    for block in volume.blocks():
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    return lo, hi
+
+
+def _unique(volume: Any) -> Any:
+    import numpy as np
+
+    values = np.array([], dtype=volume.dtype)
+    for block in volume.blocks():
+        values = np.union1d(values, np.unique(block))
+    return values
+
+
+def _classes(values: Any) -> str:
+    if len(values) <= 8:
+        return ", ".join(f"{v:g}" for v in values.tolist())
+    return f"{len(values)} values in [{values[0]:g}, {values[-1]:g}]"
+
+
+def _check_sample(cfg: Any, dataset: Any, phase: str, model: Any, row: FileReport) -> None:
+    """One sample through the transforms; its channels vs the model, its label vs the loss."""
+    if len(dataset) == 0:
+        row.problems.append("no samples")
+        return
+    sample = dataset[0]
+    raw = sample[0]
+    if model is not None:
+        wanted = getattr(model[1], "in_channels", None)
+        channels = raw.shape[0] if raw.dim() == 4 else 1
+        if wanted is not None and channels != wanted:
+            row.problems.append(
+                f"the transformed input has {channels} channel(s) (shape {tuple(raw.shape)}) but "
+                f"model.in_channels is {wanted}; set in_channels: {channels} or change the data."
+            )
+    if phase != "test" and cfg.loss is not None and model is not None and len(sample) >= 2:
+        problem = _loss_problem(cfg, model, sample)
+        if problem:
+            row.problems.append(problem)
+
+
+def _loss_problem(cfg: Any, model: Any, sample: tuple[Any, ...]) -> str | None:
+    """The configured loss applied to zero logits and this label: its complaint, if any."""
+    import torch
+
+    from unet_core import registry
+    from unet_core.errors import UserError
+
+    target = sample[1][None]
+    weight = sample[2][None] if len(sample) > 2 else None
+    out_channels = getattr(model[1], "out_channels", 1)
+    dims = getattr(model[0], "spatial_dims", None) or getattr(model[1], "spatial_dims", 3)
+    spatial = tuple(sample[0].shape[-3:])
+    logits = torch.zeros((1, out_channels, *spatial))
+    if dims == 2:
+        logits = logits.squeeze(-3)
+        target = target.squeeze(-3) if target.shape[-3] == 1 else target
+        weight = weight.squeeze(-3) if weight is not None and weight.shape[-3] == 1 else weight
+    try:
+        loss = registry.create("losses", cfg.loss)
+        loss(logits, target, weight) if weight is not None else loss(logits, target)
+    except UserError as exc:
+        return f"the label does not fit loss {cfg.loss['name']}: {exc}"
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        return (
+            f"loss {cfg.loss['name']} fails on a label of shape {tuple(sample[1].shape)} "
+            f"{sample[1].dtype} with logits {tuple(logits.shape)}: {exc}. Check the label "
+            f"transforms (ToTensor dtype, expand_dims) and model.out_channels."
+        )
+    return None
+
+
+# -- output ------------------------------------------------------------------------------------
+def print_report(report: Report) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="unet data check", show_lines=False)
+    columns = ("phase", "file", "raw: shape dtype [min, max]", "label", "classes", "patches")
+    for column in (*columns, "status"):
+        table.add_column(escape(column), overflow="fold")
+    for f in report.files:
+        status = "ok" if not f.problems else f"{len(f.problems)} problem(s)"
+        cells = (f.phase, f.path, f.raw, f.label, f.classes, f.patches, status)
+        table.add_row(*(Text(c) for c in cells))
+    console = Console(highlight=False)
+    if not console.is_terminal:  # logs and pipes: one line per file, not an 80-column wrap
+        console = Console(highlight=False, width=max(console.width, 220))
+    console.print(table)
+    problems = report.all_problems()
+    for i, problem in enumerate(problems, 1):
+        console.print(f"[bold red]Problem {i}:[/] {escape(problem)}", markup=True, soft_wrap=True)
