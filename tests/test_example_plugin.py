@@ -2,9 +2,12 @@
 
 The environment is created without pip and sees the host environment (unet-core, torch) through
 a ``.pth`` file, so nothing is downloaded. The example is built into a wheel once, installed with
-pip, used through the ``unet`` CLI and the registry in subprocesses, and uninstalled with pip.
+pip, used through the ``unet`` CLI and the registry in subprocesses (its model, loss and metric
+with hand-computed values; a 2-iteration ``unet train`` run with its model, loss, metric,
+optimizer and scheduler), and uninstalled with pip.
 A second, deliberately broken distribution is pip-installed into a ``--target`` folder to show
 that a broken plugin and a name claimed twice are reported while everything else keeps working.
+The last tests check that docs/plugins.md quotes the example's code as it is.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "unet-plugin-example"
 DIST = "unet-plugin-example"
+VERSION = "0.2.0"
 
 
 @dataclass
@@ -122,27 +126,43 @@ RECORDS = """
 def test_installed_plugin_is_listed_without_importing_it(penv: PluginEnv) -> None:
     out = _py(penv, RECORDS)
     assert out["records"] == [
-        ["lr_schedulers", "WarmupCosine", DIST, "0.1.0", "ok"],
-        ["optimizers", "Lion", DIST, "0.1.0", "ok"],
+        [kind, name, DIST, VERSION, "ok"]
+        for kind, name in sorted(
+            [
+                ("losses", "SoftClDiceLoss"),
+                ("lr_schedulers", "WarmupCosine"),
+                ("metrics", "SurfaceDice"),
+                ("models", "AttentionGateUNet3D"),
+                ("optimizers", "Lion"),
+            ]
+        )
     ]
     assert out["torch_imported"] is False
 
     listing = _unet(penv, "plugins", "list").stdout
-    assert re.search(rf"^Lion\s+optimizers\s+{DIST}\s+0\.1\.0\s+ok$", listing, re.M), listing
-    assert re.search(rf"^WarmupCosine\s+lr_schedulers\s+{DIST}\s+0\.1\.0\s+ok$", listing, re.M)
+    for name, kind in [
+        ("AttentionGateUNet3D", "models"),
+        ("SoftClDiceLoss", "losses"),
+        ("SurfaceDice", "metrics"),
+        ("Lion", "optimizers"),
+        ("WarmupCosine", "lr_schedulers"),
+    ]:
+        assert re.search(rf"^{name}\s+{kind}\s+{DIST}\s+{VERSION}\s+ok$", listing, re.M), listing
     assert re.search(r"^Adam\s+optimizers\s+unet-core\s+", listing, re.M)
+    assert re.search(r"^UNet3D\s+models\s+unet-core\s+", listing, re.M)
 
     shown = _unet(penv, "plugins", "show", "Lion").stdout
-    assert f"from {DIST} 0.1.0" in shown
+    assert f"from {DIST} {VERSION}" in shown
     for field in ("learning_rate", "betas", "weight_decay", "0.0001"):
         assert field in shown, field
 
 
 CONFIG = """\
 model:
-  name: UNet3D
+  name: AttentionGateUNet3D
   in_channels: 1
   out_channels: 1
+  {f_maps_key}: 8
 optimizer:
   name: Lion
   {lr_key}: 0.0001
@@ -157,7 +177,9 @@ lr_scheduler:
 
 def test_config_naming_the_plugin_validates_and_builds(penv: PluginEnv) -> None:
     path = penv.tmp / "good.yml"
-    path.write_text(CONFIG.format(lr_key="learning_rate", beta2=0.99, warmup=2))
+    path.write_text(
+        CONFIG.format(f_maps_key="f_maps", lr_key="learning_rate", beta2=0.99, warmup=2)
+    )
 
     out = _py(
         penv,
@@ -201,16 +223,19 @@ def test_config_naming_the_plugin_validates_and_builds(penv: PluginEnv) -> None:
 
 def test_typos_in_plugin_parameters_are_caught_by_its_schema(penv: PluginEnv) -> None:
     path = penv.tmp / "typo.yml"
-    path.write_text(CONFIG.format(lr_key="learning_rat", beta2=1.5, warmup=10))
+    path.write_text(CONFIG.format(f_maps_key="f_map", lr_key="learning_rat", beta2=1.5, warmup=10))
     proc = _unet(penv, "config", "validate", str(path), check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stderr
     assert "Traceback" not in err
-    assert re.search(r"optimizer\.learning_rat\b.*line 7", err), err
+    # each component's own schema, with the YAML line and the closest valid key
+    assert re.search(r"model\.f_map \(line 5\): unknown key `f_map` for model "
+                     r"AttentionGateUNet3D \(did you mean `f_maps`\?\)", err), err  # fmt: skip
+    assert re.search(r"optimizer\.learning_rat\b.*line 8", err), err
     assert "learning_rate" in err  # the suggestion
     assert re.search(r"lr_scheduler.*warmup_steps \(10\) must be smaller than total_steps", err)
 
-    assert re.search(r"optimizer\.betas\[1\] \(line 8\).*less than 1", err), err
+    assert re.search(r"optimizer\.betas\[1\] \(line 9\).*less than 1", err), err
 
 
 def test_plugin_hooks_receive_lifecycle_events(penv: PluginEnv) -> None:
@@ -236,6 +261,258 @@ def test_plugin_hooks_receive_lifecycle_events(penv: PluginEnv) -> None:
         {"event": "after_validation", "iteration": 400, "score": 0.8, "loss": 0.25},
         {"event": "train_end", "iteration": 401, "best_score": 0.8},
     ]
+
+
+# -- the plugin's model, loss and metric -------------------------------------------------------
+# Every component in this config comes from the example package, except the data pipeline.
+TRAIN_CONFIG = """\
+manual_seed: 0
+device: cpu
+model:
+  name: AttentionGateUNet3D
+  in_channels: 1
+  out_channels: 1
+  f_maps: {f_maps}
+  num_levels: 2
+  num_groups: {num_groups}
+loss:
+  name: SoftClDiceLoss
+  alpha: 0.5
+  iterations: 2
+  normalization: {normalization}
+eval_metric:
+  name: SurfaceDice
+  tolerance: 1.0
+  spacing: [2.0, 1.0, 1.0]
+optimizer:
+  name: Lion
+  learning_rate: 0.0003
+  weight_decay: 0.01
+lr_scheduler:
+  name: WarmupCosine
+  warmup_steps: 1
+  total_steps: 4
+trainer:
+  checkpoint_dir: {run_dir}
+  max_num_epochs: 10
+  max_num_iterations: 2
+  validate_after_iters: 1
+  log_after_iters: 100
+  progress: none
+loaders:
+  batch_size: 1
+  num_workers: 0
+  raw_internal_path: raw
+  label_internal_path: label
+  train:
+    file_paths: [{train}]
+    slice_builder: {{name: SliceBuilder, patch_shape: [8, 16, 16], stride_shape: [4, 8, 8],
+                    skip_shape_check: true}}
+    transformer:
+      raw: [{{name: Standardize}}, {{name: ToTensor, expand_dims: true}}]
+      label: [{{name: BlobsToMask}}, {{name: ToTensor, expand_dims: true}}]
+  val:
+    file_paths: [{val}]
+    slice_builder: {{name: SliceBuilder, patch_shape: [8, 16, 16], stride_shape: [8, 16, 16],
+                    skip_shape_check: true}}
+    transformer:
+      raw: [{{name: Standardize}}, {{name: ToTensor, expand_dims: true}}]
+      label: [{{name: BlobsToMask}}, {{name: ToTensor, expand_dims: true}}]
+"""
+
+
+def _vessels(path: Path, seed: int) -> Path:
+    """A tiny volume of straight 'vessels' (3x3-voxel tubes along x) in noise."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    label = np.zeros((8, 16, 16), np.uint16)
+    for i, (z, y) in enumerate([(2, 3), (5, 8), (3, 12)], start=1):
+        label[z - 1 : z + 2, y - 1 : y + 2, :] = i
+    raw = (label > 0) + rng.normal(0.0, 0.3, label.shape)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("raw", data=raw.astype(np.float32))
+        f.create_dataset("label", data=label)
+    return path
+
+
+def _train_config(penv: PluginEnv, name: str, **changes: object) -> Path:
+    values: dict[str, object] = {
+        "f_maps": 4,
+        "num_groups": 2,
+        "normalization": "sigmoid",
+        "run_dir": penv.tmp / f"run-{name}",
+        "train": penv.tmp / "vessels_train.h5",
+        "val": penv.tmp / "vessels_val.h5",
+    }
+    values.update(changes)
+    path = penv.tmp / f"{name}.yml"
+    path.write_text(TRAIN_CONFIG.format(**values))
+    return path
+
+
+def test_plugin_model_loss_and_metric_validate_build_and_compute(penv: PluginEnv) -> None:
+    good = _train_config(penv, "components")
+    groups = _train_config(penv, "groups", f_maps=6, num_groups=4)
+    softmax = _train_config(penv, "softmax", normalization="softmax")
+    out = _py(
+        penv,
+        f"""
+        import json, torch
+        from unet_core import registry
+        from unet_core.config import load_config
+        from unet_core.errors import ConfigError, DataError
+        res = {{}}
+        cfg = load_config({str(good)!r})
+        res["names"] = [cfg.model["name"], cfg.loss["name"], cfg.eval_metric["name"]]
+        res["problems"] = []
+        for path in ({str(groups)!r}, {str(softmax)!r}):
+            try:
+                load_config(path)
+            except ConfigError as exc:
+                res["problems"].append(str(exc))
+
+        # the model contract: attributes, train-mode logits, eval-mode activation, any size
+        torch.manual_seed(0)
+        model = registry.create("models", cfg.model)
+        x = torch.randn(2, 1, 5, 11, 9)  # no axis a multiple of 2
+        train_out = model.train()(x)
+        model.eval()
+        with torch.no_grad():
+            logits, eval_out = model.logits(x), model(x)
+        multi = registry.create("models", {{"name": "AttentionGateUNet3D", "in_channels": 2,
+                                "out_channels": 3, "f_maps": 4, "num_groups": 2,
+                                "final_sigmoid": False}}).eval()
+        regression = registry.create("models", {{"name": "AttentionGateUNet3D", "in_channels": 1,
+                                     "out_channels": 1, "is_segmentation": False}}).eval()
+        plain = registry.create("models", {{**cfg.model, "attention": False}})
+        with torch.no_grad():
+            softmax_sum = multi(torch.randn(1, 2, 4, 6, 7)).sum(dim=1)
+            y = torch.randn(1, 1, 3, 4, 4)
+            identity = bool(torch.equal(regression(y), regression.logits(y)))
+        try:
+            model(torch.randn(1, 2, 8, 8, 8))
+        except DataError as exc:
+            res["bad_input"] = str(exc)
+        res["model"] = {{
+            "attrs": [model.in_channels, model.out_channels, model.spatial_dims,
+                      model.is_segmentation, model.final_sigmoid],
+            "shape": list(train_out.shape),
+            "train_is_logits": torch.allclose(train_out, logits, atol=1e-6),
+            "eval_is_sigmoid": torch.allclose(eval_out, torch.sigmoid(logits)),
+            "softmax_sums_to_one": torch.allclose(softmax_sum, torch.ones(()), atol=1e-5),
+            "regression_is_identity": identity,
+            "gate_parameters": sum(p.numel() for p in model.parameters())
+                               - sum(p.numel() for p in plain.parameters()),
+        }}
+
+        # the loss on 5x5 masks (z = 1); logits of +-30 give probabilities 0 and 1
+        def image(rows, cols=slice(None)):
+            t = torch.zeros(1, 1, 1, 5, 5)
+            t[..., rows, cols] = 1
+            return t
+        bar, line = image(slice(1, 4)), image(2)
+        gap = line.clone()
+        gap[..., 2, 2] = 0
+        logit = lambda mask: (2 * mask - 1) * 30
+        loss = lambda **p: registry.create("losses", {{"name": "SoftClDiceLoss", **p}})
+        res["loss"] = {{
+            "centreline_vs_bar": [float(loss(alpha=a)(logit(line), bar)) for a in (0, 0.5, 1)],
+            "gap_cldice": float(loss(alpha=1)(logit(gap), line)),
+            "gap_dice": float(loss(alpha=0)(logit(gap), line)),
+            "needs_weight": registry.get("losses", "SoftClDiceLoss").needs_weight,
+            "layout": registry.get("losses", "SoftClDiceLoss").target_layout,
+        }}
+        for name, target in [("no_channel", bar[:, 0]), ("ids", bar * 7)]:
+            try:
+                loss()(logit(bar), target)
+            except DataError as exc:
+                res["loss"][name] = str(exc)
+
+        # the metric: 3x3 squares one voxel apart in x, in a 5x6 image (z = 1)
+        pred = torch.zeros(2, 1, 1, 5, 6)
+        pred[0, ..., 1:4, 1:4] = 0.9
+        true = torch.zeros(2, 1, 1, 5, 6)
+        true[..., 1:4, 2:5] = 1
+        metric = lambda **p: registry.create("metrics", {{"name": "SurfaceDice", **p}})
+        res["metric"] = {{
+            "tol0": metric(tolerance=0)(pred[:1], true[:1]),
+            "tol1": metric(tolerance=1)(pred[:1], true[:1]),
+            "tol1_wide_x": metric(tolerance=1, spacing=[1, 1, 2])(pred[:1], true[:1]),
+            "batch": metric(tolerance=0)(pred, true),
+            "both_empty": metric()(torch.zeros(1, 1, 3, 3, 3), torch.zeros(1, 3, 3, 3)),
+            "higher_is_better": registry.get("metrics", "SurfaceDice").higher_is_better,
+        }}
+        try:
+            metric(spacing=[1.0, 1.0])(pred, true)
+        except DataError as exc:
+            res["metric"]["bad_spacing"] = str(exc)
+        print(json.dumps(res))
+    """,
+    )
+    assert out["names"] == ["AttentionGateUNet3D", "SoftClDiceLoss", "SurfaceDice"]
+    groups_err, softmax_err = out["problems"]
+    assert re.search(r"model \(line 3\).*f_maps \(6\) must be a multiple of num_groups \(4\)",
+                     groups_err), groups_err  # fmt: skip
+    assert "set num_groups to 3 or f_maps to 8" in groups_err
+    assert "loss SoftClDiceLoss uses normalization: softmax" in softmax_err
+    assert "final_sigmoid: True" in softmax_err
+
+    m = out["model"]
+    assert m["attrs"] == [1, 1, 3, True, True]
+    assert m["shape"] == [2, 1, 5, 11, 9]
+    assert m["train_is_logits"] and m["eval_is_sigmoid"] and m["softmax_sums_to_one"]
+    assert m["regression_is_identity"]
+    # 2 levels: one gate, skip 4 channels -> 2 (2x2x2 conv, no bias: 4*2*8 = 64), gating signal
+    # 8 -> 2 (1x1 conv: 8*2 + 2 = 18), score 2 -> 1 (2 + 1 = 3)
+    assert m["gate_parameters"] == 64 + 18 + 3
+    assert "in_channels = 1, got shape (1, 2, 8, 8, 8)" in out["bad_input"]
+
+    loss = out["loss"]
+    # centre line (5 voxels) vs a 3-voxel-thick bar (15): soft Dice (2*5+1)/(5+15+1) = 11/21;
+    # the bar's soft skeleton is that centre line, so clDice = 1 (smooth = 1 everywhere)
+    assert loss["centreline_vs_bar"] == pytest.approx([10 / 21, 5 / 21, 0.0], abs=1e-6)
+    # a gap in the line: precision (4+1)/(4+1) = 1, sensitivity (4+1)/(5+1) -> clDice 10/11;
+    # Dice (2*4+1)/(4+5+1) = 0.9
+    assert loss["gap_cldice"] == pytest.approx(1 / 11, abs=1e-6)
+    assert loss["gap_dice"] == pytest.approx(0.1, abs=1e-6)
+    assert loss["needs_weight"] is False and loss["layout"] == "masks"
+    assert "no channel axis" in loss["no_channel"] and "BlobsToMask" in loss["no_channel"]
+    assert "ranges from 0 to 7" in loss["ids"]
+
+    metric = out["metric"]
+    # surfaces: the 8-voxel rings; 4 ring voxels coincide, every other is 1 voxel from the
+    # other ring; with x twice as long, only (2,3) and (2,2) are within 1 of the other ring
+    assert metric["tol0"] == pytest.approx(8 / 16)
+    assert metric["tol1"] == pytest.approx(1.0)
+    assert metric["tol1_wide_x"] == pytest.approx(10 / 16)
+    assert metric["batch"] == pytest.approx((0.5 + 0.0) / 2)  # sample 2 predicts nothing
+    assert metric["both_empty"] == 1.0 and metric["higher_is_better"] is True
+    assert "spacing [1.0, 1.0] (2 axes)" in metric["bad_spacing"]
+
+
+def test_training_with_the_plugin_model_loss_and_metric(penv: PluginEnv) -> None:
+    _vessels(penv.tmp / "vessels_train.h5", seed=0)
+    _vessels(penv.tmp / "vessels_val.h5", seed=1)
+    config = _train_config(penv, "train")
+    log = penv.tmp / "train-hooks.jsonl"
+    proc = _run(
+        [penv.python, "-m", "unet_core.cli.main", "train", "--config", config],
+        UNET_EXAMPLE_HOOK_LOG=str(log),
+    )
+    assert "Finished after 2 iterations" in proc.stdout, proc.stdout + proc.stderr
+    run_dir = penv.tmp / "run-train"
+    assert (run_dir / "last_checkpoint.pytorch").is_file()
+    assert (run_dir / "best_checkpoint.pytorch").is_file()
+
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    validations = [e for e in events if e["event"] == "after_validation"]
+    assert [e["iteration"] for e in validations] == [1, 2]
+    assert all(0.0 <= e["score"] <= 1.0 and e["loss"] > 0 for e in validations)  # SurfaceDice
+    saved = {e["file"] for e in events if e["event"] == "checkpoint_saved"}
+    assert saved == {"last_checkpoint.pytorch", "best_checkpoint.pytorch"}
+    assert events[-1]["event"] == "train_end" and events[-1]["iteration"] == 2
 
 
 CLASH_PYPROJECT = """\
@@ -356,7 +633,7 @@ def test_broken_and_conflicting_plugins_are_isolated(penv: PluginEnv, clash_targ
     assert re.search(r"^GhostMetric\s+metrics\s+unet-plugin-clash\s+0\.2\.0\s+broken: module "
                      r"'unet_plugin_clash.ghost' not found$", listing, re.M)  # fmt: skip
     assert re.search(r"^Adam\s+optimizers\s+unet-core\s+\S+\s+ok$", listing, re.M)
-    assert re.search(rf"^WarmupCosine\s+lr_schedulers\s+{DIST}\s+0\.1\.0\s+ok$", listing, re.M)
+    assert re.search(rf"^WarmupCosine\s+lr_schedulers\s+{DIST}\s+{VERSION}\s+ok$", listing, re.M)
     # --check imports the (matching) components, so an import failure shows too
     checked = _unet(penv, "plugins", "list", "--check", "Exploding*", extra_path=[clash_target])
     assert re.search(r"^ExplodingLoss\s+losses\s+unet-plugin-clash\s+0\.2\.0\s+broken: import "
@@ -374,16 +651,61 @@ def test_uninstalling_the_plugin_removes_its_components(penv: PluginEnv) -> None
             from unet_core import registry
             from unet_core.errors import PluginError
             recs = [r.name for r in registry.records() if r.distribution == "unet-plugin-example"]
-            try:
-                registry.get("optimizers", "Lion")
-            except PluginError as exc:
-                print(json.dumps({"records": recs, "error": str(exc)}))
+            errors = []
+            for kind, name in [("optimizers", "Lion"), ("models", "AttentionGateUNet3D")]:
+                try:
+                    registry.get(kind, name)
+                except PluginError as exc:
+                    errors.append(str(exc))
+            print(json.dumps({"records": recs, "errors": errors}))
         """,
         )
         assert out["records"] == []
-        assert out["error"].startswith("Unknown optimizer 'Lion'")
+        assert out["errors"][0].startswith("Unknown optimizer 'Lion'")
+        assert out["errors"][1].startswith("Unknown model 'AttentionGateUNet3D'")
         listing = _unet(penv, "plugins", "list", "*i*").stdout
-        assert "Lion" not in listing and "WarmupCosine" not in listing and DIST not in listing
+        assert DIST not in listing
+        for name in (
+            "Lion",
+            "WarmupCosine",
+            "AttentionGateUNet3D",
+            "SoftClDiceLoss",
+            "SurfaceDice",
+        ):
+            assert name not in listing
         assert re.search(r"^CyclicLR\s+lr_schedulers\s+unet-core\s+\S+\s+ok$", listing, re.M)
     finally:
         _install(penv)  # leave the module's environment as the other tests expect it
+
+
+# -- docs/plugins.md stays true to the example (no environment needed) --------------------------
+GUIDE = ROOT / "docs" / "plugins.md"
+
+
+def _code_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```$", text, re.M | re.S)
+
+
+def test_guide_excerpts_match_the_example_code() -> None:
+    excerpts = [
+        block
+        for block in _code_blocks(GUIDE.read_text(), "python")
+        if block.startswith("# unet_plugin_example/")
+    ]
+    assert len(excerpts) >= 5
+    for block in excerpts:
+        header, *lines = block.splitlines()
+        source = (EXAMPLE / header[2:]).read_text().splitlines()
+        for line in lines:
+            if line.strip() not in ("", "..."):
+                assert line in source, f"{header[2:]} no longer has: {line!r}"
+
+
+def test_guide_entry_points_and_hooks_match_the_package() -> None:
+    from unet_core.hooks import HookSpecs
+
+    text = GUIDE.read_text()
+    (toml,) = _code_blocks(text, "toml")
+    assert toml in (EXAMPLE / "pyproject.toml").read_text()
+    documented = set(re.findall(r"^\| `(unet_\w+)` \|", text, re.M))
+    assert documented == {name for name in vars(HookSpecs) if name.startswith("unet_")}

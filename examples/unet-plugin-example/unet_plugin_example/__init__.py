@@ -4,4 +4,4 @@ Nothing here is imported by unet-core directly: each component is found through 
 in ``pyproject.toml`` and its module is imported only when a config names it.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

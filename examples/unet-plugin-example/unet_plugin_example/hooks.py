@@ -1,5 +1,7 @@
 """Lifecycle hooks: append one JSON line per event to ``$UNET_EXAMPLE_HOOK_LOG``.
 
+Nothing is written when the variable is unset, so installing the plugin changes no run.
+
 Registered under the ``unet.hooks`` entry-point group; unet-core's pluggy manager calls these
 with keyword arguments, and a hook may take any subset of the arguments its spec declares.
 """
@@ -31,6 +33,12 @@ def _number(value: Any) -> float | None:
 def unet_after_validation(iteration: int, score: float, loss: float) -> None:
     """Record every validation score."""
     _append("after_validation", iteration=int(iteration), score=_number(score), loss=_number(loss))
+
+
+@hookimpl
+def unet_checkpoint_saved(path: str, is_best: bool) -> None:
+    """Record every checkpoint file once it is completely written."""
+    _append("checkpoint_saved", file=os.path.basename(path), is_best=bool(is_best))
 
 
 @hookimpl
