@@ -109,6 +109,8 @@ def test_reference_aliases_translate_flags():
         "32",
         "64",
         "64",
+        "--loaders.output_dir",
+        "/out",
     ]
     assert translate(argv) == [
         "--config",
@@ -119,4 +121,6 @@ def test_reference_aliases_translate_flags():
         "loaders.test.file_paths=[a.h5, b.h5]",
         "--set",
         "loaders.test.slice_builder.patch_shape=[32, 64, 64]",
+        "--set",
+        "loaders.output_dir=/out",
     ]

@@ -17,6 +17,10 @@ LEGACY_FLAGS = {
 }
 
 
+#: Flags that take one value; the others take one or more (nargs='+' in the reference).
+SINGLE_VALUED = {"--model_path", "--loaders.output_dir"}
+
+
 def translate(argv: list[str]) -> list[str]:
     """Map the reference's flags (``--model_path X``, list flags with several values) to ours."""
     out: list[str] = []
@@ -32,7 +36,8 @@ def translate(argv: list[str]) -> list[str]:
                 i += 1
             if not values:
                 raise UsageError(f"{flag} needs a value.")
-            value = values[0] if flag == "--model_path" else "[" + ", ".join(values) + "]"
+            single = flag in SINGLE_VALUED
+            value = values[0] if single else "[" + ", ".join(values) + "]"
             out += ["--set", f"{LEGACY_FLAGS[flag]}={value}"]
             continue
         out.append(arg)

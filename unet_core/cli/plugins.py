@@ -54,6 +54,7 @@ def list_plugins(pattern: str, kind: str | None, check: bool) -> None:
 def show(name: str, kind: str | None) -> None:
     """Show a component's parameters: type, default and documentation."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from unet_core import registry
@@ -70,7 +71,7 @@ def show(name: str, kind: str | None) -> None:
         console.print(f"[bold]{name}[/] ({k}) from {rec.distribution} {rec.version}")
         doc = (obj.__doc__ or "").strip()
         if doc:
-            console.print(doc)
+            console.print(escape(doc))
         table = Table()
         for column in ("parameter", "type", "default", "description"):
             table.add_column(column)
@@ -80,7 +81,8 @@ def show(name: str, kind: str | None) -> None:
                 if info.is_required()
                 else repr(info.get_default(call_default_factory=True))
             )
-            table.add_row(field, _type_name(info.annotation), default, info.description or "")
+            row = (field, _type_name(info.annotation), default, info.description or "")
+            table.add_row(*(escape(cell) for cell in row))
         console.print(table)
 
 
