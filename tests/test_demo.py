@@ -1,0 +1,74 @@
+"""`unet demo`: the README's main command, end to end on generated data (short budget)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from unet_core.demo.synthetic import make_nuclei_volume
+from unet_core.demo.user_data import split_user_volume
+from unet_core.errors import DataError
+
+
+def test_synthetic_volume_is_labelled_and_separable():
+    raw, labels = make_nuclei_volume(shape=(24, 64, 64), n_nuclei=10, seed=3)
+    assert raw.dtype == np.uint8 and labels.dtype == np.uint16
+    assert labels.max() == 10 and set(np.unique(labels)) == set(range(11))
+    # nuclei are brighter than background on average, but not trivially (noise overlaps)
+    assert raw[labels > 0].mean() > 2 * raw[labels == 0].mean()
+    again, _ = make_nuclei_volume(shape=(24, 64, 64), n_nuclei=10, seed=3)
+    assert np.array_equal(raw, again)
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out), "--iterations", "50"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for stage in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "Done in"):
+        assert stage in proc.stdout
+    scores = json.loads((out / "metrics.json").read_text())
+    assert scores["dice"] > 0.7, scores  # chance level (all foreground) is ~0.09
+    assert scores["instance_f1"] > 0.4, scores
+    png = (out / "demo.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert (out / "checkpoints" / "best_checkpoint.pytorch").is_file()
+    assert list((out / "checkpoints" / "logs").rglob("events.out.tfevents.*"))
+    with h5py.File(out / "predictions" / "test_predictions.h5", "r") as f:
+        assert f["predictions"].shape == (1, 48, 128, 128)
+        assert f["segmentation"].shape == (48, 128, 128)
+        assert f["segmentation"][:].max() > 10
+
+
+def test_user_volume_split_and_errors(tmp_path):
+    path = tmp_path / "vol.h5"
+    raw = np.arange(50 * 8 * 8, dtype=np.uint8).reshape(50, 8, 8)
+    with h5py.File(path, "w") as f:
+        f["raw"], f["label"] = raw, (raw > 100).astype(np.uint16)
+    parts = split_user_volume(str(path), None)
+    assert [p[0].shape[0] for p in parts.values()] == [30, 10, 10]
+    assert np.array_equal(np.concatenate([p[0] for p in parts.values()]), raw)
+    with pytest.raises(DataError, match="does not exist"):
+        split_user_volume(str(tmp_path / "missing.h5"), None)
+    with h5py.File(tmp_path / "nolabel.h5", "w") as f:
+        f["raw"] = raw
+    with pytest.raises(DataError, match="has no dataset 'label'; it has: raw"):
+        split_user_volume(str(tmp_path / "nolabel.h5"), None)
+
+
+def test_demo_readme_command_is_the_documented_one():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "pip install -c constraints.txt -e . && unet demo" in readme
+    assert 'pip install -c constraints.txt -e ".[dev]" && pytest' in readme
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert 'pip install -c constraints.txt -e ".[dev]" && pytest' in ci

@@ -1,0 +1,24 @@
+"""``unet demo``: the one-command tour (train, predict, segment, score, draw)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("-o", "--output", default="unet-demo", show_default=True, help="Output folder.")
+@click.option("--data", type=click.Path(dir_okay=False), help="Your labelled HDF5/TIFF volume.")
+@click.option("--labels", type=click.Path(dir_okay=False), help="Label TIFF matching --data.")
+@click.option("--iterations", default=150, show_default=True, help="Training iterations.")
+def demo(output: str, data: str | None, labels: str | None, iterations: int) -> None:
+    """Generate a labelled 3D volume, train a small U-Net (~1 min on 2 CPU cores), predict a
+    held-back volume, segment nuclei, and write checkpoint, logs, prediction, metrics and a PNG."""
+    from unet_core.demo.run import run_demo
+
+    result = run_demo(output, data, labels, iterations, echo=click.echo)
+    click.echo(
+        f"\nDone in {result.seconds:.0f} s. Scores: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result.scores.items())
+    )
+    for what, path in result.files.items():
+        click.echo(f"  {what:17s} {path}")
