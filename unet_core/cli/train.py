@@ -1,0 +1,134 @@
+"""``unet train``: train a model from a YAML config (``train3dunet`` is the same command).
+
+``--nproc N`` re-launches this command under ``torchrun --standalone --nproc_per_node=N``
+(DDP on one machine); for several machines call torchrun yourself:
+``torchrun --nnodes ... -m unet_core.cli.main train --config FILE``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+
+from unet_core.errors import UsageError
+
+
+@click.command("train")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML experiment config (optional with --resume: the checkpoint's config is used).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set trainer.max_num_iterations=1000 (repeatable).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(dir_okay=False),
+    help="Continue a run from its last_checkpoint.pytorch (model, optimizer, counters, RNG).",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes (GPUs) on this machine: re-launches itself under torchrun (DDP).",
+)
+@click.option("--device", help="cpu, cuda, cuda:N or mps (overrides the config's `device`).")
+def train(
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    resume: str | None,
+    nproc: int | None,
+    device: str | None,
+) -> None:
+    """Train a U-Net: checkpoints, TensorBoard logs and progress go to trainer.checkpoint_dir."""
+    if config_path is None and resume is None:
+        raise UsageError(
+            "unet train needs --config FILE (or --resume CHECKPOINT to continue a run)."
+        )
+    if nproc is not None and nproc > 1 and "LOCAL_RANK" not in os.environ:
+        sys.exit(_relaunch(nproc, config_path, overrides, resume, device))
+
+    from unet_core.engine.training import train as run_training
+
+    cfg = _load(config_path, overrides, resume)
+    trainer = run_training(cfg, resume=resume, device=device)
+    if trainer.is_main:
+        best = trainer.best_eval_score
+        click.echo(
+            f"Finished after {trainer.iteration} iterations ({trainer.stop_reason}); best "
+            f"validation score {best:.4g}. Checkpoints: {trainer.checkpoint_dir}"
+        )
+
+
+def _load(config_path: str | None, overrides: tuple[str, ...], resume: str | None) -> Any:
+    from unet_core.config import config_from_dict, load_config
+
+    if config_path is not None:
+        return load_config(config_path, overrides)
+    from unet_core.engine.checkpoint import load_checkpoint
+    from unet_core.errors import CheckpointError
+
+    assert resume is not None
+    saved = load_checkpoint(resume).get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(
+            f"{resume} does not contain its training config (it was not written by unet-core); "
+            "pass the config it was trained with: unet train --config FILE --resume "
+            f"{resume}."
+        )
+    return config_from_dict(saved, overrides)
+
+
+def torchrun_command(
+    nproc: int,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    resume: str | None,
+    device: str | None,
+) -> list[str]:
+    """The torchrun command line that runs this same training in ``nproc`` processes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", "unet_core.cli.main", "train"]
+    if config_path is not None:
+        cmd += ["--config", config_path]
+    for item in overrides:
+        cmd += ["--set", item]
+    if resume is not None:
+        cmd += ["--resume", resume]
+    if device is not None:
+        cmd += ["--device", device]
+    return cmd
+
+
+def _relaunch(
+    nproc: int,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    resume: str | None,
+    device: str | None,
+) -> int:
+    """Run torchrun as a child, forwarding SIGINT/SIGTERM; returns its exit code."""
+    cmd = torchrun_command(nproc, config_path, overrides, resume, device)
+    click.echo("Launching: torchrun " + " ".join(cmd[3:]), err=True)
+    child = subprocess.Popen(cmd)
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
