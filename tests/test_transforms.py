@@ -660,3 +660,14 @@ def test_transforms_built_directly_and_repr():
     flip = registry.get("transforms", "RandomFlip")(axis_prob=0.25)
     assert flip.axis_prob == 0.25 and "axis_prob=0.25" in repr(flip)
     assert isinstance(build_pipeline([{"name": "Identity"}]), Pipeline)
+
+
+def test_to_tensor_accepts_a_flipped_singleton_axis():
+    """RandomFlip on a (1,Y,X) patch gives a negative stride numpy calls contiguous."""
+    import numpy as np
+
+    from unet_core import registry
+
+    flipped = np.arange(16, dtype=np.float32).reshape(1, 4, 4)[::-1, :, ::-1]
+    out = registry.create("transforms", {"name": "ToTensor", "expand_dims": True})(flipped, None)
+    assert out.shape == (1, 1, 4, 4) and out[0, 0, 0, 0].item() == 3.0
