@@ -68,7 +68,7 @@ def test_plugins_show_lists_parameters():
     assert out.returncode == 0, out.stderr
     assert "learning_rate" in out.stdout and "0.001" in out.stdout and "betas" in out.stdout
     bad = run("plugins", "show", "Adma")
-    assert bad.returncode == 2 and "did you mean `Adam`" in bad.stderr
+    assert bad.returncode == 2 and "did you mean" in bad.stderr and "`Adam`" in bad.stderr
 
 
 def test_config_validate_ok_and_typo(tmp_path):
@@ -78,7 +78,8 @@ def test_config_validate_ok_and_typo(tmp_path):
     bad_cfg.write_text(MINIMAL.read_text().replace("learning_rate: 0.0002", "learning_rat: 0.1"))
     bad = run("config", "validate", str(bad_cfg))
     assert bad.returncode == 2
-    assert "optimizer.learning_rat (line 17)" in bad.stderr and "`learning_rate`" in bad.stderr
+    line = bad_cfg.read_text().splitlines().index("  learning_rat: 0.1") + 1
+    assert f"optimizer.learning_rat (line {line})" in bad.stderr and "`learning_rate`" in bad.stderr
     assert "Traceback" not in bad.stderr
     debug = run("--debug", "config", "validate", str(bad_cfg))
     assert debug.returncode == 2 and "Traceback" in debug.stderr

@@ -1,7 +1,8 @@
 """``unet plugins list|show``: what is installed, from which distribution, and its schema.
 
 ``list`` reads entry-point metadata only (no plugin import, no torch); ``--check`` imports
-each component to also catch import errors and bad schemas.
+each component, implementation included (a Deferred entry is resolved), to also catch import
+errors and bad schemas.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ def list_plugins(pattern: str, kind: str | None, check: bool) -> None:
     """List components whose name matches PATTERN (shell wildcards, case-insensitive)."""
     import fnmatch
 
-    from unet_core import discovery, registry
+    from unet_core import registry
+    from unet_core.errors import PluginError
 
     records = [
         r for r in registry.records(kind) if fnmatch.fnmatch(r.name.lower(), pattern.lower())
     ]
     if check:
         for rec in records:
-            discovery.load(rec)
+            try:  # resolves Deferred entries too, so a broken implementation module shows
+                registry.default_registry.get(rec.kind, rec.name)
+            except PluginError:
+                pass  # get() stored the one-line reason in rec.error
     rows = [("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")]
     rows += [
         (r.name, r.kind, r.distribution, r.version, "ok" if r.error is None else "broken")
@@ -39,10 +44,10 @@ def list_plugins(pattern: str, kind: str | None, check: bool) -> None:
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     color = {"ok": "green", "broken": "red"}
-    for row, rec in zip(rows, [None, *records]):
+    for row, shown in zip(rows, [None, *records]):
         cells = "  ".join(cell.ljust(w) for cell, w in zip(row, widths))
-        status = row[4] if rec is None else click.style(row[4], fg=color[row[4]])
-        reason = f": {rec.error}" if rec is not None and rec.error else ""
+        status = row[4] if shown is None else click.style(row[4], fg=color[row[4]])
+        reason = f": {shown.error}" if shown is not None and shown.error else ""
         click.echo(f"{cells}  {status}{reason}")
     broken = sum(r.error is not None for r in records)
     click.echo(f"{len(records)} components, {broken} broken.")

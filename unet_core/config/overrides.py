@@ -23,6 +23,11 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string; on a command line it means a number
+            value = float(value)
+        except ValueError:
+            pass
     path: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
     return path, value
 

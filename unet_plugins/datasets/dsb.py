@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 from torch.utils.data import Dataset
 
 from unet_core.config.schema import LoadersConfig
 from unet_core.errors import DataError
 from unet_core.io import expand_file_paths, is_tiff, read_tiff
 from unet_plugins.datasets.collate import prediction_collate
-from unet_plugins.datasets.legacy import LegacyLoaderKeys
+from unet_plugins.datasets.configs import DSB2018DatasetConfig
 from unet_plugins.datasets.patches import as_tensor, phase_section, writable
 
 log = logging.getLogger(__name__)
@@ -83,10 +82,7 @@ def read_image(path: Path, expand_dims: bool) -> np.ndarray:
 class DSB2018Dataset(Dataset):
     """2D images and instance masks in ``<root>/images`` and ``<root>/masks``."""
 
-    class Config(LegacyLoaderKeys):
-        expand_dims: bool = Field(
-            True, description="(Y,X) -> (1,Y,X) and (Y,X,C) -> (C,1,Y,X), the 2D layouts."
-        )
+    Config = DSB2018DatasetConfig
 
     collate_fn = staticmethod(prediction_collate)
 

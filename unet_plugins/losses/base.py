@@ -15,64 +15,21 @@ skip them. Without ``ignore_index`` every loss equals the reference's value.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-from pydantic import Field, ValidationError, model_validator
 from torch import nn
 
 from unet_core.errors import ConfigError
-from unet_core.interfaces import ComponentConfig
 from unet_plugins.losses import targets
-
-Normalization = Literal["sigmoid", "softmax", "none"]
-Layout = Literal["masks", "indices", "dense"]
-
-
-class LossConfig(ComponentConfig):
-    """Keys every loss accepts (the reference reads them from every ``loss`` section)."""
-
-    #: which of ``weight``/``pos_weight`` the loss uses; others may only be null.
-    used_weights: ClassVar[frozenset[str]] = frozenset()
-
-    ignore_index: int | None = Field(
-        None,
-        description=(
-            "Target value whose voxels are excluded from the loss (null: none). Cross-entropy "
-            "losses skip those voxels natively; the others average/sum over the remaining "
-            "voxels (the reference zeroed their logits instead)."
-        ),
-    )
-    skip_last_target: bool = Field(
-        False,
-        description=(
-            "Drop the last target channel before the loss (e.g. the instance labels appended "
-            "by append_label: true for the evaluation metric)."
-        ),
-    )
-    squeeze_channel: bool = Field(
-        False,
-        description=(
-            "After skip_last_target, drop a singleton target channel axis: (N,1,Z,Y,X) -> "
-            "(N,Z,Y,X), for cross-entropy losses fed a channel-carrying label."
-        ),
-    )
-    weight: list[float] | None = Field(
-        None, description="Not used by this loss (accepted as null only)."
-    )
-    pos_weight: float | list[float] | None = Field(
-        None, description="Not used by this loss (accepted as null only)."
-    )
-
-    @model_validator(mode="after")
-    def _unused_weights(self) -> LossConfig:
-        for key in ("weight", "pos_weight"):
-            if getattr(self, key) is not None and key not in self.used_weights:
-                raise ValueError(
-                    f"`{key}` has no effect on this loss (pytorch-3dunet silently ignored it); "
-                    f"remove it or choose a loss that uses {key}"
-                )
-        return self
+from unet_plugins.losses.configs import (  # noqa: F401 - re-exported for the loss modules
+    Layout,
+    LossConfig,
+    Normalization,
+    check_loss_config,
+    model_activation,
+    validate_loss_config,
+)
 
 
 class Loss(nn.Module):
@@ -121,7 +78,7 @@ class Loss(nn.Module):
     @classmethod
     def expected_activation(cls, config: LossConfig) -> str | None:
         """The model output this loss trains ("sigmoid"/"softmax"/"none"), None if any."""
-        return None
+        return config.expected_activation()
 
     # -- the shared pipeline --------------------------------------------------------------
     def forward(
@@ -163,55 +120,12 @@ class Loss(nn.Module):
         cls, config: LossConfig | Mapping[str, Any], model_spec: Mapping[str, Any]
     ) -> list[str]:
         """Problems visible from the config alone (loss vs. ``model`` section), one per line."""
-        if not isinstance(config, LossConfig):
-            config = validate_config(cls, {k: v for k, v in config.items() if k != "name"})
-        name = cls.__name__
-        problems: list[str] = []
-        out = model_spec.get("out_channels")
-        for key in ("weight", "pos_weight"):
-            value = getattr(config, key)
-            if isinstance(out, int) and isinstance(value, list) and len(value) != out:
-                problems.append(
-                    f"loss.{key} has {len(value)} values but model.out_channels is {out}; "
-                    f"give one {key} per output channel."
-                )
-        expected = cls.expected_activation(config)
-        actual = model_activation(model_spec)
-        if expected is not None and actual != expected:
-            problems.append(_activation_problem(name, expected, actual, model_spec))
-        return problems
-
-
-def model_activation(model_spec: Mapping[str, Any]) -> str:
-    """What the model applies to its logits: "sigmoid", "softmax" or "none" (reference defaults)."""
-    if not model_spec.get("is_segmentation", True):
-        return "none"
-    return "sigmoid" if model_spec.get("final_sigmoid", True) else "softmax"
-
-
-def _activation_problem(name: str, expected: str, actual: str, spec: Mapping[str, Any]) -> str:
-    fix = {
-        "sigmoid": "set model.final_sigmoid: true (and is_segmentation: true)",
-        "softmax": "set model.final_sigmoid: false (and is_segmentation: true)",
-        "none": "set model.is_segmentation: false",
-    }[expected]
-    shown = {"sigmoid": "a sigmoid", "softmax": "a softmax", "none": "no activation"}
-    return (
-        f"loss {name} trains the logits for {shown[expected]} output, but the model applies "
-        f"{shown[actual]} at prediction time (final_sigmoid: {spec.get('final_sigmoid', True)}, "
-        f"is_segmentation: {spec.get('is_segmentation', True)}), so predictions would not match "
-        f"what was trained; {fix}."
-    )
+        return check_loss_config(cls.__name__, cls.Config, config, model_spec)
 
 
 def validate_config(cls: type[Loss], params: Mapping[str, Any]) -> LossConfig:
     """``cls.Config`` from keyword parameters, with ConfigError instead of ValidationError."""
-    from unet_core.registry import format_validation_error
-
-    try:
-        return cls.Config.model_validate(dict(params))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(f"loss {cls.__name__!r}", exc)) from None
+    return validate_loss_config(cls.__name__, cls.Config, params)
 
 
 # -- helpers shared by the loss modules ------------------------------------------------------

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from unet_plugins.losses.base import Loss, LossConfig, float_tensor, masked_mean, per_channel
+from unet_plugins.losses.configs import BCEWithLogitsLossConfig
 
 
 class BCEWithLogitsLoss(Loss):
@@ -21,19 +21,7 @@ class BCEWithLogitsLoss(Loss):
     spatial axis (X) instead, so only a single number worked there.
     """
 
-    class Config(LossConfig):
-        """Target: per-channel masks (N, C, Z, Y, X) in [0, 1], the logits' shape; pair it with
-        ``model.final_sigmoid: true``."""
-
-        used_weights: ClassVar[frozenset[str]] = frozenset({"pos_weight"})
-
-        pos_weight: float | list[float] | None = Field(
-            None,
-            description=(
-                "Weight of the positive term: one number, or one per output channel "
-                "(>1 raises recall on rare foreground). null: 1."
-            ),
-        )
+    Config = BCEWithLogitsLossConfig
 
     target_layout = "masks"
     pos_weight: torch.Tensor | None
@@ -41,10 +29,6 @@ class BCEWithLogitsLoss(Loss):
     def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         self.register_buffer("pos_weight", float_tensor(self.config.pos_weight))
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        return "sigmoid"
 
     def compute(
         self,

@@ -7,26 +7,24 @@ are skipped natively (default -100, torch's, when unset).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from unet_plugins.losses.base import Loss, LossConfig, float_tensor
+from unet_plugins.losses.configs import (
+    CrossEntropyLossConfig,
+    PixelWiseCrossEntropyLossConfig,
+    WeightedCrossEntropyLossConfig,
+)
 
 TORCH_IGNORE = -100
-CLASS_WEIGHT_HELP = "One weight per class (output channel) for the per-voxel loss (null: 1)."
 
 
 class _CrossEntropyBase(Loss):
     target_layout = "indices"
     native_ignore = True
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        return "softmax"
 
     def ignore_value(self) -> int | None:
         return self.torch_ignore_index()
@@ -49,33 +47,11 @@ class _CrossEntropyBase(Loss):
             )
         return weight.to(device=logits.device, dtype=logits.dtype)
 
-    @classmethod
-    def check_config(
-        cls, config: LossConfig | Mapping[str, Any], model_spec: Mapping[str, Any]
-    ) -> list[str]:
-        problems = super().check_config(config, model_spec)
-        out = model_spec.get("out_channels")
-        if isinstance(out, int) and out < 2:
-            problems.insert(
-                0,
-                f"loss {cls.__name__} needs one output channel per class (at least 2, "
-                f"background included) but model.out_channels is {out}; set out_channels to "
-                "the number of classes, or for a single foreground mask use "
-                "BCEWithLogitsLoss/DiceLoss with final_sigmoid: true.",
-            )
-        return problems
-
 
 class CrossEntropyLoss(_CrossEntropyBase):
     """``torch.nn.CrossEntropyLoss`` (mean; with class weights the weighted mean)."""
 
-    class Config(LossConfig):
-        """Target: class indices (N, Z, Y, X) int64 (label ToTensor expand_dims: false, dtype:
-        int64); pair it with ``model.final_sigmoid: false`` (softmax)."""
-
-        used_weights: ClassVar[frozenset[str]] = frozenset({"weight"})
-
-        weight: list[float] | None = Field(None, description=CLASS_WEIGHT_HELP)
+    Config = CrossEntropyLossConfig
 
     def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
         super().__init__(config, **params)
@@ -101,15 +77,7 @@ class WeightedCrossEntropyLoss(_CrossEntropyBase):
     default, multiplies these weights (the reference's pre-2020 behaviour; 1.9.6 ignored it).
     """
 
-    class Config(LossConfig):
-        """Target: class indices (N, Z, Y, X) int64 (label ToTensor expand_dims: false, dtype:
-        int64); pair it with ``model.final_sigmoid: false`` (softmax)."""
-
-        used_weights: ClassVar[frozenset[str]] = frozenset({"weight"})
-
-        weight: list[float] | None = Field(
-            None, description="Fixed per-class factors multiplying the adaptive weights."
-        )
+    Config = WeightedCrossEntropyLossConfig
 
     def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
         super().__init__(config, **params)
@@ -145,13 +113,7 @@ class PixelWiseCrossEntropyLoss(_CrossEntropyBase):
     ``ignore_index``. Set ``loaders.weight_internal_path`` so that the dataset loads the map.
     """
 
-    class Config(LossConfig):
-        """Target: class indices (N, Z, Y, X) int64 plus a per-voxel weight map of the same
-        shape (loaders.weight_internal_path); pair it with ``model.final_sigmoid: false``."""
-
-        used_weights: ClassVar[frozenset[str]] = frozenset({"weight"})
-
-        weight: list[float] | None = Field(None, description=CLASS_WEIGHT_HELP)
+    Config = PixelWiseCrossEntropyLossConfig
 
     needs_weight = True
 

@@ -12,53 +12,13 @@ space per channel c, and masked voxels left out of every sum:
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 
-from unet_plugins.losses.base import (
-    Loss,
-    LossConfig,
-    Normalization,
-    channel_sum,
-    float_tensor,
-    normalize,
-)
+from unet_plugins.losses.base import Loss, LossConfig, channel_sum, float_tensor, normalize
 from unet_plugins.losses.bce import bce
-
-NORMALIZATION_HELP = (
-    "How logits become probabilities before the Dice: 'sigmoid' (independent channels, "
-    "model.final_sigmoid: true), 'softmax' over channels (final_sigmoid: false) or 'none'."
-)
-
-
-class _NormalizationConfig(LossConfig):
-    normalization: Normalization = Field("sigmoid", description=NORMALIZATION_HELP)
-    epsilon: float = Field(
-        1e-6, gt=0, description="Lower bound of the denominators (reference: fixed 1e-6)."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_sigmoid_normalization(cls, data: Any) -> Any:
-        """Configs from before 2020 used ``sigmoid_normalization: true|false``."""
-        if isinstance(data, dict) and "sigmoid_normalization" in data:
-            data = dict(data)
-            flag = data.pop("sigmoid_normalization")
-            if "normalization" in data:
-                raise ValueError(
-                    "give `normalization` only; `sigmoid_normalization` is its older spelling"
-                )
-            warnings.warn(
-                "loss key `sigmoid_normalization` is deprecated; use normalization: "
-                f"{'sigmoid' if flag else 'softmax'}",
-                FutureWarning,
-                stacklevel=2,
-            )
-            data["normalization"] = "sigmoid" if flag else "softmax"
-        return data
+from unet_plugins.losses.configs import BCEDiceLossConfig, DiceLossConfig, GeneralizedDiceLossConfig
 
 
 def per_channel_dice(
@@ -93,15 +53,7 @@ class DiceLoss(Loss):
     their logits, so with sigmoid each still added 0.25 to the denominator).
     """
 
-    class Config(_NormalizationConfig):
-        """Target: per-channel masks (N, C, Z, Y, X) in [0, 1], the logits' shape. Final
-        activation: model.final_sigmoid true for normalization 'sigmoid', false for 'softmax'."""
-
-        used_weights: ClassVar[frozenset[str]] = frozenset({"weight"})
-
-        weight: list[float] | None = Field(
-            None, description="One weight per channel multiplying its Dice intersection."
-        )
+    Config = DiceLossConfig
 
     target_layout = "masks"
     weight: torch.Tensor | None
@@ -109,11 +61,6 @@ class DiceLoss(Loss):
     def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
         super().__init__(config, **params)
         self.register_buffer("weight", float_tensor(self.config.weight))
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        norm = config.normalization  # type: ignore[attr-defined]
-        return None if norm == "none" else norm
 
     def compute(
         self,
@@ -137,21 +84,7 @@ class BCEDiceLoss(Loss):
     default, as in the reference, which ignored both for this loss.
     """
 
-    class Config(LossConfig):
-        """Target: per-channel masks (N, C, Z, Y, X) in [0, 1], the logits' shape; pair it with
-        ``model.final_sigmoid: true``."""
-
-        used_weights: ClassVar[frozenset[str]] = frozenset({"weight", "pos_weight"})
-
-        alpha: float = Field(1.0, ge=0, description="Weight of the Dice term.")
-        beta: float = Field(1.0, ge=0, description="Weight of the BCE term.")
-        weight: list[float] | None = Field(
-            None, description="Per-channel weights of the Dice intersection (null: none)."
-        )
-        pos_weight: float | list[float] | None = Field(
-            None, description="BCE positive-term weight: one number or one per channel."
-        )
-        epsilon: float = Field(1e-6, gt=0, description="Lower bound of the Dice denominator.")
+    Config = BCEDiceLossConfig
 
     target_layout = "masks"
     weight: torch.Tensor | None
@@ -161,10 +94,6 @@ class BCEDiceLoss(Loss):
         super().__init__(config, **params)
         self.register_buffer("weight", float_tensor(self.config.weight))
         self.register_buffer("pos_weight", float_tensor(self.config.pos_weight))
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        return "sigmoid"
 
     def compute(
         self,
@@ -188,16 +117,9 @@ class GeneralizedDiceLoss(Loss):
     ``ignore_index`` the masked voxels are left out of every sum, class volumes included.
     """
 
-    class Config(_NormalizationConfig):
-        """Target: per-channel masks (N, C, Z, Y, X) in [0, 1], the logits' shape. Final
-        activation: model.final_sigmoid true for normalization 'sigmoid', false for 'softmax'."""
+    Config = GeneralizedDiceLossConfig
 
     target_layout = "masks"
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        norm = config.normalization  # type: ignore[attr-defined]
-        return None if norm == "none" else norm
 
     def compute(
         self,

@@ -19,47 +19,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from unet_plugins.losses.base import (
-    Loss,
-    LossConfig,
-    Normalization,
-    channel_sum,
-    masked_mean,
-    normalize,
-)
-
-MASKS_SIGMOID = (
-    "Target: per-channel masks (N, C, Z, Y, X) in [0, 1], the logits' shape; pair it with "
-    "``model.final_sigmoid: true``."
-)
+from unet_plugins.losses.base import Loss, channel_sum, masked_mean, normalize
+from unet_plugins.losses.configs import FocalLossConfig, TverskyLossConfig
 
 
 class FocalLoss(Loss):
     """Sigmoid focal loss (Lin et al. 2017): BCE scaled by (1 − p_t)^gamma and alpha_t."""
 
-    class Config(LossConfig):
-        __doc__ = MASKS_SIGMOID
-
-        gamma: float = Field(
-            2.0, ge=0, description="Focusing exponent γ (Lin et al.: 2; 0 gives BCE)."
-        )
-        alpha: float | None = Field(
-            0.25,
-            ge=0,
-            le=1,
-            description=(
-                "Weight α of the positives, 1−α of the negatives (Lin et al.: 0.25); null "
-                "disables the weighting."
-            ),
-        )
+    Config = FocalLossConfig
 
     target_layout = "masks"
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        return "sigmoid"
 
     def compute(
         self,
@@ -81,33 +51,9 @@ class FocalLoss(Loss):
 class TverskyLoss(Loss):
     """1 − Tversky index per channel (Salehi et al. 2017), optionally focal (Abraham & Khan)."""
 
-    class Config(LossConfig):
-        """Target: per-channel masks (N, C, Z, Y, X) in [0, 1], the logits' shape. Final
-        activation: model.final_sigmoid true for normalization 'sigmoid', false for 'softmax'."""
-
-        alpha: float = Field(
-            0.3, ge=0, description="Weight of false positives Σp·(1−t) (Salehi et al.: 0.3)."
-        )
-        beta: float = Field(
-            0.7, ge=0, description="Weight of false negatives Σ(1−p)·t (Salehi et al.: 0.7)."
-        )
-        gamma: float = Field(
-            1.0,
-            gt=0,
-            description="Exponent on (1 − TI): 1 plain Tversky, 0.75 Focal Tversky (Abraham).",
-        )
-        normalization: Normalization = Field(
-            "sigmoid",
-            description="Logits to probabilities: 'sigmoid', 'softmax' over channels, 'none'.",
-        )
-        epsilon: float = Field(1e-6, gt=0, description="Lower bound of the denominator.")
+    Config = TverskyLossConfig
 
     target_layout = "masks"
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        norm = config.normalization  # type: ignore[attr-defined]
-        return None if norm == "none" else norm
 
     def compute(
         self,

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from unet_plugins.losses.base import Loss, LossConfig, masked_mean
-
-DENSE_DOC = (
-    "Target: real values of the logits' shape (N, C, Z, Y, X) (label ToTensor expand_dims: "
-    "true for single-channel volumes); pair it with ``model.is_segmentation: false``."
+from unet_plugins.losses.base import Loss, masked_mean
+from unet_plugins.losses.configs import (
+    L1LossConfig,
+    MSELossConfig,
+    SmoothL1LossConfig,
+    WeightedSmoothL1LossConfig,
 )
 
 
 class _RegressionLoss(Loss):
     target_layout = "dense"
-
-    @classmethod
-    def expected_activation(cls, config: LossConfig) -> str | None:
-        return "none"
 
     def elementwise(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -42,8 +38,7 @@ class _RegressionLoss(Loss):
 class MSELoss(_RegressionLoss):
     """Mean squared error, ``torch.nn.MSELoss()``."""
 
-    class Config(LossConfig):
-        __doc__ = DENSE_DOC
+    Config = MSELossConfig
 
     def elementwise(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(output, target, reduction="none")
@@ -52,8 +47,7 @@ class MSELoss(_RegressionLoss):
 class L1Loss(_RegressionLoss):
     """Mean absolute error, ``torch.nn.L1Loss()``."""
 
-    class Config(LossConfig):
-        __doc__ = DENSE_DOC
+    Config = L1LossConfig
 
     def elementwise(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(output, target, reduction="none")
@@ -62,12 +56,7 @@ class L1Loss(_RegressionLoss):
 class SmoothL1Loss(_RegressionLoss):
     """Huber-like loss: 0.5·d²/beta where |d| < beta, else |d| − 0.5·beta (torch's)."""
 
-    class Config(LossConfig):
-        __doc__ = DENSE_DOC
-
-        beta: float = Field(
-            1.0, ge=0, description="Where the loss turns from quadratic to linear (torch: 1.0)."
-        )
+    Config = SmoothL1LossConfig
 
     def elementwise(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.smooth_l1_loss(output, target, reduction="none", beta=self.config.beta)
@@ -77,16 +66,7 @@ class WeightedSmoothL1Loss(_RegressionLoss):
     """SmoothL1 (beta 1) whose elements are multiplied by ``initial_weight`` where the target is
     below ``threshold`` (or at/above it with ``apply_below_threshold: false``); the mean."""
 
-    class Config(LossConfig):
-        __doc__ = DENSE_DOC
-
-        threshold: float = Field(..., description="Target value that splits the two regimes.")
-        initial_weight: float = Field(
-            ..., description="Factor for the elements on the chosen side of the threshold."
-        )
-        apply_below_threshold: bool = Field(
-            True, description="true: weigh target < threshold; false: target >= threshold."
-        )
+    Config = WeightedSmoothL1LossConfig
 
     def elementwise(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         cfg = self.config

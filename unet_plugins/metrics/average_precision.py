@@ -15,14 +15,18 @@ without 0, e.g. a dense cell segmentation).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from unet_core.errors import DataError
-from unet_core.interfaces import ComponentConfig
-from unet_plugins.metrics.base import NO_EFFECT, Metric
+from unet_plugins.metrics.base import Metric
+from unet_plugins.metrics.configs import (
+    BlobsAveragePrecisionConfig,
+    BlobsBoundaryAveragePrecisionConfig,
+    BoundaryAveragePrecisionConfig,
+    GenericAveragePrecisionConfig,
+)
 from unet_plugins.metrics.instance_inputs import (
     check_channel,
     components,
@@ -30,30 +34,6 @@ from unet_plugins.metrics.instance_inputs import (
     target_labels,
 )
 from unet_plugins.metrics.matching import accuracy_at, average_precision, remove_small_instances
-
-ScoreName = Literal["ap", "acc"]
-
-
-class _APConfig(ComponentConfig):
-    min_instance_size: int | None = Field(
-        None,
-        ge=0,
-        description=(
-            "Instances with fewer voxels are removed (set to 0) from the target and from each "
-            "candidate segmentation before matching; null: keep all. Inputs are not modified."
-        ),
-    )
-    use_last_target: bool = Field(
-        True,
-        description=(
-            "Take the ground-truth labels from the target's last channel (the layout of "
-            "append_label: true) or its first. A target without a channel axis is used as is."
-        ),
-    )
-    metric: ScoreName = Field(
-        "ap",
-        description="'ap': mean accuracy over IoU 0.50..0.95; 'acc': accuracy at IoU 0.5.",
-    )
 
 
 class GenericAveragePrecision(Metric):
@@ -66,14 +46,7 @@ class GenericAveragePrecision(Metric):
 
     higher_is_better = True
 
-    class Config(_APConfig):
-        use_last_target: bool = Field(
-            False,
-            description=(
-                "Take the ground-truth labels from the target's last channel (true) or its "
-                "first (false). A target without a channel axis is used as is."
-            ),
-        )
+    Config = GenericAveragePrecisionConfig
 
     def __call__(self, prediction: Any, target: Any) -> float:
         name = type(self).__name__
@@ -114,13 +87,7 @@ class GenericAveragePrecision(Metric):
 class BlobsAveragePrecision(GenericAveragePrecision):
     """Foreground probabilities: components of ``p[input_channel] > threshold``, best threshold."""
 
-    class Config(_APConfig):
-        thresholds: list[float] = Field(
-            default_factory=lambda: [0.4, 0.5, 0.6, 0.7, 0.8],
-            min_length=1,
-            description="Foreground thresholds tried; the best score counts.",
-        )
-        input_channel: int = Field(0, description="Prediction channel holding the foreground.")
+    Config = BlobsAveragePrecisionConfig
 
     def segmentations(self, sample: np.ndarray) -> Iterator[np.ndarray]:
         index = check_channel(
@@ -133,12 +100,7 @@ class BlobsAveragePrecision(GenericAveragePrecision):
 class BlobsBoundaryAveragePrecision(GenericAveragePrecision):
     """Foreground (channel 0) and boundary (channel 1): components of ``p0 - p1 > threshold``."""
 
-    class Config(_APConfig):
-        thresholds: list[float] = Field(
-            default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7],
-            min_length=1,
-            description="Thresholds of foreground minus boundary tried; the best score counts.",
-        )
+    Config = BlobsBoundaryAveragePrecisionConfig
 
     def segmentations(self, sample: np.ndarray) -> Iterator[np.ndarray]:
         if len(sample) < 2:
@@ -155,16 +117,7 @@ class BlobsBoundaryAveragePrecision(GenericAveragePrecision):
 class BoundaryAveragePrecision(GenericAveragePrecision):
     """Boundary probabilities: components of ``NOT(p[input_channel] > threshold)``."""
 
-    class Config(_APConfig):
-        thresholds: list[float] = Field(
-            default_factory=lambda: [0.3, 0.4, 0.5, 0.6],
-            min_length=1,
-            description="Boundary thresholds tried; the best score counts.",
-        )
-        input_channel: int = Field(0, description="Prediction channel holding the boundaries.")
-        metric: ScoreName = Field(
-            "ap", description=NO_EFFECT + " The score is always the average precision ('ap')."
-        )
+    Config = BoundaryAveragePrecisionConfig
 
     def _score(self, gt: np.ndarray, seg: np.ndarray) -> float:
         return average_precision(gt, seg)

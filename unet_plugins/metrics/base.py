@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from unet_core.errors import ConfigError, DataError
 from unet_core.interfaces import ComponentConfig
 from unet_core.registry import format_validation_error
+from unet_plugins.metrics.configs import NO_EFFECT  # noqa: F401 - re-exported
 
 
 class Metric:
@@ -38,10 +39,6 @@ class Metric:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{type(self).__name__}({params})"
-
-
-#: description used by every key that the reference's configs pass but nothing reads.
-NO_EFFECT = "Accepted for compatibility with pytorch-3dunet configs; no effect."
 
 
 def as_tensor(x: Any, name: str, device: torch.device | None = None) -> torch.Tensor:

@@ -15,14 +15,13 @@ The target holds instance labels, 0 = background (its last channel with ``use_la
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
 
 from unet_core.errors import DataError
-from unet_core.interfaces import ComponentConfig
 from unet_plugins.metrics.base import Metric
+from unet_plugins.metrics.configs import InstanceF1Config
 from unet_plugins.metrics.instance_inputs import (
     check_channel,
     components,
@@ -36,68 +35,13 @@ from unet_plugins.metrics.matching import (
     remove_small_instances,
 )
 
-Report = Literal["f1", "precision", "recall", "accuracy"]
-
 
 class InstanceF1(Metric):
     """Mean over samples (and over IoU thresholds when several) of the chosen detection score."""
 
     higher_is_better = True
 
-    class Config(ComponentConfig):
-        iou_threshold: float | list[float] = Field(
-            0.5,
-            description=(
-                "IoU a predicted instance needs with a ground-truth instance to match it "
-                "(>=). A list averages the score over its thresholds, e.g. "
-                "[0.5, 0.55, ..., 0.95]."
-            ),
-        )
-        report: Report = Field(
-            "f1",
-            description=(
-                "Score returned: 'f1' = 2tp/(2tp+fp+fn), 'precision' = tp/(tp+fp), "
-                "'recall' = tp/(tp+fn), 'accuracy' = tp/(tp+fp+fn)."
-            ),
-        )
-        threshold: float = Field(
-            0.5, description="Probability above which a voxel is foreground (float input)."
-        )
-        input_channel: int = Field(0, description="Prediction channel holding the foreground.")
-        min_instance_size: int | None = Field(
-            None,
-            ge=0,
-            description=(
-                "Instances with fewer voxels are dropped from prediction and target before "
-                "matching (null: keep all)."
-            ),
-        )
-        use_last_target: bool = Field(
-            True,
-            description=(
-                "Take the instance labels from the target's last channel (the layout of "
-                "BlobsToMask append_label: true) or its first. A target without a channel "
-                "axis is used as is."
-            ),
-        )
-        empty_score: float = Field(
-            1.0,
-            ge=0,
-            le=1,
-            description=(
-                "Score of a sample with no instance in either target or prediction (nothing "
-                "to find, nothing found). StarDist reports 0 there, which penalises correctly "
-                "empty patches when scores are averaged."
-            ),
-        )
-
-        @field_validator("iou_threshold")
-        @classmethod
-        def _thresholds_in_range(cls, value: float | list[float]) -> float | list[float]:
-            values = value if isinstance(value, list) else [value]
-            if not values or any(not 0 < v <= 1 for v in values):
-                raise ValueError(f"every IoU threshold must be in (0, 1], got {value}")
-            return value
+    Config = InstanceF1Config
 
     def __call__(self, prediction: Any, target: Any) -> float:
         cfg = self.config

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
 
 from unet_core.errors import ConfigError, DataError
-from unet_core.interfaces import ComponentConfig
 from unet_plugins.metrics.base import Metric, as_tensor
+from unet_plugins.metrics.configs import DiceCoefficientConfig, MeanIoUConfig
 
 #: MeanIoU's smoothing term: an empty prediction of an empty class scores 1, as in the reference.
 IOU_EPSILON = 1e-8
@@ -53,24 +52,7 @@ class DiceCoefficient(Metric):
 
     higher_is_better = True
 
-    class Config(ComponentConfig):
-        epsilon: float = Field(
-            1e-6, gt=0, description="Lower bound of the Dice denominator (avoids 0/0)."
-        )
-        ignore_index: float | None = Field(
-            None,
-            description=(
-                "Target value whose voxels are left out of every sum (null: none). The "
-                "reference accepts this key and ignores it."
-            ),
-        )
-        skip_channels: list[int] = Field(
-            default_factory=list,
-            description=(
-                "Channel indices left out of the mean over channels (e.g. [0] for a "
-                "background channel). The reference accepts this key and ignores it."
-            ),
-        )
+    Config = DiceCoefficientConfig
 
     def __call__(self, prediction: Any, target: Any) -> torch.Tensor:
         cfg = self.config
@@ -116,28 +98,7 @@ class MeanIoU(Metric):
 
     higher_is_better = True
 
-    class Config(ComponentConfig):
-        skip_background: bool = Field(
-            True,
-            description=(
-                "Leave class 0 out of the mean (class-index targets only; with per-channel "
-                "mask targets every channel counts, as in the reference)."
-            ),
-        )
-        ignore_index: float | None = Field(
-            None,
-            description=(
-                "Target value whose voxels are left out of both prediction and target counts "
-                "(null: none). The reference accepts this key and ignores it."
-            ),
-        )
-        skip_channels: list[int] = Field(
-            default_factory=list,
-            description=(
-                "Class/channel indices left out of the mean. The reference accepts this key "
-                "and ignores it."
-            ),
-        )
+    Config = MeanIoUConfig
 
     def __call__(self, prediction: Any, target: Any) -> torch.Tensor:
         with torch.no_grad():

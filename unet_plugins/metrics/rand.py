@@ -21,12 +21,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 from skimage.metrics import adapted_rand_error
 
 from unet_core.errors import DataError
-from unet_core.interfaces import ComponentConfig
-from unet_plugins.metrics.base import NO_EFFECT, Metric
+from unet_plugins.metrics.base import Metric
+from unet_plugins.metrics.configs import (
+    AdaptedRandErrorConfig,
+    BoundaryAdaptedRandErrorConfig,
+    GenericAdaptedRandErrorConfig,
+)
 from unet_plugins.metrics.instance_inputs import (
     check_channel,
     components,
@@ -34,8 +37,6 @@ from unet_plugins.metrics.instance_inputs import (
     target_labels,
 )
 from unet_plugins.metrics.matching import relabel_consecutive
-
-DEFAULT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 
 
 def _compact(labels: np.ndarray) -> np.ndarray:
@@ -52,24 +53,11 @@ def rand_error(gt: np.ndarray, seg: np.ndarray) -> float | None:
     return error if np.isfinite(error) else None
 
 
-class _RandConfig(ComponentConfig):
-    use_last_target: bool = Field(
-        False,
-        description=(
-            "Take the ground-truth labels from the target's last channel (true) or its first "
-            "(false). A target without a channel axis (N, *spatial) is used as it is."
-        ),
-    )
-    ignore_index: int | None = Field(
-        None, description="Target label treated as background 0 (not scored); null: none."
-    )
-
-
 class AdaptedRandError(Metric):
     """Adapted Rand error where each prediction channel already is a segmentation (labels)."""
 
     higher_is_better = False
-    Config = _RandConfig
+    Config = AdaptedRandErrorConfig
 
     def __call__(self, prediction: Any, target: Any) -> float:
         name = type(self).__name__
@@ -105,21 +93,6 @@ class AdaptedRandError(Metric):
             yield channel.astype(np.int64, copy=False)
 
 
-class _ThresholdedRandConfig(_RandConfig):
-    use_last_target: bool = Field(
-        True,
-        description=(
-            "Take the ground-truth labels from the target's last channel (true: the layout of "
-            "append_label: true) or its first. A target without a channel axis is used as is."
-        ),
-    )
-    thresholds: list[float] = Field(
-        default_factory=lambda: list(DEFAULT_THRESHOLDS),
-        min_length=1,
-        description="Probability thresholds tried; the lowest error over all of them counts.",
-    )
-
-
 class BoundaryAdaptedRandError(AdaptedRandError):
     """Adapted Rand error of boundary probability maps.
 
@@ -128,22 +101,7 @@ class BoundaryAdaptedRandError(AdaptedRandError):
     left at 0 (the boundaries) form one segment for scikit-image, as in the reference.
     """
 
-    class Config(_ThresholdedRandConfig):
-        input_channel: int | None = Field(
-            None, description="Only this prediction channel (null: every channel)."
-        )
-        invert_pmaps: bool = Field(
-            True,
-            description="Treat above-threshold voxels as boundary (background) before labelling.",
-        )
-        save_plots: bool = Field(False, description=NO_EFFECT)
-        plots_dir: str = Field(".", description=NO_EFFECT)
-        threshold: float | None = Field(
-            None, description=NO_EFFECT + " (the thresholds come from `thresholds`)."
-        )
-        use_first_input: bool | None = Field(
-            None, description=NO_EFFECT + " (use `input_channel: 0` to score channel 0 only)."
-        )
+    Config = BoundaryAdaptedRandErrorConfig
 
     def segmentations(self, sample: np.ndarray) -> Iterator[np.ndarray]:
         cfg = self.config
@@ -163,24 +121,7 @@ class GenericAdaptedRandError(AdaptedRandError):
     """Adapted Rand error of chosen foreground channels: label ``p > threshold`` (``1 - p`` for
     channels in ``invert_channels``) for each channel and threshold; the lowest error counts."""
 
-    class Config(_ThresholdedRandConfig):
-        input_channels: list[int] = Field(
-            min_length=1, description="Prediction channels to segment (required)."
-        )
-        invert_channels: list[int] = Field(
-            default_factory=list,
-            description="Channels of input_channels used as 1 - p (e.g. boundary maps).",
-        )
-
-        @model_validator(mode="after")
-        def _inverted_are_used(self) -> GenericAdaptedRandError.Config:
-            stray = [c for c in self.invert_channels if c not in self.input_channels]
-            if stray:
-                raise ValueError(
-                    f"invert_channels {stray} are not in input_channels {self.input_channels}, "
-                    "so they would have no effect; list only channels you also score"
-                )
-            return self
+    Config = GenericAdaptedRandErrorConfig
 
     def segmentations(self, sample: np.ndarray) -> Iterator[np.ndarray]:
         cfg = self.config

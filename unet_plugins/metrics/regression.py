@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
 
 from unet_core.errors import DataError
-from unet_core.interfaces import ComponentConfig
 from unet_plugins.metrics.base import Metric, as_tensor
+from unet_plugins.metrics.configs import MSEConfig, PSNRConfig
 
 
 def _accumulator(device: torch.device) -> torch.dtype:
@@ -60,14 +59,7 @@ class MSE(Metric):
 
     higher_is_better = False
 
-    class Config(ComponentConfig):
-        ignore_index: float | None = Field(
-            None,
-            description=(
-                "Target value whose voxels are left out (null: none). The reference accepts "
-                "this key and ignores it."
-            ),
-        )
+    Config = MSEConfig
 
     def __call__(self, prediction: Any, target: Any) -> torch.Tensor:
         with torch.no_grad():
@@ -86,22 +78,7 @@ class PSNR(Metric):
 
     higher_is_better = True
 
-    class Config(ComponentConfig):
-        data_range: float | None = Field(
-            None,
-            gt=0,
-            description=(
-                "Peak-to-peak range of the signal, e.g. 255 for 8-bit images or max - min of "
-                "the normalised data. null: inferred from the target's dtype (the reference)."
-            ),
-        )
-        ignore_index: float | None = Field(
-            None,
-            description=(
-                "Target value whose voxels are left out (null: none). The reference accepts "
-                "this key and ignores it."
-            ),
-        )
+    Config = PSNRConfig
 
     def __call__(self, prediction: Any, target: Any) -> torch.Tensor:
         with torch.no_grad():

@@ -275,3 +275,59 @@ def validated(config_cls: type[UNetConfig], config: Any, name: str = "model") ->
         return config_cls.model_validate(params)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(f"model {name!r}", exc)) from None
+
+
+# -- config-time checks (torch-free: ``unet config validate`` runs them) ------------------------
+def patch_shape_problem(
+    config_cls: type[UNetConfig],
+    name: str,
+    config: Any,
+    patch_shape: Sequence[int],
+    *,
+    strict: bool = False,
+) -> str | None:
+    """A message if model ``name`` cannot take ``patch_shape`` (Z,Y,X, or Y,X for 2D), else None.
+
+    Always checked: the number of axes (a 2D model needs z == 1) and that every level keeps
+    at least one voxel. ``strict`` also requires multiples of the patch multiple; the
+    reference runs other sizes (decoders resize to the skip size), so that is advice only.
+    """
+    arch = validated(config_cls, config, name).arch()
+    shape = [int(n) for n in patch_shape]
+    if arch.dims == 2:
+        if len(shape) == 3 and shape[0] != 1:
+            return (
+                f"{name} is a 2D model but patch_shape {shape} has z = {shape[0]}; use a "
+                f"patch with z = 1 (e.g. [1, {shape[1]}, {shape[2]}]) or a 3D model such "
+                "as UNet3D"
+            )
+        if len(shape) not in (2, 3):
+            return f"patch_shape {shape} must have 3 entries (z, y, x) with z = 1 for {name}"
+    elif len(shape) != 3:
+        return f"patch_shape {shape} must have 3 entries (z, y, x) for {name}"
+    spatial = spatial_axes(config_cls, shape)
+    multiple = plan.patch_multiple(arch)
+    _, problem = plan.walk_shape(arch, spatial)
+    if problem:
+        need = [m for m in multiple]
+        return (
+            f"patch_shape {shape} is too small for {name} with {arch.levels} levels: the "
+            f"size drops to zero at {problem}; use at least {need} per axis "
+            f"({'z, ' if arch.dims == 3 else ''}y, x) or fewer levels"
+        )
+    if strict and any(n % m for n, m in zip(spatial, multiple)):
+        good = [max(m, round(n / m) * m) for n, m in zip(spatial, multiple)]
+        return (
+            f"patch_shape {shape}: spatial sizes {spatial} are not multiples of "
+            f"{list(multiple)} "
+            f"(pool_kernel_size ** (num_levels - 1)), so pooling drops voxels and upsampled "
+            f"features misalign with the skips; e.g. use {good}"
+        )
+    return None
+
+
+def spatial_axes(config_cls: type[UNetConfig], shape: Sequence[int]) -> list[int]:
+    """The model's spatial sizes of a patch shape (the trailing Y,X of Z,Y,X for 2D models)."""
+    dims = config_cls.spatial_dims
+    shape = [int(n) for n in shape]
+    return shape[-dims:] if len(shape) > dims else shape

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from unet_plugins.models import blocks, plan
-from unet_plugins.models.config import UNetConfig, validated
+from unet_plugins.models.config import UNetConfig, patch_shape_problem, spatial_axes, validated
 
 #: Constructor parameters in the reference's positional order.
 POSITIONAL = (
@@ -185,42 +185,8 @@ class AbstractUNet(nn.Module):
         at least one voxel. ``strict`` also requires multiples of :meth:`patch_multiple`; the
         reference runs other sizes (decoders resize to the skip size), so that is advice only.
         """
-        arch = cls._arch(config)
-        name = cls.__name__
-        shape = [int(n) for n in patch_shape]
-        if arch.dims == 2:
-            if len(shape) == 3 and shape[0] != 1:
-                return (
-                    f"{name} is a 2D model but patch_shape {shape} has z = {shape[0]}; use a "
-                    f"patch with z = 1 (e.g. [1, {shape[1]}, {shape[2]}]) or a 3D model such "
-                    "as UNet3D"
-                )
-            if len(shape) not in (2, 3):
-                return f"patch_shape {shape} must have 3 entries (z, y, x) with z = 1 for {name}"
-        elif len(shape) != 3:
-            return f"patch_shape {shape} must have 3 entries (z, y, x) for {name}"
-        spatial = _spatial(cls, shape)
-        multiple = plan.patch_multiple(arch)
-        _, problem = plan.walk_shape(arch, spatial)
-        if problem:
-            need = [m for m in multiple]
-            return (
-                f"patch_shape {shape} is too small for {name} with {arch.levels} levels: the "
-                f"size drops to zero at {problem}; use at least {need} per axis "
-                f"({'z, ' if arch.dims == 3 else ''}y, x) or fewer levels"
-            )
-        if strict and any(n % m for n, m in zip(spatial, multiple)):
-            good = [max(m, round(n / m) * m) for n, m in zip(spatial, multiple)]
-            return (
-                f"patch_shape {shape}: spatial sizes {spatial} are not multiples of "
-                f"{list(multiple)} "
-                f"(pool_kernel_size ** (num_levels - 1)), so pooling drops voxels and upsampled "
-                f"features misalign with the skips; e.g. use {good}"
-            )
-        return None
+        return patch_shape_problem(cls.Config, cls.__name__, config, patch_shape, strict=strict)
 
 
 def _spatial(cls: type[AbstractUNet], shape: Sequence[int]) -> list[int]:
-    dims = cls.Config.spatial_dims
-    shape = [int(n) for n in shape]
-    return shape[-dims:] if len(shape) > dims else shape
+    return spatial_axes(cls.Config, shape)

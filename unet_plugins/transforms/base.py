@@ -10,13 +10,18 @@ channel, so a 4D raw stays aligned with a 3D label.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import AfterValidator, Field
 
 from unet_core.errors import DataError
 from unet_core.interfaces import ComponentConfig
+from unet_plugins.transforms.configs import (  # noqa: F401 - re-exported
+    FloatRange,
+    NoParametersConfig,
+    TransformConfig,
+    probability_field,
+)
 
 
 class Transform:
@@ -28,8 +33,7 @@ class Transform:
     #: the raw, label and weight lists for them to stay aligned (see ``sync_problem``).
     sync_keys: ClassVar[tuple[str, ...]] = ()
 
-    class Config(ComponentConfig):
-        """No parameters."""
+    Config = NoParametersConfig
 
     def __init__(
         self,
@@ -123,24 +127,3 @@ def float_dtype(array: np.ndarray) -> np.dtype:
 def execute(rng: np.random.Generator, probability: float) -> bool:
     """One uniform draw: True with ``probability`` (always consumes exactly one number)."""
     return bool(rng.random() < probability)
-
-
-# -- shared config fields ----------------------------------------------------------------------
-
-
-def probability_field(default: float, what: str = "the transform") -> Any:
-    return Field(default, ge=0.0, le=1.0, description=f"Probability that {what} is applied.")
-
-
-def _ordered(value: tuple[float, float]) -> tuple[float, float]:
-    if value[0] > value[1]:
-        raise ValueError(f"expected [low, high] with low <= high, got {list(value)}")
-    return value
-
-
-#: A ``[low, high]`` range that a random parameter is drawn from.
-FloatRange = Annotated[tuple[float, float], AfterValidator(_ordered)]
-
-
-class TransformConfig(ComponentConfig):
-    """Base of the built-in transforms' configs (unknown keys are errors)."""

@@ -7,24 +7,19 @@ float32 for integer input.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 from scipy import ndimage
 
-from unet_plugins.transforms.base import (
-    FloatRange,
-    Transform,
-    TransformConfig,
-    execute,
-    float_dtype,
-    probability_field,
+from unet_plugins.transforms.base import Transform, execute, float_dtype
+from unet_plugins.transforms.configs import (
+    AdditiveGaussianNoiseConfig,
+    AdditivePoissonNoiseConfig,
+    GaussianBlur3DConfig,
+    RandomContrastConfig,
+    RandomGammaCorrectionConfig,
 )
-
-
-def _range_field(default: tuple[float, float], what: str) -> Any:
-    return Field(default, description=f"[low, high] range of {what}; drawn uniformly per sample.")
 
 
 class RandomContrast(Transform):
@@ -35,15 +30,7 @@ class RandomContrast(Transform):
     ``clip: [-1, 1]`` reproduces the reference, ``clip: input`` keeps the patch's own range.
     """
 
-    class Config(TransformConfig):
-        alpha: FloatRange = _range_field((0.5, 1.5), "the contrast factor")
-        mean: float = Field(0.0, description="Intensity the contrast is scaled around.")
-        execution_probability: float = probability_field(0.1)
-        clip: FloatRange | Literal["input"] | None = Field(
-            None,
-            description="None: no clipping; [low, high]: clip to that range (the reference "
-            "always used [-1, 1]); 'input': clip to the patch's own min/max.",
-        )
+    Config = RandomContrastConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = np.asarray(array)
@@ -63,9 +50,7 @@ class RandomContrast(Transform):
 class RandomGammaCorrection(Transform):
     """Min-max rescale to [0, 1], then ``x ** gamma`` with ``gamma ~ U(gamma)``."""
 
-    class Config(TransformConfig):
-        gamma: FloatRange = _range_field((0.5, 1.5), "gamma")
-        execution_probability: float = probability_field(0.1)
+    Config = RandomGammaCorrectionConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = np.asarray(array)
@@ -84,9 +69,7 @@ class RandomGammaCorrection(Transform):
 class AdditiveGaussianNoise(Transform):
     """Add N(0, s) noise per voxel with ``s ~ U(scale)``."""
 
-    class Config(TransformConfig):
-        scale: FloatRange = _range_field((0.0, 1.0), "the noise standard deviation")
-        execution_probability: float = probability_field(0.1)
+    Config = AdditiveGaussianNoiseConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = np.asarray(array)
@@ -104,9 +87,7 @@ class AdditiveGaussianNoise(Transform):
 class AdditivePoissonNoise(Transform):
     """Add Poisson(l) counts per voxel with ``l ~ U(lam)``."""
 
-    class Config(TransformConfig):
-        lam: FloatRange = _range_field((0.0, 1.0), "the Poisson rate")
-        execution_probability: float = probability_field(0.1)
+    Config = AdditivePoissonNoiseConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = np.asarray(array)
@@ -126,9 +107,7 @@ class GaussianBlur3D(Transform):
     use 'nearest' as skimage.filters.gaussian did; the intensity range is preserved.
     """
 
-    class Config(TransformConfig):
-        sigma: FloatRange = _range_field((0.1, 2.0), "the blur sigma (voxels)")
-        execution_probability: float = probability_field(0.5)
+    Config = GaussianBlur3DConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = np.asarray(array)

@@ -8,15 +8,25 @@ the label promotes the stack to a type that holds both.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
 from skimage import measure
 from skimage.segmentation import find_boundaries
 
 from unet_core.errors import DataError
-from unet_plugins.transforms.base import Transform, TransformConfig, as_label_volume
+from unet_plugins.transforms.base import Transform, as_label_volume
+from unet_plugins.transforms.configs import (
+    BlobsToMaskConfig,
+    LabelToAffinitiesConfig,
+    LabelToBoundaryAndAffinitiesConfig,
+    LabelToMaskAndAffinitiesConfig,
+    LabelToZAffinitiesConfig,
+    RandomLabelToAffinitiesConfig,
+    RelabelConfig,
+    StandardLabelToBoundaryConfig,
+    _OffsetsConfig,
+)
 
 #: Affinity axes in the reference's channel order for each offset: X, Y, Z.
 AXIS_ORDER = (2, 1, 0)
@@ -54,32 +64,10 @@ def stack_channels(channels: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(c) for c in channels], axis=0)
 
 
-def _offsets_ok(offsets: list[int] | None, key: str) -> list[int] | None:
-    """Offsets are positive; xy offsets are also distinct (Z offsets may repeat)."""
-    if offsets is None:
-        return None
-    if not offsets or any(o <= 0 for o in offsets):
-        raise ValueError(f"{key} must be a non-empty list of positive ints, got {offsets}")
-    if key != "z_offsets" and len(set(offsets)) != len(offsets):
-        raise ValueError(f"{key} must not repeat an offset, got {offsets}")
-    return offsets
-
-
-_IGNORE = Field(None, description="Label value copied unchanged into every output channel.")
-_APPEND = Field(False, description="Append the input label as the last channel.")
-BoundaryMode = Literal["thick", "inner", "outer"]
-
-
 class StandardLabelToBoundary(Transform):
     """[foreground (label > 0)] + [boundaries between labels] + [label], channels first."""
 
-    class Config(TransformConfig):
-        ignore_index: int | None = _IGNORE
-        append_label: bool = _APPEND
-        mode: BoundaryMode = Field(
-            "thick", description="skimage find_boundaries mode (connectivity 2)."
-        )
-        foreground: bool = Field(False, description="Prepend a foreground (label > 0) channel.")
+    Config = StandardLabelToBoundaryConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         label = as_label_volume(array, "StandardLabelToBoundary")
@@ -102,12 +90,7 @@ def boundary_channels(label: np.ndarray, cfg: Any) -> list[np.ndarray]:
 class BlobsToMask(Transform):
     """[label > 0] + [outer boundary] (or one channel with boundary = class 2) + [label]."""
 
-    class Config(TransformConfig):
-        append_label: bool = _APPEND
-        boundary: bool = Field(False, description="Add the objects' outer boundary.")
-        cross_entropy: bool = Field(
-            False, description="With boundary: one class map (0 bg, 1 object, 2 boundary)."
-        )
+    Config = BlobsToMaskConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         label = as_label_volume(array, "BlobsToMask")
@@ -159,30 +142,7 @@ class _Affinities(Transform):
 class LabelToAffinities(_Affinities):
     """Per offset, channels X, Y, Z (Z uses ``z_offsets``): 1 where the label changes."""
 
-    class Config(TransformConfig):
-        offsets: list[int] = Field(..., description="Positive, distinct offsets (X and Y).")
-        ignore_index: int | None = _IGNORE
-        append_label: bool = _APPEND
-        aggregate_affinities: bool = Field(
-            False, description="OR the X, Y, Z channels of each offset into one channel."
-        )
-        z_offsets: list[int] | None = Field(
-            None, description="Z offsets, one per offset (default: the same as offsets)."
-        )
-
-        @field_validator("offsets", "z_offsets")
-        @classmethod
-        def _valid(cls, v: list[int] | None, info: Any) -> list[int] | None:
-            return _offsets_ok(v, info.field_name)
-
-        @model_validator(mode="after")
-        def _same_length(self) -> LabelToAffinities.Config:
-            if self.z_offsets is not None and len(self.z_offsets) != len(self.offsets):
-                raise ValueError(
-                    f"z_offsets needs one entry per offset ({len(self.offsets)}), "
-                    f"got {len(self.z_offsets)}"
-                )
-            return self
+    Config = LabelToAffinitiesConfig
 
     def setup(self, config: Any, stats: dict[str, Any]) -> None:
         self.aggregate = config.aggregate_affinities
@@ -200,15 +160,7 @@ class LabelToAffinities(_Affinities):
 class LabelToZAffinities(_Affinities):
     """One Z-affinity channel per offset."""
 
-    class Config(TransformConfig):
-        offsets: list[int] = Field(..., description="Positive, distinct Z offsets.")
-        ignore_index: int | None = _IGNORE
-        append_label: bool = _APPEND
-
-        @field_validator("offsets")
-        @classmethod
-        def _valid(cls, v: list[int]) -> list[int] | None:
-            return _offsets_ok(v, "offsets")
+    Config = LabelToZAffinitiesConfig
 
     def pairs(self, rng: np.random.Generator) -> list[tuple[int, int]]:
         return [(0, off) for off in self.config.offsets]
@@ -220,11 +172,7 @@ class RandomLabelToAffinities(_Affinities):
     Z offsets are divided by ``z_offset_scale`` (at least 1) for anisotropic data.
     """
 
-    class Config(TransformConfig):
-        max_offset: int = Field(10, ge=1, description="Offsets are drawn from 1..max_offset.")
-        ignore_index: int | None = _IGNORE
-        append_label: bool = _APPEND
-        z_offset_scale: int = Field(2, ge=1, description="Divisor of offsets along Z.")
+    Config = RandomLabelToAffinitiesConfig
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -236,27 +184,6 @@ class RandomLabelToAffinities(_Affinities):
         if axis == 0:
             offset = max(1, offset // self.config.z_offset_scale)
         return [(axis, offset)]
-
-
-class _OffsetsConfig(TransformConfig):
-    xy_offsets: list[int] = Field(..., description="Positive, distinct X/Y affinity offsets.")
-    z_offsets: list[int] = Field(..., description="Z affinity offsets, one per xy offset.")
-    append_label: bool = _APPEND
-    ignore_index: int | None = _IGNORE
-
-    @field_validator("xy_offsets", "z_offsets")
-    @classmethod
-    def _valid(cls, v: list[int], info: Any) -> list[int] | None:
-        return _offsets_ok(v, info.field_name)
-
-    @model_validator(mode="after")
-    def _same_length(self) -> _OffsetsConfig:
-        if len(self.z_offsets) != len(self.xy_offsets):
-            raise ValueError(
-                f"z_offsets needs one entry per xy_offset ({len(self.xy_offsets)}), "
-                f"got {len(self.z_offsets)}"
-            )
-        return self
 
 
 def _affinities_for(cfg: _OffsetsConfig) -> LabelToAffinities:
@@ -271,9 +198,7 @@ def _affinities_for(cfg: _OffsetsConfig) -> LabelToAffinities:
 class LabelToBoundaryAndAffinities(Transform):
     """StandardLabelToBoundary channels followed by LabelToAffinities channels (+ label)."""
 
-    class Config(_OffsetsConfig):
-        mode: BoundaryMode = Field("thick", description="find_boundaries mode.")
-        foreground: bool = Field(False, description="Prepend a foreground channel.")
+    Config = LabelToBoundaryAndAffinitiesConfig
 
     def setup(self, config: Any, stats: dict[str, Any]) -> None:
         self.affinities = _affinities_for(config)
@@ -288,8 +213,7 @@ class LabelToBoundaryAndAffinities(Transform):
 class LabelToMaskAndAffinities(Transform):
     """[label > background] followed by LabelToAffinities channels (+ label)."""
 
-    class Config(_OffsetsConfig):
-        background: int = Field(0, description="Labels above this value are foreground.")
+    Config = LabelToMaskAndAffinitiesConfig
 
     def setup(self, config: Any, stats: dict[str, Any]) -> None:
         self.affinities = _affinities_for(config)
@@ -307,21 +231,7 @@ class Relabel(Transform):
     ``append_original`` stacks the input behind the result.
     """
 
-    class Config(TransformConfig):
-        append_original: bool = Field(False, description="Stack the original label behind.")
-        run_cc: bool = Field(True, description="Label connected components first.")
-        ignore_label: int | None = Field(
-            None, description="Value treated as background by the connected components."
-        )
-
-        @model_validator(mode="after")
-        def _needs_original(self) -> Relabel.Config:
-            if self.ignore_label is not None and not self.append_original:
-                raise ValueError(
-                    "ignore_label needs append_original: true, so the ignored region can still "
-                    "be found in the output"
-                )
-            return self
+    Config = RelabelConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         original = np.asarray(array)

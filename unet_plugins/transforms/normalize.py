@@ -12,9 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from unet_plugins.transforms.base import Transform, TransformConfig, float_dtype
+from unet_plugins.transforms.base import Transform, float_dtype
+from unet_plugins.transforms.configs import (
+    NormalizeConfig,
+    PercentileNormalizerConfig,
+    StandardizeConfig,
+)
 
 
 def _reduce_axes(arr: np.ndarray, channelwise: bool) -> tuple[int, ...] | None:
@@ -34,17 +38,7 @@ class Standardize(Transform):
     the whole volume (the reference normalized each Z-slice instead).
     """
 
-    class Config(TransformConfig):
-        eps: float = Field(1e-10, gt=0, description="Lower bound of the divisor.")
-        mean: float | None = Field(None, description="Fixed mean (default: stats or per patch).")
-        std: float | None = Field(None, description="Fixed std (default: stats or per patch).")
-        channelwise: bool = Field(False, description="Per-channel statistics for 4D input.")
-
-        @model_validator(mode="after")
-        def _both(self) -> Standardize.Config:
-            if (self.mean is None) != (self.std is None):
-                raise ValueError("mean and std must be given together (or both left out)")
-            return self
+    Config = StandardizeConfig
 
     def setup(self, config: Any, stats: dict[str, Any]) -> None:
         if config.mean is not None:
@@ -74,17 +68,7 @@ class PercentileNormalizer(Transform):
     percentiles). Explicit ``pmin``/``pmax`` are percentiles of each patch.
     """
 
-    class Config(TransformConfig):
-        pmin: float = Field(1.0, ge=0, le=100, description="Lower percentile (0-100).")
-        pmax: float = Field(99.6, ge=0, le=100, description="Upper percentile (0-100).")
-        channelwise: bool = Field(False, description="Per-channel percentiles for 4D input.")
-        eps: float = Field(1e-10, gt=0, description="Added to the divisor.")
-
-        @model_validator(mode="after")
-        def _ordered(self) -> PercentileNormalizer.Config:
-            if self.pmin >= self.pmax:
-                raise ValueError(f"pmin ({self.pmin}) must be smaller than pmax ({self.pmax})")
-            return self
+    Config = PercentileNormalizerConfig
 
     def setup(self, config: Any, stats: dict[str, Any]) -> None:
         explicit = {"pmin", "pmax"} & config.model_fields_set
@@ -112,18 +96,7 @@ class Normalize(Transform):
     own min/max are used.
     """
 
-    class Config(TransformConfig):
-        min_value: float | None = Field(None, description="Value mapped to -1 (or 0).")
-        max_value: float | None = Field(None, description="Value mapped to 1.")
-        norm01: bool = Field(False, description="Scale to [0, 1] instead of [-1, 1].")
-        eps: float = Field(1e-10, gt=0, description="Added to the divisor.")
-
-        @model_validator(mode="after")
-        def _ordered(self) -> Normalize.Config:
-            lo, hi = self.min_value, self.max_value
-            if lo is not None and hi is not None and hi <= lo:
-                raise ValueError(f"max_value ({hi}) must be greater than min_value ({lo})")
-            return self
+    Config = NormalizeConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = np.asarray(array)

@@ -8,26 +8,25 @@ no Z component.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
 from scipy import fft as sp_fft
 from scipy import ndimage
 
 from unet_plugins.transforms.base import (
     Transform,
-    TransformConfig,
     check_ndim,
     execute,
     per_channel,
-    probability_field,
     spatial_shape,
 )
-
-RotateMode = Literal[
-    "reflect", "grid-mirror", "constant", "grid-constant", "nearest", "mirror", "grid-wrap", "wrap"
-]
+from unet_plugins.transforms.configs import (
+    CropToFixedConfig,
+    ElasticDeformationConfig,
+    RandomFlipConfig,
+    RandomRotateConfig,
+)
 
 
 class RandomFlip(Transform):
@@ -36,14 +35,7 @@ class RandomFlip(Transform):
     spatial = True
     sync_keys = ("axis_prob",)
 
-    class Config(TransformConfig):
-        axis_prob: float = Field(
-            0.5,
-            ge=0.0,
-            le=1.0,
-            description="Probability of flipping each axis (the reference flipped when a uniform "
-            "draw exceeded it, i.e. with 1-axis_prob; identical at the default 0.5).",
-        )
+    Config = RandomFlipConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = check_ndim(array, "RandomFlip")
@@ -74,30 +66,7 @@ class RandomRotate(Transform):
     spatial = True
     sync_keys = ("angle_spectrum", "axes")
 
-    class Config(TransformConfig):
-        angle_spectrum: int = Field(30, ge=0, description="Maximum absolute angle in degrees.")
-        axes: list[tuple[int, int]] = Field(
-            default_factory=lambda: [(1, 0), (2, 1), (2, 0)],
-            min_length=1,
-            description="Axis pairs (0=Z, 1=Y, 2=X) of the rotation planes; one is picked at "
-            "random per sample. [[2, 1]] rotates in the (Y,X) plane only (anisotropic data).",
-        )
-        mode: RotateMode = Field("reflect", description="scipy.ndimage.rotate boundary mode.")
-        order: int = Field(
-            0, ge=0, le=5, description="Spline interpolation order (0 = nearest, for labels)."
-        )
-        cval: float = Field(-1.0, description="Fill value for mode 'constant' (reference: -1).")
-
-        @field_validator("axes")
-        @classmethod
-        def _axes(cls, axes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-            for pair in axes:
-                if not all(0 <= a <= 2 for a in pair) or pair[0] == pair[1]:
-                    raise ValueError(
-                        f"each entry of axes must be two different spatial axes from 0 (Z), "
-                        f"1 (Y), 2 (X), got {list(pair)}"
-                    )
-            return axes
+    Config = RandomRotateConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = check_ndim(array, "RandomRotate")
@@ -135,14 +104,7 @@ class ElasticDeformation(Transform):
     spatial = True
     sync_keys = ("alpha", "sigma", "execution_probability", "apply_3d")
 
-    class Config(TransformConfig):
-        spline_order: int = Field(
-            ..., ge=0, le=5, description="Interpolation order: 0 for labels, 3 for raw data."
-        )
-        alpha: float = Field(2000, description="Scale of the displacement fields.")
-        sigma: float = Field(50, gt=0, description="Gaussian smoothing of the displacement noise.")
-        execution_probability: float = probability_field(0.1, "the deformation")
-        apply_3d: bool = Field(True, description="Also displace along Z.")
+    Config = ElasticDeformationConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = check_ndim(array, "ElasticDeformation")
@@ -197,16 +159,7 @@ class CropToFixed(Transform):
     spatial = True
     sync_keys = ("size", "centered")
 
-    class Config(TransformConfig):
-        size: tuple[int, int] = Field((256, 256), description="Output (Y, X) extent.")
-        centered: bool = Field(False, description="Crop/pad around the centre (validation).")
-
-        @field_validator("size")
-        @classmethod
-        def _positive(cls, size: tuple[int, int]) -> tuple[int, int]:
-            if min(size) < 1:
-                raise ValueError(f"size must be two positive ints (Y, X), got {list(size)}")
-            return size
+    Config = CropToFixedConfig
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
         arr = check_ndim(array, "CropToFixed")
