@@ -1,0 +1,88 @@
+"""``unet predict``: run a trained model over ``loaders.test`` (``predict3dunet`` is the same).
+
+Outputs go to ``<loaders.output_dir or the input's folder>/<stem>_predictions.h5``; an
+existing output is refused unless ``--overwrite``. ``--preview`` also writes
+``<stem>_predictions_preview.png`` (raw | prediction | segmentation mid-slices).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.command("predict")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="YAML config with model, model_path, predictor and loaders.test.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set model_path=best.pytorch (repeatable).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--preview", is_flag=True, help="Also write a PNG of the mid-slices per output.")
+def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, preview: bool) -> None:
+    """Predict every file of loaders.test with the checkpoint in model_path."""
+    from unet_core.config import load_config
+    from unet_core.engine.prediction import run_prediction
+
+    cfg = load_config(config_path, overrides)
+    written = run_prediction(cfg, overwrite=overwrite)
+    previews = _previews(cfg, written) if preview else {}
+    _report(written, previews)
+
+
+def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
+    from unet_core.engine.preview import write_preview
+
+    raw = "raw"
+    if cfg.loaders is not None:
+        name = cfg.loaders.dataset_params().get("raw_internal_path", "raw")
+        raw = name if isinstance(name, str) else name[0]
+    dataset = cfg.predictor.get("output_dataset", "predictions")
+    out = {}
+    for item in written:
+        path = Path(item.path)
+        if path.suffix.lower() not in (".h5", ".hdf5", ".hdf", ".hd5"):
+            continue  # previews read HDF5 outputs
+        png = path.with_name(f"{path.stem}_preview.png")
+        source = item.source if item.source and Path(item.source).is_file() else None
+        out[item.path] = write_preview(
+            path, png, source=source, raw_name=raw, prediction_name=dataset
+        )
+    return out
+
+
+def _report(written: list[Any], previews: dict[str, Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(written)} prediction file(s) written")
+    table.add_column("output")
+    table.add_column("datasets")
+    table.add_column("seconds", justify="right")
+    table.add_column("score", justify="right")
+    for item in written:
+        seconds = item.stats.get("seconds")
+        score = ""
+        if item.metrics:
+            score = f"{item.metrics['metric']} {item.metrics['mean']:.4f}"
+        table.add_row(
+            item.path,
+            ", ".join(item.datasets),
+            f"{seconds:.1f}" if seconds is not None else "",
+            score,
+        )
+    console = Console()
+    console.print(table)
+    for png in previews.values():
+        console.print(f"preview: {png}")

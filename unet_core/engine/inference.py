@@ -1,0 +1,198 @@
+"""Forward passes for prediction: eval mode, inference_mode, optional autocast, memory format,
+torch.compile and test-time augmentation, with 2D models fed (N,C,Y,X).
+
+:class:`PatchForward` turns a batch of (halo-padded) input patches (N,C,Z,Y,X) into
+probabilities (N,C',Z,Y,X) as float32 numpy, whatever the model's dimensionality, so that the
+predictors never deal with these options themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from unet_core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+TTA = Literal["none", "flips", "flips_rot90"]
+AMP = Literal["none", "bf16", "fp16"]
+#: A TTA transform: (flip dims, rot90 count in the Y,X plane), applied flip first.
+Augment = tuple[tuple[int, ...], int]
+
+
+def tta_transforms(mode: str, spatial_dims: int) -> list[Augment]:
+    """The group of flips (and in-plane quarter turns) averaged by test-time augmentation.
+
+    ``flips``: every subset of the spatial axes (8 in 3D, 4 in 2D). ``flips_rot90``: the
+    in-plane quarter turns combined with in-plane and z flips (16 in 3D, 8 in 2D): the
+    symmetries of the voxel grid that keep z along z (anisotropic data).
+    """
+    axes = (-3, -2, -1) if spatial_dims == 3 else (-2, -1)
+    if mode == "none":
+        return [((), 0)]
+    if mode == "flips":
+        return [
+            (tuple(a for a, on in zip(axes, bits) if on), 0)
+            for bits in np.ndindex(*(2,) * len(axes))
+        ]
+    if mode == "flips_rot90":
+        z = [(), (-3,)] if spatial_dims == 3 else [()]
+        return [(zf + xf, k) for zf in z for xf in [(), (-1,)] for k in range(4)]
+    raise ConfigError(f"predictor.tta: {mode!r} is not one of none, flips, flips_rot90.")
+
+
+class PatchForward:
+    """``forward(batch) -> np.ndarray`` float32 probabilities, batch on any device."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        *,
+        amp: str = "none",
+        tta: str = "none",
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        import torch
+
+        from unet_core.engine.amp import memory_format, to_format
+
+        self.device = device
+        self.spatial_dims = int(getattr(model, "spatial_dims", 3))
+        self.augments = tta_transforms(tta, self.spatial_dims)
+        self.autocast_dtype = _autocast_dtype(amp, device)
+        fmt = memory_format(self.spatial_dims, channels_last)
+        model = model.to(device)
+        if fmt is not None:
+            model = model.to(memory_format=fmt)  # type: ignore[call-overload]
+        model.eval()
+        self.model = model
+        self._format = to_format(fmt)
+        self._compiled: Callable[[Any], Any] | None = None
+        if compile:
+            self._compiled = torch.compile(model)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _net(self, x: torch.Tensor) -> torch.Tensor:
+        if self._compiled is not None:
+            try:
+                return self._compiled(x)  # type: ignore[no-any-return]
+            except Exception as exc:  # noqa: BLE001 - a compiler failure must not stop prediction
+                warnings.warn(
+                    f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                    "predicting without compilation.",
+                    stacklevel=2,
+                )
+                self._compiled = None
+        return self.model(x)  # type: ignore[no-any-return]
+
+    def _once(self, x: torch.Tensor) -> torch.Tensor:
+        """Model output for a (N,C,Z,Y,X) batch, squeezing z for 2D models."""
+        import torch
+
+        if self.spatial_dims == 2:
+            if x.shape[-3] != 1:
+                raise DataError(
+                    f"A 2D model got patches of shape {tuple(x.shape[-3:])}; 2D models need "
+                    "a singleton z. Set loaders.test.slice_builder.patch_shape to [1, Y, X] "
+                    "(and halo_shape z to 0), or use a 3D model."
+                )
+            x = x[..., 0, :, :]
+        with self._autocast():
+            y = self._net(self._format(x))
+        y = y.float()
+        if self.spatial_dims == 2:
+            y = torch.unsqueeze(y, -3)
+        return y
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = batch.to(self.device, non_blocking=True).float()
+            total: torch.Tensor | None = None
+            for flips, k in self.augments:
+                xt = _apply(x, flips, k, self.spatial_dims)
+                y = _undo(self._once(xt), flips, k, self.spatial_dims)
+                total = y if total is None else total.add_(y)
+            assert total is not None
+            if len(self.augments) > 1:
+                total /= len(self.augments)
+            return total.cpu().numpy()
+
+
+#: The in-plane (Y,X) axes that quarter turns rotate (2D and 3D alike: z stays z).
+PLANE = (-2, -1)
+
+
+def _apply(x: torch.Tensor, flips: Sequence[int], k: int, spatial_dims: int) -> torch.Tensor:
+    import torch
+
+    if flips:
+        x = torch.flip(x, dims=tuple(flips))
+    if k:
+        x = torch.rot90(x, k, dims=PLANE)
+    return x
+
+
+def _undo(y: torch.Tensor, flips: Sequence[int], k: int, spatial_dims: int) -> torch.Tensor:
+    import torch
+
+    if k:
+        y = torch.rot90(y, -k, dims=PLANE)
+    if flips:
+        y = torch.flip(y, dims=tuple(flips))
+    return y
+
+
+def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    import torch
+
+    if amp == "none":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError(
+                f"predictor.amp: fp16 autocast needs a CUDA device, but prediction runs on "
+                f"{device}. Use amp: bf16 (CPU and recent GPUs) or amp: none."
+            )
+        return torch.float16
+    if amp == "bf16":
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(
+                f"predictor.amp: bf16 autocast works on cpu and cuda, not {device.type}; "
+                "set amp: none."
+            )
+        if device.type == "cpu" and not _cpu_has_bf16():
+            warnings.warn(
+                "predictor.amp: bf16 on this CPU has no native bf16 instructions (no "
+                "AVX512-BF16/AMX) and runs many times slower than float32; use amp: none here.",
+                stacklevel=3,
+            )
+        return torch.bfloat16
+    raise ConfigError(f"predictor.amp: {amp!r} is not one of none, bf16, fp16.")
+
+
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -1,0 +1,89 @@
+"""A PNG to look at before opening a viewer: raw | prediction | segmentation mid-slices.
+
+Only the shown planes are read (an HDF5 output of any size is fine). Rows: the middle z
+plane (Y,X) and, for volumes, the middle y plane (Z,X).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEGMENTATION_NAMES = ("segmentation",)
+
+
+def _planes(array: Any, spatial: tuple[int, int, int]) -> list[np.ndarray]:
+    """Middle (Y,X) plane and, if Z > 1, middle (Z,X) plane of a (C,)Z,Y,X array-like."""
+    z, y, _ = spatial
+    lead = (slice(0, 1),) if len(array.shape) == 4 else ()
+    whole = slice(None)
+    planes = [np.asarray(array[(*lead, slice(z // 2, z // 2 + 1), whole, whole)])]
+    if z > 1:
+        planes.append(np.asarray(array[(*lead, whole, slice(y // 2, y // 2 + 1), whole)]))
+    return [np.squeeze(p.astype(np.float32) if p.dtype == np.float16 else p) for p in planes]
+
+
+def _labels_rgb(labels: np.ndarray) -> np.ndarray:
+    """Random but stable colours per label, black background."""
+    rng = np.random.default_rng(0)
+    top = int(labels.max(initial=0))
+    colours = rng.uniform(0.25, 1.0, size=(top + 1, 3))
+    colours[0] = 0.0
+    return np.asarray(colours[labels.astype(np.int64)])
+
+
+def write_preview(
+    output_file: str | Path,
+    png_path: str | Path,
+    *,
+    source: str | None = None,
+    raw_name: str = "raw",
+    prediction_name: str = "predictions",
+) -> Path:
+    """Draw the preview of ``output_file`` (and its input ``source``) into ``png_path``."""
+    import h5py
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: list[tuple[str, list[np.ndarray], str]] = []
+    with h5py.File(output_file, "r") as f:
+        pred = f[prediction_name] if prediction_name in f else None
+        spatial_src = pred if pred is not None else next(iter(f.values()))
+        z, y, x = (int(s) for s in spatial_src.shape[-3:])
+        spatial = (z, y, x)
+        if source is not None:
+            from unet_core.io.volume import Source
+
+            with Source(source, raw_name=raw_name) as src:
+                raw = src.volume(raw_name, key="loaders.raw_internal_path")
+                panels.append(("raw", _planes(raw, spatial), "gray"))
+        if pred is not None:
+            is_labels = pred.ndim == 3 and np.issubdtype(pred.dtype, np.integer)
+            kind = "labels" if is_labels else "viridis"
+            panels.append((f"{prediction_name} (ch 0)", _planes(pred, spatial), kind))
+        for name in SEGMENTATION_NAMES:
+            if name in f and name != prediction_name:
+                panels.append((name, _planes(f[name], spatial), "labels"))
+    rows = max(len(p[1]) for p in panels)
+    fig, axes = plt.subplots(rows, len(panels), figsize=(4 * len(panels), 4 * rows), squeeze=False)
+    for col, (title, planes, kind) in enumerate(panels):
+        for row in range(rows):
+            ax = axes[row][col]
+            ax.axis("off")
+            if row >= len(planes):
+                continue
+            plane = planes[row]
+            if kind == "labels":
+                ax.imshow(_labels_rgb(plane), interpolation="nearest")
+            else:
+                ax.imshow(plane, cmap=kind, interpolation="nearest")
+            ax.set_title(f"{title}, {'z' if row == 0 else 'y'} mid-slice", fontsize=9)
+    fig.tight_layout()
+    png = Path(png_path)
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    return png

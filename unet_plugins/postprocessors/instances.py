@@ -1,0 +1,212 @@
+"""Instance segmentation from predictions: connected components and seeded watershed.
+
+Each postprocessor maps probabilities (C,Z,Y,X) to labels (Z,Y,X) (0 = background, objects
+numbered 1..n consecutively), which the predictors write as the ``segmentation`` dataset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from unet_core.errors import DataError
+from unet_core.interfaces import ComponentConfig
+
+
+def _channel(prediction: np.ndarray, channel: int, key: str, who: str) -> np.ndarray:
+    if prediction.ndim == 3:
+        prediction = prediction[None]
+    if prediction.ndim != 4:
+        raise DataError(f"{who} expects a prediction of shape (C,Z,Y,X), got {prediction.shape}.")
+    if not 0 <= channel < prediction.shape[0]:
+        raise DataError(
+            f"{who}: {key} {channel} does not exist; the prediction has "
+            f"{prediction.shape[0]} channel(s) (0..{prediction.shape[0] - 1}). Fix "
+            f"postprocessor.{key}."
+        )
+    return np.asarray(prediction[channel], dtype=np.float32)
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Drop objects with fewer than ``min_size`` voxels and renumber the rest 1..n."""
+    if labels.max(initial=0) == 0:
+        return labels.astype(np.uint32)
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= max(min_size, 1)
+    keep[0] = False
+    lut = np.zeros(sizes.size, dtype=np.uint32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
+    return lut[labels]
+
+
+class ConnectedComponents:
+    """Objects = connected components of ``p[foreground_channel] (- p[boundary_channel]) >
+    threshold``; for blob-like objects (nuclei) whose predictions separate them."""
+
+    class Config(ComponentConfig):
+        foreground_channel: int = Field(0, ge=0, description="Channel of the foreground.")
+        threshold: float = Field(0.5, description="Foreground if probability > threshold.")
+        boundary_channel: int | None = Field(
+            None,
+            ge=0,
+            description="Optional boundary channel subtracted from the foreground first "
+            "(splits touching objects).",
+        )
+        min_size: int = Field(0, ge=0, description="Remove objects with fewer voxels.")
+        connectivity: int = Field(
+            1, ge=1, le=3, description="Neighbours: 1 faces, 2 +edges, 3 +corners."
+        )
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: Config, **_: Any) -> ConnectedComponents:
+        return cls(config)
+
+    def __call__(self, prediction: np.ndarray) -> np.ndarray:
+        from skimage.measure import label
+
+        c = self.config
+        who = "ConnectedComponents"
+        fg = _channel(prediction, c.foreground_channel, "foreground_channel", who)
+        if c.boundary_channel is not None:
+            fg = fg - _channel(prediction, c.boundary_channel, "boundary_channel", who)
+        labels = label(fg > c.threshold, connectivity=c.connectivity)
+        return remove_small(labels, c.min_size)
+
+
+class SeededWatershed:
+    """Watershed from seeds: for cells separated by predicted boundaries (or, without a
+    boundary channel, touching blobs split along the distance transform of the foreground).
+
+    Seeds are maxima of the (smoothed) distance to the boundary inside the interior
+    (boundary < seed_threshold), or the interior's connected components.
+    """
+
+    class Config(ComponentConfig):
+        boundary_channel: int | None = Field(
+            0,
+            ge=0,
+            description="Channel of the boundary probability (None: use the "
+            "foreground's distance transform as the relief).",
+        )
+        foreground_channel: int | None = Field(
+            None,
+            ge=0,
+            description="Optional foreground channel; voxels below mask_threshold stay background.",
+        )
+        mask_threshold: float = Field(0.5, description="Foreground if p > mask_threshold.")
+        seed_threshold: float = Field(
+            0.5, description="Interior (seed region) where boundary p < seed_threshold."
+        )
+        seed_method: str = Field(
+            "distance",
+            description="distance: maxima of the distance transform of the interior; "
+            "components: each connected interior region is one seed.",
+        )
+        min_distance: int = Field(
+            3, ge=1, description="Minimum distance between distance-transform seeds (voxels)."
+        )
+        sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of the distance map.")
+        sampling: list[float] = Field(
+            default_factory=lambda: [1.0, 1.0, 1.0],
+            description="Voxel size (Z,Y,X) for the distance transform (anisotropic data).",
+        )
+        compactness: float = Field(0.0, ge=0, description="Compact watershed parameter.")
+        min_size: int = Field(
+            0, ge=0, description="Objects smaller than this are merged into their neighbours."
+        )
+
+        @field_validator("seed_method")
+        @classmethod
+        def _method(cls, v: str) -> str:
+            if v not in ("distance", "components"):
+                raise ValueError("seed_method must be 'distance' or 'components'")
+            return v
+
+        @field_validator("sampling")
+        @classmethod
+        def _sampling(cls, v: list[float]) -> list[float]:
+            if len(v) != 3 or any(s <= 0 for s in v):
+                raise ValueError("sampling needs 3 positive voxel sizes (Z, Y, X)")
+            return v
+
+        @model_validator(mode="after")
+        def _channels(self) -> SeededWatershed.Config:
+            if self.boundary_channel is None and self.foreground_channel is None:
+                raise ValueError(
+                    "set boundary_channel (cells) or foreground_channel (blobs), or both"
+                )
+            return self
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: Config, **_: Any) -> SeededWatershed:
+        return cls(config)
+
+    def __call__(self, prediction: np.ndarray) -> np.ndarray:
+        from scipy import ndimage as ndi
+        from skimage.segmentation import watershed
+
+        c = self.config
+        who = "SeededWatershed"
+        mask = None
+        if c.foreground_channel is not None:
+            fg = _channel(prediction, c.foreground_channel, "foreground_channel", who)
+            mask = fg > c.mask_threshold
+        if c.boundary_channel is not None:
+            relief = _channel(prediction, c.boundary_channel, "boundary_channel", who)
+            interior = relief < c.seed_threshold
+            if mask is not None:
+                interior &= mask
+        else:
+            assert mask is not None
+            interior = mask
+            relief = None
+        distance = ndi.distance_transform_edt(interior, sampling=c.sampling).astype(np.float32)
+        if c.sigma > 0:
+            distance = ndi.gaussian_filter(distance, c.sigma)
+        if relief is None:
+            relief = -distance
+        seeds = self._seeds(interior, distance)
+        labels = watershed(relief, seeds, mask=mask, compactness=c.compactness)
+        if c.min_size > 0:
+            kept = remove_small(labels, c.min_size)
+            labels = watershed(relief, kept, mask=mask, compactness=c.compactness)
+        return remove_small(labels, 1)
+
+    def _seeds(self, interior: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        from scipy import ndimage as ndi
+        from skimage.measure import label
+
+        regions = label(interior, connectivity=1)
+        if self.config.seed_method == "components":
+            return np.asarray(regions, dtype=np.int32)
+        # maxima of the distance within min_distance; a plateau of equal maxima is one seed
+        size = 2 * self.config.min_distance + 1
+        peaks = (distance == ndi.maximum_filter(distance, size=size)) & interior
+        # every interior region gets a seed (regions next to a deeper one may have none)
+        missing = np.setdiff1d(np.unique(regions), np.append(np.unique(regions[peaks]), 0))
+        for point in region_points(regions, missing):
+            peaks[point] = True
+        return np.asarray(label(peaks, connectivity=3), dtype=np.int32)
+
+
+def region_points(regions: np.ndarray, ids: np.ndarray) -> list[tuple[int, ...]]:
+    """One voxel inside each region (the first in raster order), for seeding."""
+    from scipy import ndimage as ndi
+
+    found = ndi.find_objects(regions)
+    out = []
+    for i in ids:
+        box = found[int(i) - 1]
+        if box is None:
+            continue
+        local = np.argwhere(regions[box] == i)[0]
+        out.append(tuple(int(s.start + o) for s, o in zip(box, local)))
+    return out

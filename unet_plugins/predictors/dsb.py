@@ -1,0 +1,157 @@
+"""DSB2018Predictor: whole 2D images in, one ``<stem>_predictions.h5`` per image out.
+
+The reference's version cannot run (its constructor does not match how predictors are built,
+and it ships CUDA tensors to a process pool; REFERENCE.md §12.20). This one does what it was
+meant to: per image, ``predictions`` (the probability map, singleton axes squeezed) and, with
+``save_segmentation``, ``segmentation`` = connected components of ``p > pmaps_threshold``
+(uint16) — or the configured postprocessor's labels.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from pydantic import AliasChoices, Field
+
+from unet_core.engine.inference import PatchForward
+from unet_core.engine.prediction_output import (
+    Written,
+    atomic_output,
+    check_writable,
+    h5_compression,
+    output_path,
+    quantize,
+    segmentation_dtype,
+)
+from unet_core.errors import ConfigError, DataError
+from unet_core.interfaces import ComponentConfig
+
+log = logging.getLogger(__name__)
+
+
+class DSBConfig(ComponentConfig):
+    """The reference's DSB2018Predictor keys plus the inference options that apply."""
+
+    save_segmentation: bool = Field(
+        True, description="Also write `segmentation`: labels of p > pmaps_threshold."
+    )
+    pmaps_threshold: float = Field(
+        0.5,
+        validation_alias=AliasChoices("pmaps_threshold", "pmaps_thershold"),
+        description="Foreground threshold of the segmentation (the reference's misspelled "
+        "`pmaps_thershold` is accepted too).",
+    )
+    prediction_channel: int | None = Field(
+        None, ge=0, description="Channel segmented (default 0) and, if set, the only one saved."
+    )
+    output_dataset: str = Field("predictions", description="Dataset of the probability map.")
+    performance_metric: str | None = Field(
+        None, description="Accepted for compatibility; no effect (use `unet evaluate`)."
+    )
+    gt_internal_path: str | None = Field(None, description="Accepted for compatibility; no effect.")
+    tta: str = Field("none", description="none, flips or flips_rot90 (in-plane).")
+    amp: str = Field("none", description="Autocast: none, bf16 or fp16 (CUDA).")
+    channels_last: bool = Field(False, description="channels_last memory format (2D).")
+    output_dtype: str = Field("float32", description="float32, float16 or uint8 (round(255 p)).")
+    compression: str | int = Field("gzip", description="gzip, a gzip level, lzf or none.")
+    overwrite: bool = Field(False, description="Replace existing output files.")
+
+
+class DSB2018Predictor:
+    """Predict every image of a DSB2018Dataset (test phase) and write one file per image."""
+
+    Config = DSBConfig
+
+    def __init__(
+        self,
+        config: DSBConfig,
+        *,
+        model: Any,
+        device: Any,
+        output_dir: str | None = None,
+        experiment: Any = None,
+        postprocessor: Any = None,
+        overwrite: bool = False,
+    ) -> None:
+        if config.output_dtype not in ("float32", "float16", "uint8"):
+            raise ConfigError(
+                f"predictor.output_dtype: {config.output_dtype!r} is not one of float32, "
+                "float16, uint8."
+            )
+        self.config = config
+        self.output_dir = output_dir or None
+        self.postprocessor = postprocessor
+        self.overwrite = overwrite or config.overwrite
+        loaders = getattr(experiment, "loaders", None)
+        self.batch_size = int(getattr(loaders, "batch_size", 1))
+        self.num_workers = int(getattr(loaders, "num_workers", 0) or 0)
+        self.device = device
+        self.forward = PatchForward(
+            model, device, amp=config.amp, tta=config.tta, channels_last=config.channels_last
+        )
+
+    @classmethod
+    def from_config(cls, config: DSBConfig, **context: Any) -> DSB2018Predictor:
+        return cls(config, **context)
+
+    def _loader(self, dataset: Any) -> Any:
+        from torch.utils.data import DataLoader
+
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=getattr(dataset, "collate_fn", None),
+        )
+
+    def __call__(self, dataset: Any) -> list[Written]:
+        """One output file per image of ``dataset``; returns them in the dataset's order."""
+        for image in getattr(dataset, "paths", []):
+            check_writable(output_path(image, self.output_dir), self.overwrite)
+        written = []
+        for batch, paths in self._loader(dataset):
+            if batch.dim() == 4:  # (N,C,Y,X) without expand_dims: add the singleton z
+                batch = batch.unsqueeze(-3)
+            if batch.dim() != 5:
+                raise DataError(
+                    f"DSB2018Predictor got images of shape {tuple(batch.shape[1:])}; expected "
+                    "(C,1,Y,X) (set loaders.expand_dims: true and ToTensor expand_dims)."
+                )
+            probs = self.forward(batch)
+            for prob, image in zip(probs, paths):
+                written.append(self._write(prob, str(image)))
+        return written
+
+    def _write(self, prob: np.ndarray, image: str) -> Written:
+        """``prob`` (C,1,Y,X) of one image -> its output file."""
+        import h5py
+
+        cfg = self.config
+        channel = cfg.prediction_channel or 0
+        if channel >= prob.shape[0]:
+            raise ConfigError(
+                f"predictor.prediction_channel: {channel} does not exist; the model has "
+                f"{prob.shape[0]} output channel(s)."
+            )
+        saved = prob[channel : channel + 1] if cfg.prediction_channel is not None else prob
+        arrays = {cfg.output_dataset: quantize(np.squeeze(saved), cfg.output_dtype)}
+        if cfg.save_segmentation or self.postprocessor is not None:
+            arrays["segmentation"] = self._segment(prob, channel)
+        path = output_path(image, self.output_dir)
+        comp = h5_compression(cfg.compression)
+        with atomic_output(path, self.overwrite) as tmp, h5py.File(tmp, "w") as f:
+            for name, array in arrays.items():
+                f.create_dataset(name, data=array, **comp)
+        return Written(str(path), list(arrays), source=image)
+
+    def _segment(self, prob: np.ndarray, channel: int) -> np.ndarray:
+        from skimage.measure import label
+
+        if self.postprocessor is not None:
+            labels = np.squeeze(self.postprocessor(prob))
+        else:
+            labels = label(np.squeeze(prob[channel]) > self.config.pmaps_threshold)
+        return labels.astype(segmentation_dtype(int(labels.max(initial=0))))

@@ -1,0 +1,222 @@
+"""The predictor keys shared by StandardPredictor and LazyPredictor, and what ``fast`` picks.
+
+Reference keys keep the reference's defaults, so a reference config gives the reference's
+output. Everything else is opt-in; ``fast: true`` switches on the recommended set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from unet_core.interfaces import ComponentConfig
+
+#: What ``fast: true`` means when the key itself is not set (docs/prediction.md).
+FAST_OVERLAP = 0.25
+#: Tile edge per device kind for fast mode. On CPU, throughput per voxel falls for tiles much
+#: above 64^3 (cache-bound convolutions; BENCHMARKS.md: one 112^3 tile is slower than eight
+#: 64^3 ones); GPUs are kept busy by bigger tiles, limited by memory.
+FAST_TILE = {"cpu": 64, "cuda": 128, "mps": 96}
+FAST_TILE_2D = {"cpu": 256, "cuda": 512, "mps": 512}
+FAST_BATCH = {"cpu": 2, "cuda": 4, "mps": 2}
+#: Patches per forward on a CPU when `batch_size` is not set, in every mode: the same numbers
+#: (normalisation is per sample), ~10 % less time per patch than one at a time (measured, 2 cores).
+CPU_BATCH = 2
+
+
+class PredictorConfig(ComponentConfig):
+    """Keys of StandardPredictor (the reference's first, then unet-core's opt-in ones)."""
+
+    # -- the reference's keys ---------------------------------------------------------------
+    output_dataset: str = Field(
+        "predictions", description="HDF5 dataset of the output (probabilities or labels)."
+    )
+    save_segmentation: bool = Field(
+        False,
+        description="Write labels (uint16) instead of probabilities: p > 0.5 for one channel, "
+        "argmax over channels otherwise.",
+    )
+    prediction_channel: int | None = Field(
+        None, ge=0, description="Keep only this output channel (shape (1,Z,Y,X))."
+    )
+    performance_metric: Literal["dice", "mean_iou"] | None = Field(
+        None,
+        description="Score the segmentation against `gt_internal_path` of the input file "
+        "(per class; empty-in-both classes score 1, never NaN).",
+    )
+    gt_internal_path: str | None = Field(
+        None, description="Ground-truth dataset in the input file for `performance_metric`."
+    )
+    patch_halo: list[int] | None = Field(
+        None,
+        description="Accepted for compatibility (old reference configs); no effect: the halo "
+        "is loaders.test.slice_builder.halo_shape.",
+    )
+    # -- unet-core's opt-in keys ------------------------------------------------------------
+    fast: bool = Field(
+        False,
+        description="Recommended speed settings: gaussian blending, tiles and batch sized for "
+        "the device, 25% tile overlap, no halo. Keys set explicitly win.",
+    )
+    blending: Literal["overwrite", "gaussian"] | None = Field(
+        None,
+        description="overwrite: later patches overwrite overlaps (the reference); gaussian: "
+        "importance-weighted average (no seams). Default overwrite, gaussian with fast.",
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="Patches per forward pass (default loaders.batch_size)."
+    )
+    tta: Literal["none", "flips", "flips_rot90"] = Field(
+        "none",
+        description="Test-time augmentation: average over flips (8 in 3D) or flips and "
+        "in-plane quarter turns (16 in 3D).",
+    )
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="Autocast precision of the forward pass (fp16 on CUDA only)."
+    )
+    output_dtype: Literal["float32", "float16", "uint8"] = Field(
+        "float32",
+        description="Dtype of the probabilities written; uint8 stores round(255 p) (needs "
+        "outputs in [0, 1]).",
+    )
+    compression: Literal["gzip", "lzf", "none"] | int = Field(
+        "gzip", description="HDF5 compression: gzip (level 4), a gzip level 0-9, lzf or none."
+    )
+    chunks: list[int] | None = Field(
+        None, description="HDF5 chunk shape (Z,Y,X) of the output; default h5py's choice."
+    )
+    compile: bool = Field(False, description="torch.compile the model before predicting.")
+    channels_last: bool | None = Field(
+        None,
+        description="channels_last_3d memory format: the same numbers to float tolerance, "
+        "~10 % faster 3D convolutions on CPU. Default: on for 3D models on cpu/cuda.",
+    )
+    tile_shape: list[int] | None = Field(
+        None,
+        description="Predict in tiles of this (Z,Y,X) shape instead of the slice builder's "
+        "patch_shape (fast: chosen for the device, clipped to the volume).",
+    )
+    tile_overlap: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="Fraction of a tile shared with its neighbour "
+        "when tiling is chosen here (default 0.25).",
+    )
+    tile_halo: list[int] | None = Field(
+        None, description="Halo (Z,Y,X) of tiles chosen here (default 0: blending handles borders)."
+    )
+    output_format: Literal["hdf5", "tiff"] = Field(
+        "hdf5", description="hdf5 (`<stem>_predictions.h5`) or tiff (`<stem>_predictions.tif`)."
+    )
+    overwrite: bool = Field(
+        False, description="Replace an existing output file (like `unet predict --overwrite`)."
+    )
+
+    @field_validator("compression")
+    @classmethod
+    def _level(cls, v: Any) -> Any:
+        if isinstance(v, int) and not 0 <= v <= 9:
+            raise ValueError("a gzip level must be 0..9")
+        return v
+
+    @field_validator("chunks", "tile_shape", "tile_halo", "patch_halo")
+    @classmethod
+    def _three(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 3 or any(x < 0 for x in v)):
+            raise ValueError("expected 3 non-negative integers (Z, Y, X)")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> PredictorConfig:
+        if self.performance_metric is not None and not self.gt_internal_path:
+            raise ValueError(
+                "performance_metric needs gt_internal_path: the ground-truth dataset in each "
+                "input file (e.g. gt_internal_path: label)"
+            )
+        if self.tile_shape is not None and 0 in self.tile_shape:
+            raise ValueError("tile_shape entries must be >= 1")
+        if self.chunks is not None and 0 in self.chunks:
+            raise ValueError("chunks entries must be >= 1")
+        return self
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective options once ``fast`` and the device are known."""
+
+    blending: str
+    batch_size: int
+    tile_shape: tuple[int, int, int] | None
+    tile_overlap: float
+    tile_halo: tuple[int, int, int]
+    channels_last: bool
+
+
+def resolve(
+    config: PredictorConfig, device_type: str, loader_batch: int, spatial_dims: int = 3
+) -> Settings:
+    """Fill the unset keys: reference behaviour, or the recommended set under ``fast``.
+
+    Defaults that change only how the work is done, not the numbers, apply in every mode:
+    several patches per forward on a CPU and the channels_last_3d layout for 3D models.
+    """
+    fast = config.fast
+    blending = config.blending or ("gaussian" if fast else "overwrite")
+    batch = config.batch_size or loader_batch
+    if config.batch_size is None:
+        floor = (
+            FAST_BATCH.get(device_type, 1) if fast else (CPU_BATCH if device_type == "cpu" else 1)
+        )
+        batch = max(batch, floor)
+    tile: tuple[int, int, int] | None = None
+    if config.tile_shape is not None:
+        z, y, x = config.tile_shape
+        tile = (z, y, x)
+    elif fast:
+        edge = FAST_TILE.get(device_type, 64)
+        tile = (edge, edge, edge)  # an upper bound; fit_tiles sizes the tiles per volume
+    overlap = config.tile_overlap if config.tile_overlap is not None else FAST_OVERLAP
+    hz, hy, hx = config.tile_halo or (0, 0, 0)
+    channels_last = config.channels_last
+    if channels_last is None:
+        channels_last = spatial_dims == 3 and device_type in ("cpu", "cuda")
+    return Settings(blending, batch, tile, overlap, (hz, hy, hx), channels_last)
+
+
+def fit_axis(size: int, max_tile: int, overlap: float) -> tuple[int, int]:
+    """(tile, stride) along one axis: the fewest tiles of at most ``max_tile`` that overlap by
+    at least ``overlap * max_tile``, shrunk evenly so that no voxel is computed needlessly.
+
+    100 voxels with max 64 and overlap 0.25: two tiles of 58 (stride 42), not two of 64.
+    """
+    if size <= max_tile:
+        return size, size
+    min_overlap = math.ceil(max_tile * overlap)
+    count = math.ceil((size - min_overlap) / max(1, max_tile - min_overlap))
+    tile = min(max_tile, math.ceil((size + (count - 1) * min_overlap) / count))
+    stride = math.ceil((size - tile) / (count - 1)) if count > 1 else tile
+    return tile, max(1, stride)
+
+
+def fit_tiles(
+    volume_shape: Sequence[int], max_tile: Sequence[int], overlap: float
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Tile and stride (Z,Y,X) for a volume, axis by axis (see :func:`fit_axis`)."""
+    (tz, sz), (ty, sy), (tx, sx) = (
+        fit_axis(int(v), int(m), overlap) for v, m in zip(volume_shape[-3:], max_tile)
+    )
+    return (tz, ty, tx), (sz, sy, sx)
+
+
+def fast_max_tile(device_type: str, volume_shape: Sequence[int]) -> tuple[int, int, int]:
+    """The largest tile fast mode uses on this device; flat tiles for 2D data (Z == 1)."""
+    if int(volume_shape[-3]) == 1:
+        edge = FAST_TILE_2D.get(device_type, 256)
+        return (1, edge, edge)
+    edge = FAST_TILE.get(device_type, 64)
+    return (edge, edge, edge)
