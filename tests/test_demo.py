@@ -29,7 +29,7 @@ def test_synthetic_volume_is_labelled_and_separable():
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out), "--iterations", "50"],
+        [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out), "--iterations", "20"],
         capture_output=True,
         text=True,
         timeout=1200,

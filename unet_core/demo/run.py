@@ -18,9 +18,9 @@ import numpy as np
 from unet_core.hooks import hookimpl, plugin_manager
 from unet_core.io.atomic import write_text_atomic
 
-PATCH = (32, 64, 64)
-VALIDATE_EVERY = 25
-DEFAULT_ITERATIONS = 150
+PATCH = (16, 64, 64)
+VALIDATE_EVERY = 20
+DEFAULT_ITERATIONS = 40
 
 
 @dataclass
