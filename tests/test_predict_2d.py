@@ -67,18 +67,30 @@ class Recorder:
 
 
 def test_tiff_output_fast_2d_tiles_and_the_hook(shared_data, tmp_path):
-    spec = {"name": "UNet2D", "in_channels": 1, "out_channels": 1, "f_maps": [4, 8],
-            "num_groups": 2}
+    spec = {
+        "name": "UNet2D",
+        "in_channels": 1,
+        "out_channels": 1,
+        "f_maps": [4, 8],
+        "num_groups": 2,
+    }
     torch.manual_seed(1)
     ckpt = save_weights(registry.create("models", spec), tmp_path / "m.pytorch")
     image = shared_data / "nuclei2d_raw.tif"
     recorder = Recorder()
     plugin_manager().register(recorder)
     try:
-        cfg = config(spec, ckpt, [image], tmp_path / "out", patch=PATCH, stride=STRIDE,
-                     halo=HALO, predictor={"name": "StandardPredictor", "fast": True,
-                                           "output_format": "tiff"},
-                     postprocessor={"name": "ConnectedComponents"})
+        cfg = config(
+            spec,
+            ckpt,
+            [image],
+            tmp_path / "out",
+            patch=PATCH,
+            stride=STRIDE,
+            halo=HALO,
+            predictor={"name": "StandardPredictor", "fast": True, "output_format": "tiff"},
+            postprocessor={"name": "ConnectedComponents"},
+        )
         (written,) = run_prediction(cfg)
     finally:
         plugin_manager().unregister(recorder)

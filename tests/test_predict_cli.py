@@ -17,6 +17,20 @@ def run(*args, cwd=None):
     return subprocess.run([*UNET, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
+def run_here(capsys, *args):
+    """The CLI in this process (no new torch import): (exit code, stdout, stderr)."""
+    from unet_core.cli.errors import run_cli
+    from unet_core.cli.main import cli
+
+    try:
+        run_cli(cli, list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def _setup(tmp_path):
     rng = np.random.default_rng(0)
     raw = rng.random((12, 20, 20)).astype(np.float32)
@@ -69,12 +83,13 @@ def test_predict_preview_overwrite_and_alias(tmp_path):
     assert read(result).dtype == np.float32  # rewritten without the float16 override
 
 
-def test_evaluate_writes_json_and_csv(tmp_path):
+def test_evaluate_writes_json_and_csv(tmp_path, capsys):
     cfg_path, label = _setup(tmp_path)
-    assert run("predict", "--config", str(cfg_path)).returncode == 0
+    assert run_here(capsys, "predict", "--config", str(cfg_path))[0] == 0
     pred = tmp_path / "out" / "vol_predictions.h5"
     # direct mode: the segmentation against itself and the label volume
-    out = run(
+    code, stdout, stderr = run_here(
+        capsys,
         "evaluate",
         "--prediction",
         str(pred),
@@ -91,8 +106,8 @@ def test_evaluate_writes_json_and_csv(tmp_path):
         "--json",
         str(tmp_path / "scores.json"),
     )
-    assert out.returncode == 0, out.stderr
-    assert "InstanceF1" in out.stdout and "AdaptedRandError" in out.stdout
+    assert code == 0, stderr
+    assert "InstanceF1" in stdout and "AdaptedRandError" in stdout
     scores = json.loads((tmp_path / "scores.json").read_text())["scores"]
     assert [s["metric"] for s in scores] == ["InstanceF1", "AdaptedRandError"]
     assert scores[0]["higher_is_better"] is True and scores[1]["higher_is_better"] is False
@@ -106,16 +121,19 @@ def test_evaluate_writes_json_and_csv(tmp_path):
     write_volume(tmp_path / "vol.h5", read(tmp_path / "vol.h5", "raw"), label=seg)
     cfg["eval_metric"] = {"name": "InstanceF1"}
     cfg_path.write_text(yaml.safe_dump(cfg))
-    out = run("evaluate", "--config", str(cfg_path), "--dataset", "segmentation")
-    assert out.returncode == 0, out.stderr
+    code, _, stderr = run_here(
+        capsys, "evaluate", "--config", str(cfg_path), "--dataset", "segmentation"
+    )
+    assert code == 0, stderr
     report = json.loads((tmp_path / "out" / "evaluation.json").read_text())["scores"]
     assert report[0]["metric"] == "InstanceF1" and report[0]["value"] == 1.0
 
 
-def test_evaluate_usage_errors(tmp_path):
-    out = run("evaluate", "--prediction", str(tmp_path / "missing.h5"))
-    assert out.returncode == 2 and "--config FILE" in out.stderr
-    out = run(
+def test_evaluate_usage_errors(tmp_path, capsys):
+    code, _, err = run_here(capsys, "evaluate", "--prediction", str(tmp_path / "missing.h5"))
+    assert code == 2 and "--config FILE" in err
+    code, _, err = run_here(
+        capsys,
         "evaluate",
         "--prediction",
         str(tmp_path / "missing.h5"),
@@ -124,4 +142,4 @@ def test_evaluate_usage_errors(tmp_path):
         "--metric",
         "MeanIoU",
     )
-    assert out.returncode == 1 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+    assert code == 1 and "does not exist" in err and "Traceback" not in err

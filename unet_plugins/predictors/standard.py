@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
 
-from unet_core.engine.blending import (
-    BlockAccumulator,
-    Index,
-    VolumeAccumulator,
-    patch_grid,
-    redundancy,
-    stride_for_overlap,
-)
+from unet_core.engine.blending import Index, VolumeAccumulator, redundancy, stride_for_overlap
 from unet_core.engine.inference import PatchForward
-from unet_core.engine.memory import return_freed_buffers
 from unet_core.engine.prediction_output import (
     Written,
     atomic_output,
@@ -47,6 +38,9 @@ from unet_plugins.predictors.settings import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Automatic batching (CPU default, fast mode) only for patches up to this size (with halo).
+AUTO_BATCH_MAX_VOXELS = 96**3
 
 
 def spatial(index: Sequence[slice]) -> Index:
@@ -95,10 +89,11 @@ class StandardPredictor:
         self.overwrite = overwrite or config.overwrite
         loaders = getattr(experiment, "loaders", None)
         self.num_workers = int(getattr(loaders, "num_workers", 0) or 0)
+        self.loader_batch = int(getattr(loaders, "batch_size", 1))
         self.settings = resolve(
             config,
             device.type,
-            int(getattr(loaders, "batch_size", 1)),
+            self.loader_batch,
             int(getattr(model, "spatial_dims", 3)),
         )
         self.out_channels = int(model.out_channels)
@@ -112,6 +107,11 @@ class StandardPredictor:
             raise ConfigError(
                 f"predictor.prediction_channel: {config.prediction_channel} does not exist; the "
                 f"model has out_channels {self.out_channels} (channels 0..{self.out_channels - 1})."
+            )
+        if postprocessor is not None and config.output_dataset == "segmentation":
+            raise ConfigError(
+                "predictor.output_dataset is 'segmentation', the dataset the postprocessor "
+                "writes; name the predictions differently (e.g. output_dataset: predictions)."
             )
         self.forward = PatchForward(
             model,
@@ -163,13 +163,24 @@ class StandardPredictor:
         ext = ".tif" if self.config.output_format == "tiff" else ".h5"
         return output_path(dataset.file_path, self.output_dir, extension=ext)
 
+    def batch_for(self, dataset: Any) -> int:
+        """Patches per forward: the configured number, or the automatic one for small patches
+        (batching big ones gains nothing and multiplies the memory of a forward)."""
+        if self.config.batch_size is not None:
+            return self.config.batch_size
+        first = spatial(dataset.raw_slices[0]) if len(dataset.raw_slices) else ()
+        voxels = 1
+        for s, h in zip(first, dataset.halo_shape):
+            voxels *= s.stop - s.start + 2 * int(h)
+        return self.settings.batch_size if voxels <= AUTO_BATCH_MAX_VOXELS else self.loader_batch
+
     def _loader(self, dataset: Any) -> Any:
         from torch.utils.data import DataLoader
 
         collate = getattr(dataset, "collate_fn", None)
         return DataLoader(
             dataset,
-            batch_size=self.settings.batch_size,
+            batch_size=self.batch_for(dataset),
             shuffle=False,
             num_workers=self.num_workers,
             collate_fn=collate,
@@ -264,7 +275,7 @@ class StandardPredictor:
             for name, array in arrays.items():
                 chunks = h5_chunks(array.shape, self.config.chunks, default=None)
                 ds = f.create_dataset(name, data=array, chunks=chunks, **comp)
-                _describe(ds, name, self.config)
+                describe_dataset(ds, name, self.config)
         return list(arrays)
 
     def _score(
@@ -291,7 +302,7 @@ def read_gt(file_path: str, name: str | None) -> np.ndarray:
         return src.volume(str(name), key="predictor.gt_internal_path").read()
 
 
-def _describe(ds: Any, name: str, config: PredictorConfig) -> None:
+def describe_dataset(ds: Any, name: str, config: PredictorConfig) -> None:
     if ds.dtype == np.uint8 and not config.save_segmentation:
         ds.attrs["quantization"] = "probability = value / 255"
 
@@ -312,149 +323,4 @@ def _write_tiffs(
     return names
 
 
-class LazyConfig(PredictorConfig):
-    """StandardPredictor's keys plus the block geometry of the streamed output."""
-
-    block_shape: list[int] | None = Field(
-        None,
-        description="(Z,Y,X) of the output blocks kept in memory until complete; default "
-        "twice the chunk shape per axis.",
-    )
-    max_block_memory_mb: float = Field(
-        1024.0,
-        gt=0,
-        description="Memory for unfinished blocks; beyond it the oldest go to a scratch file "
-        "next to the output and come back when needed.",
-    )
-
-    @field_validator("block_shape")
-    @classmethod
-    def _block(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 3 or any(x < 1 for x in v)):
-            raise ValueError("expected 3 positive integers (Z, Y, X)")
-        return v
-
-
-#: Output chunk (Z,Y,X) of the streamed output when `chunks` is not set: ~2 MB of float32.
-LAZY_CHUNKS = (32, 128, 128)
-
-
-class LazyPredictor(StandardPredictor):
-    """Out-of-core prediction: patches are read one by one (with a lazy dataset) and finished
-    output blocks are written to a chunked HDF5 dataset, so memory does not grow with the
-    volume."""
-
-    Config = LazyConfig  # type: ignore[assignment]
-    streaming = True
-    config: LazyConfig
-
-    def __init__(self, config: LazyConfig, **context: Any) -> None:
-        super().__init__(config, **context)
-        return_freed_buffers()  # patch buffers go back to the OS (see engine.memory)
-        if config.output_format != "hdf5":
-            raise ConfigError(
-                "predictor.output_format: LazyPredictor streams into a chunked HDF5 dataset; "
-                "use output_format: hdf5, or StandardPredictor for TIFF output."
-            )
-
-    def geometry(self, volume: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(chunk shape, block shape), the block a multiple of the chunk."""
-        chunks = tuple(min(int(c), v) for c, v in zip(self.config.chunks or LAZY_CHUNKS, volume))
-        if self.config.block_shape is not None:
-            block = tuple(min(int(b), v) for b, v in zip(self.config.block_shape, volume))
-        else:
-            block = tuple(min(2 * c, v) for c, v in zip(chunks, volume))
-        return chunks, block
-
-    def __call__(self, dataset: Any) -> list[Written]:
-        import h5py
-
-        volume = self._check(dataset)
-        path = self.output_file(dataset)
-        check_writable(path, self.overwrite)
-        cfg = self.config
-        chunks, block = self.geometry(volume)
-        indices = [spatial(s) for s in dataset.raw_slices]
-        start = time.perf_counter()
-        with atomic_output(path, self.overwrite) as tmp, h5py.File(tmp, "w") as f:
-            sink, counter = self._sink(f, dataset, volume, chunks)
-            acc = BlockAccumulator(
-                indices,
-                self.channels,
-                volume,
-                block,
-                self.settings.blending,  # type: ignore[arg-type]
-                sink,
-                max_open_blocks=1,
-                scratch_dir=str(path.parent),
-            )
-            acc.max_open_blocks = max(1, int(cfg.max_block_memory_mb * 2**20 // acc.block_nbytes))
-            try:
-                for prob, index in self.patches(dataset):
-                    acc.add(prob, index)
-            except BaseException:
-                acc.close(check=False)
-                raise
-            acc.close()
-            names = [cfg.output_dataset]
-            if self.postprocessor is not None:
-                names.append(self._postprocess(f, chunks))
-            stats = self._stats(dataset, volume, time.perf_counter() - start)
-            stats.update(peak_open_blocks=acc.peak_open_blocks, spilled_blocks=acc.spills)
-        metrics = counter.result() if counter is not None else None
-        return [Written(str(path), names, metrics, stats, str(dataset.file_path))]
-
-    def _sink(
-        self, f: Any, dataset: Any, volume: tuple[int, ...], chunks: tuple[int, ...]
-    ) -> tuple[Callable[[Index, np.ndarray], None], ScoreCounter | None]:
-        cfg = self.config
-        comp = h5_compression(cfg.compression)
-        if cfg.save_segmentation:
-            shape: tuple[int, ...] = volume
-            dtype: Any = np.uint16
-            ds_chunks: tuple[int, ...] = chunks
-        else:
-            shape = (self.channels, *volume)
-            dtype = np.dtype(cfg.output_dtype)
-            ds_chunks = (1, *chunks)
-        ds = f.create_dataset(
-            cfg.output_dataset, shape=shape, dtype=dtype, chunks=ds_chunks, fillvalue=0, **comp
-        )
-        _describe(ds, cfg.output_dataset, cfg)
-        counter = gt = None
-        if cfg.performance_metric is not None:
-            from unet_core.io.volume import Source
-
-            source = Source(str(dataset.file_path))
-            gt = source.volume(str(cfg.gt_internal_path), key="predictor.gt_internal_path")
-            counter = ScoreCounter(cfg.performance_metric, self.channels, str(dataset.file_path))
-
-        def sink(index: Index, values: np.ndarray) -> None:
-            labels = segment(values) if (cfg.save_segmentation or counter) else None
-            if cfg.save_segmentation:
-                ds[index] = labels
-            else:
-                ds[(slice(None), *index)] = quantize(values, cfg.output_dtype)
-            if counter is not None and gt is not None:
-                truth = gt[index] if gt.ndim == 3 else gt[(slice(None), *index)]
-                masks = values > 0.5 if truth.ndim == 4 else None
-                assert labels is not None
-                counter.update(labels, truth, masks)
-
-        return sink, counter
-
-    def _postprocess(self, f: Any, chunks: tuple[int, ...]) -> str:
-        """Instance segmentation of the finished output (needs it in memory)."""
-        cfg = self.config
-        values = f[cfg.output_dataset][...]
-        if cfg.output_dtype == "uint8" and not cfg.save_segmentation:
-            values = values.astype(np.float32) / 255.0
-        labels = self.postprocessor(values.astype(np.float32, copy=False))
-        labels = labels.astype(segmentation_dtype(int(labels.max(initial=0))))
-        f.create_dataset(
-            "segmentation", data=labels, chunks=chunks, **h5_compression(cfg.compression)
-        )
-        return "segmentation"
-
-
-__all__ = ["LazyPredictor", "StandardPredictor", "check_halo", "patch_grid"]
+__all__ = ["StandardPredictor", "check_halo", "describe_dataset", "read_gt", "spatial"]
