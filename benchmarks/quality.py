@@ -21,6 +21,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
+#: The network both tasks train: small enough for a CPU budget, the reference's block design.
+SMALL_UNET = {
+    "name": "UNet3D",
+    "in_channels": 1,
+    "out_channels": 1,
+    "f_maps": 16,
+    "num_groups": 8,
+    "num_levels": 3,
+    "final_sigmoid": True,
+}
 
 
 def _phase(path: Path, patch: list[int], stride: list[int], raw: list, label: list | None) -> dict:
@@ -92,15 +102,7 @@ def nuclei(out: Path, iterations: int) -> dict:
 
     files = {"train": DATA / "nuclei3d_train_a.h5", "val": DATA / "nuclei3d_train_b.h5"}
     label_tf = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
-    model = {
-        "name": "UNet3D",
-        "in_channels": 1,
-        "out_channels": 1,
-        "f_maps": 16,
-        "num_groups": 8,
-        "num_levels": 3,
-        "final_sigmoid": True,
-    }
+    model = dict(SMALL_UNET)
     cfg = _experiment(
         out,
         files,
@@ -142,15 +144,7 @@ def ovule(out: Path, iterations: int) -> dict:
             f["raw"], f["label"] = raw[:, ys], label[:, ys]
         files[phase] = path
     label_tf = [{"name": "StandardLabelToBoundary"}, {"name": "ToTensor", "expand_dims": False}]
-    model = {
-        "name": "UNet3D",
-        "in_channels": 1,
-        "out_channels": 1,
-        "f_maps": 16,
-        "num_groups": 8,
-        "num_levels": 3,
-        "final_sigmoid": True,
-    }
+    model = dict(SMALL_UNET)
     cfg = _experiment(
         out,
         files,
