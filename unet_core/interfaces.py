@@ -101,9 +101,9 @@ class SliceBuilder(Protocol):
 
 
 class Predictor(Protocol):
-    """Runs a model over one test dataset and writes its output file; returns the output path."""
+    """Built with the model (and device, output_dir); ``predictor(dataset)`` writes its outputs."""
 
-    def __call__(self, model: Any, dataset: Any, output_path: str) -> Any: ...
+    def __call__(self, dataset: Any) -> Any: ...
 
 
 class Postprocessor(Protocol):
