@@ -31,6 +31,7 @@ from pydantic_core import PydanticUndefined
 
 from unet_core import registry
 from unet_core.config import schema
+from unet_core.config.validate import TOP_SECTIONS
 from unet_core.kinds import KINDS, singular
 
 OUTPUT = Path(__file__).resolve().parent / "config-reference.md"
@@ -219,20 +220,9 @@ SECTIONS: list[tuple[str, str, type[BaseModel], str, dict[str, str]]] = [
     ),
 ]
 
-#: Top-level keys that hold a component, and its kind.
-TOP_COMPONENTS = {
-    "model": "models",
-    "loss": "losses",
-    "eval_metric": "metrics",
-    "optimizer": "optimizers",
-    "lr_scheduler": "lr_schedulers",
-    "predictor": "predictors",
-    "postprocessor": "postprocessors",
-}
-
 
 def experiment_part() -> list[str]:
-    links = {key: f"[{singular(kind)}](#{kind})" for key, kind in TOP_COMPONENTS.items()}
+    links = {key: f"[{singular(kind)}](#{kind})" for key, kind in TOP_SECTIONS.items()}
     links["trainer"] = "[section](#section-trainer)"
     links["loaders"] = "[section](#section-loaders)"
     lines = [

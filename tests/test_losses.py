@@ -437,6 +437,27 @@ def test_pixel_wise_without_weight_mentions_weight_internal_path():
         make("PixelWiseCrossEntropyLoss")(x, t, torch.ones(1, 2, 3, 5))
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["DiceLoss", "BCEDiceLoss", "CrossEntropyLoss", "WeightedCrossEntropyLoss"],
+)
+def test_class_weight_count_must_match_out_channels(name):
+    loss = make(name, weight=[1.0, 2.0, 3.0])
+    x = torch.randn(1, 2, 2, 3, 4)
+    t = torch.zeros(1, 2, 3, 4, dtype=torch.int64)
+    if loss.target_layout == "masks":
+        t = torch.rand(1, 2, 2, 3, 4).round()
+    with pytest.raises(ConfigError, match=r"loss.weight has 3 values.*2 channels.*out_channels"):
+        loss(x, t)
+
+
+def test_weight_buffers_follow_the_module_and_the_state_dict():
+    loss = make("BCEDiceLoss", weight=[2.0], pos_weight=[3.0])
+    assert set(dict(loss.named_buffers())) == {"weight", "pos_weight"}
+    assert loss.double().weight.dtype == torch.float64
+    assert set(make("DiceLoss").state_dict()) == set()  # unset factors are no buffers
+
+
 def test_spatial_mismatch_is_a_data_error():
     with pytest.raises(DataError, match="conv_padding"):
         make("DiceLoss")(torch.randn(1, 1, 2, 3, 4), torch.ones(1, 1, 2, 3, 5))

@@ -294,6 +294,18 @@ def test_adapted_rand_matches_skimage():
     assert create("AdaptedRandError", use_last_target=True)(both, two_gt) == 0.0
 
 
+@pytest.mark.parametrize(
+    ("name", "instead"),
+    [("AdaptedRandError", "BoundaryAdaptedRandError"), ("GenericAveragePrecision", "Blobs")],
+)
+def test_label_metrics_refuse_probabilities(name, instead):
+    gt = torch.from_numpy(random_labels(np.random.default_rng(4), (1, 6, 10, 10))[:, None])
+    probabilities = torch.rand(1, 1, 6, 10, 10)
+    with pytest.raises(DataError, match=rf"{name} .*probabilities\?.*{instead}"):
+        create(name)(probabilities, gt)
+    assert create(name)(gt.float(), gt) in (0.0, 1.0)  # whole-number floats are labels
+
+
 def test_adapted_rand_ignore_index_single_label_and_empty():
     rng = np.random.default_rng(4)
     gt = random_labels(rng, (5, 8, 8))

@@ -25,6 +25,7 @@ from unet_core.engine.checkpoint_diagnosis import (  # noqa: F401 - re-exported
     infer_unet_config,
 )
 from unet_core.errors import CheckpointError
+from unet_core.io.atomic import fsync_path
 
 if TYPE_CHECKING:
     import torch
@@ -252,7 +253,7 @@ def save_checkpoint(state: Mapping[str, Any], path: StrPath) -> None:
         if isinstance(exc, OSError):
             raise _save_error(target, exc) from None
         raise
-    _fsync_dir(target.parent)
+    fsync_path(target.parent, directory=True)
 
 
 def _save_error(target: Path, exc: OSError) -> CheckpointError:
@@ -274,17 +275,3 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable; not every platform/filesystem allows this, so best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

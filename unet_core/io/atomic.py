@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def _fsync_path(path: str | Path, directory: bool = False) -> None:
+def fsync_path(path: str | Path, directory: bool = False) -> None:
+    """Flush a file (or a folder, making a rename durable); best effort where not allowed."""
     flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
     try:
         fd = os.open(path, flags)
@@ -49,9 +50,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp
-        _fsync_path(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        _fsync_path(final.parent, directory=True)
+        fsync_path(final.parent, directory=True)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

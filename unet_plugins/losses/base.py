@@ -47,6 +47,8 @@ class Loss(nn.Module):
     target_layout: ClassVar[Layout] = "masks"
     #: cross-entropy losses handle ignore_index themselves (no voxel mask is built).
     native_ignore: ClassVar[bool] = False
+    #: config fields of per-channel factors kept as float32 buffers (they follow ``.to()``).
+    tensor_params: ClassVar[tuple[str, ...]] = ()
     #: the validated parameters (an instance of the subclass's ``Config``).
     config: Any
 
@@ -58,6 +60,8 @@ class Loss(nn.Module):
             raise TypeError("pass either a Config or keyword parameters, not both")
         self.config = config
         self._values_seen: set[tuple[int, torch.dtype]] = set()
+        for field in self.tensor_params:
+            self.register_buffer(field, float_tensor(getattr(config, field)))
 
     @classmethod
     def from_config(cls, config: LossConfig, **context: Any) -> Loss:
@@ -113,6 +117,18 @@ class Loss(nn.Module):
     def ignore_value(self) -> int | None:
         """The target value that does not count (for the value checks)."""
         return self.config.ignore_index
+
+    def class_weight(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """The ``weight`` buffer on the logits' device and dtype, one value per channel."""
+        weight: torch.Tensor | None = getattr(self, "weight", None)
+        if weight is None:
+            return None
+        if weight.numel() != logits.shape[1]:
+            raise ConfigError(
+                f"loss.weight has {weight.numel()} values but the logits have "
+                f"{logits.shape[1]} channels (model.out_channels); give one weight per channel."
+            )
+        return weight.to(device=logits.device, dtype=logits.dtype)
 
     # -- config-time checks ---------------------------------------------------------------
     @classmethod

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-from unet_plugins.losses.base import Loss, LossConfig, float_tensor, masked_mean, per_channel
+from unet_plugins.losses.base import Loss, masked_mean, per_channel
 from unet_plugins.losses.configs import BCEWithLogitsLossConfig
 
 
@@ -24,11 +22,8 @@ class BCEWithLogitsLoss(Loss):
     Config = BCEWithLogitsLossConfig
 
     target_layout = "masks"
+    tensor_params = ("pos_weight",)
     pos_weight: torch.Tensor | None
-
-    def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.register_buffer("pos_weight", float_tensor(self.config.pos_weight))
 
     def compute(
         self,

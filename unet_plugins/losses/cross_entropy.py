@@ -7,12 +7,10 @@ are skipped natively (default -100, torch's, when unset).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-from unet_plugins.losses.base import Loss, LossConfig, float_tensor
+from unet_plugins.losses.base import Loss
 from unet_plugins.losses.configs import (
     CrossEntropyLossConfig,
     PixelWiseCrossEntropyLossConfig,
@@ -25,6 +23,7 @@ TORCH_IGNORE = -100
 class _CrossEntropyBase(Loss):
     target_layout = "indices"
     native_ignore = True
+    tensor_params = ("weight",)
 
     def ignore_value(self) -> int | None:
         return self.torch_ignore_index()
@@ -34,28 +33,11 @@ class _CrossEntropyBase(Loss):
         ii: int | None = self.config.ignore_index
         return TORCH_IGNORE if ii is None else ii
 
-    def class_weight(self, logits: torch.Tensor) -> torch.Tensor | None:
-        weight: torch.Tensor | None = getattr(self, "weight", None)
-        if weight is None:
-            return None
-        if weight.numel() != logits.shape[1]:
-            from unet_core.errors import ConfigError
-
-            raise ConfigError(
-                f"loss.weight has {weight.numel()} values but the logits have "
-                f"{logits.shape[1]} classes (model.out_channels); give one weight per class."
-            )
-        return weight.to(device=logits.device, dtype=logits.dtype)
-
 
 class CrossEntropyLoss(_CrossEntropyBase):
     """``torch.nn.CrossEntropyLoss`` (mean; with class weights the weighted mean)."""
 
     Config = CrossEntropyLossConfig
-
-    def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.register_buffer("weight", float_tensor(self.config.weight))
 
     def compute(
         self,
@@ -78,10 +60,6 @@ class WeightedCrossEntropyLoss(_CrossEntropyBase):
     """
 
     Config = WeightedCrossEntropyLossConfig
-
-    def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.register_buffer("weight", float_tensor(self.config.weight))
 
     def compute(
         self,
@@ -116,10 +94,6 @@ class PixelWiseCrossEntropyLoss(_CrossEntropyBase):
     Config = PixelWiseCrossEntropyLossConfig
 
     needs_weight = True
-
-    def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.register_buffer("weight", float_tensor(self.config.weight))
 
     def ignore_value(self) -> int | None:
         return self.config.ignore_index

@@ -12,11 +12,9 @@ space per channel c, and masked voxels left out of every sum:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from unet_plugins.losses.base import Loss, LossConfig, channel_sum, float_tensor, normalize
+from unet_plugins.losses.base import Loss, channel_sum, normalize
 from unet_plugins.losses.bce import bce
 from unet_plugins.losses.configs import BCEDiceLossConfig, DiceLossConfig, GeneralizedDiceLossConfig
 
@@ -36,16 +34,6 @@ def per_channel_dice(
     return 2 * (intersect / denominator.clamp(min=eps))
 
 
-def _check_weight_length(weight: torch.Tensor | None, logits: torch.Tensor) -> None:
-    if weight is not None and weight.numel() != logits.shape[1]:
-        from unet_core.errors import ConfigError
-
-        raise ConfigError(
-            f"loss.weight has {weight.numel()} values but the logits have {logits.shape[1]} "
-            "channels (model.out_channels); give one weight per output channel."
-        )
-
-
 class DiceLoss(Loss):
     """1 − mean per-channel soft Dice (V-Net squared denominator), optional class weights.
 
@@ -56,11 +44,8 @@ class DiceLoss(Loss):
     Config = DiceLossConfig
 
     target_layout = "masks"
+    tensor_params = ("weight",)
     weight: torch.Tensor | None
-
-    def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.register_buffer("weight", float_tensor(self.config.weight))
 
     def compute(
         self,
@@ -69,9 +54,8 @@ class DiceLoss(Loss):
         mask: torch.Tensor | None,
         weight: torch.Tensor | None,
     ) -> torch.Tensor:
-        _check_weight_length(self.weight, logits)
         p = normalize(logits, self.config.normalization)
-        dice = per_channel_dice(p, target, mask, self.weight, self.config.epsilon)
+        dice = per_channel_dice(p, target, mask, self.class_weight(logits), self.config.epsilon)
         return 1.0 - dice.mean()
 
 
@@ -87,13 +71,9 @@ class BCEDiceLoss(Loss):
     Config = BCEDiceLossConfig
 
     target_layout = "masks"
+    tensor_params = ("weight", "pos_weight")
     weight: torch.Tensor | None
     pos_weight: torch.Tensor | None
-
-    def __init__(self, config: LossConfig | None = None, **params: Any) -> None:
-        super().__init__(config, **params)
-        self.register_buffer("weight", float_tensor(self.config.weight))
-        self.register_buffer("pos_weight", float_tensor(self.config.pos_weight))
 
     def compute(
         self,
@@ -103,8 +83,8 @@ class BCEDiceLoss(Loss):
         weight: torch.Tensor | None,
     ) -> torch.Tensor:
         cfg = self.config
-        _check_weight_length(self.weight, logits)
-        dice = per_channel_dice(torch.sigmoid(logits), target, mask, self.weight, cfg.epsilon)
+        class_weight = self.class_weight(logits)
+        dice = per_channel_dice(torch.sigmoid(logits), target, mask, class_weight, cfg.epsilon)
         return cfg.beta * bce(logits, target, mask, self.pos_weight) + cfg.alpha * (
             1.0 - dice.mean()
         )

@@ -30,6 +30,7 @@ from unet_plugins.metrics.configs import (
 from unet_plugins.metrics.instance_inputs import (
     check_channel,
     components,
+    label_channels,
     prediction_array,
     target_labels,
 )
@@ -73,15 +74,12 @@ class GenericAveragePrecision(Metric):
 
     def segmentations(self, sample: np.ndarray) -> Iterator[np.ndarray]:
         """Candidate label images for one sample ``(C, *spatial)``: here its channels."""
-        if sample.dtype.kind == "f" and not np.array_equal(sample, np.round(sample)):
-            raise DataError(
-                f"{type(self).__name__} scores prediction channels that already are instance "
-                "label images, but got non-integer values (probabilities?). Use "
-                "BlobsAveragePrecision (foreground), BoundaryAveragePrecision (boundaries) or "
-                "BlobsBoundaryAveragePrecision, which threshold them first."
-            )
-        for channel in sample:
-            yield channel.astype(np.int64, copy=False)
+        return label_channels(
+            sample,
+            type(self).__name__,
+            "BlobsAveragePrecision (foreground), BoundaryAveragePrecision (boundaries) or "
+            "BlobsBoundaryAveragePrecision",
+        )
 
 
 class BlobsAveragePrecision(GenericAveragePrecision):

@@ -7,7 +7,7 @@ steps: move to numpy, pick the target's label channel, check shapes, and thresho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,3 +92,17 @@ def check_channel(index: int, n_channels: int, key: str, metric: str) -> int:
 def components(mask: np.ndarray) -> np.ndarray:
     """Connected components of a boolean mask, face connectivity, background 0."""
     return measure.label(mask.astype(np.uint8, copy=False), background=0, connectivity=1)
+
+
+def label_channels(sample: np.ndarray, metric: str, instead: str) -> Iterator[np.ndarray]:
+    """The channels of one sample ``(C, *spatial)`` as label images, refusing probabilities.
+
+    ``instead`` names the metrics that threshold probabilities first, for the error message.
+    """
+    if sample.dtype.kind == "f" and not np.array_equal(sample, np.round(sample)):
+        raise DataError(
+            f"{metric} scores prediction channels that already are label images, but got "
+            f"non-integer values (probabilities?). Use {instead}, which threshold them first."
+        )
+    for channel in sample:
+        yield channel.astype(np.int64, copy=False)

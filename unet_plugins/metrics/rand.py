@@ -33,6 +33,7 @@ from unet_plugins.metrics.configs import (
 from unet_plugins.metrics.instance_inputs import (
     check_channel,
     components,
+    label_channels,
     prediction_array,
     target_labels,
 )
@@ -82,15 +83,11 @@ class AdaptedRandError(Metric):
 
     def segmentations(self, sample: np.ndarray) -> Iterator[np.ndarray]:
         """The label images to score for one sample ``(C, *spatial)``: its channels."""
-        if sample.dtype.kind == "f" and not np.array_equal(sample, np.round(sample)):
-            raise DataError(
-                f"{type(self).__name__} scores prediction channels that already are label "
-                "images, but got non-integer values (probabilities?). For boundary or "
-                "foreground probabilities use BoundaryAdaptedRandError or "
-                "GenericAdaptedRandError, which threshold them first."
-            )
-        for channel in sample:
-            yield channel.astype(np.int64, copy=False)
+        return label_channels(
+            sample,
+            type(self).__name__,
+            "BoundaryAdaptedRandError (boundaries) or GenericAdaptedRandError (foreground)",
+        )
 
 
 class BoundaryAdaptedRandError(AdaptedRandError):

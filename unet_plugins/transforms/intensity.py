@@ -22,7 +22,20 @@ from unet_plugins.transforms.configs import (
 )
 
 
-class RandomContrast(Transform):
+class RandomIntensity(Transform):
+    """Shared draw: one uniform number decides whether :meth:`apply` runs on the patch."""
+
+    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
+        arr = np.asarray(array)
+        if not execute(rng, self.config.execution_probability):
+            return arr
+        return self.apply(arr, rng)
+
+    def apply(self, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RandomContrast(RandomIntensity):
     """``mean + a * (x - mean)`` with ``a ~ U(alpha)``.
 
     The reference always clipped the result to [-1, 1], which only makes sense after
@@ -32,11 +45,8 @@ class RandomContrast(Transform):
 
     Config = RandomContrastConfig
 
-    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
-        arr = np.asarray(array)
+    def apply(self, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
-        if not execute(rng, cfg.execution_probability):
-            return arr
         factor = rng.uniform(*cfg.alpha)
         dtype = float_dtype(arr)
         out = (cfg.mean + factor * (arr.astype(dtype, copy=False) - cfg.mean)).astype(dtype)
@@ -47,16 +57,13 @@ class RandomContrast(Transform):
         return out
 
 
-class RandomGammaCorrection(Transform):
+class RandomGammaCorrection(RandomIntensity):
     """Min-max rescale to [0, 1], then ``x ** gamma`` with ``gamma ~ U(gamma)``."""
 
     Config = RandomGammaCorrectionConfig
 
-    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
-        arr = np.asarray(array)
+    def apply(self, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
-        if not execute(rng, cfg.execution_probability):
-            return arr
         dtype = float_dtype(arr)
         low, high = float(arr.min()), float(arr.max())
         scaled = arr.astype(dtype) - low
@@ -66,16 +73,13 @@ class RandomGammaCorrection(Transform):
         return np.power(scaled, gamma, dtype=dtype)
 
 
-class AdditiveGaussianNoise(Transform):
+class AdditiveGaussianNoise(RandomIntensity):
     """Add N(0, s) noise per voxel with ``s ~ U(scale)``."""
 
     Config = AdditiveGaussianNoiseConfig
 
-    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
-        arr = np.asarray(array)
+    def apply(self, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
-        if not execute(rng, cfg.execution_probability):
-            return arr
         std = rng.uniform(*cfg.scale)
         dtype = float_dtype(arr)
         noise = rng.standard_normal(
@@ -84,22 +88,19 @@ class AdditiveGaussianNoise(Transform):
         return (arr + std * noise).astype(dtype, copy=False)
 
 
-class AdditivePoissonNoise(Transform):
+class AdditivePoissonNoise(RandomIntensity):
     """Add Poisson(l) counts per voxel with ``l ~ U(lam)``."""
 
     Config = AdditivePoissonNoiseConfig
 
-    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
-        arr = np.asarray(array)
+    def apply(self, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
-        if not execute(rng, cfg.execution_probability):
-            return arr
         lam = rng.uniform(*cfg.lam)
         dtype = float_dtype(arr)
         return (arr + rng.poisson(lam, size=arr.shape)).astype(dtype, copy=False)
 
 
-class GaussianBlur3D(Transform):
+class GaussianBlur3D(RandomIntensity):
     """Gaussian blur with ``sigma ~ U(sigma)`` over the spatial axes of each channel.
 
     Draws from the pipeline's generator (the reference used Python's global ``random``, so its
@@ -109,11 +110,8 @@ class GaussianBlur3D(Transform):
 
     Config = GaussianBlur3DConfig
 
-    def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
-        arr = np.asarray(array)
+    def apply(self, arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
-        if not execute(rng, cfg.execution_probability):
-            return arr
         sigma = rng.uniform(*cfg.sigma)
         sigmas = [0.0] * (arr.ndim - 3) + [sigma] * min(arr.ndim, 3)
         return ndimage.gaussian_filter(arr.astype(float_dtype(arr)), sigmas, mode="nearest")
