@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from workloads import DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 FILES = [DATA / "nuclei3d_train_a.h5", DATA / "nuclei3d_train_b.h5"]
 
 T2_RAW = [

@@ -37,18 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from workloads import DATA
+from workloads import STANDARD_UNET as MODEL
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL = {
-    "name": "UNet3D",
-    "in_channels": 1,
-    "out_channels": 1,
-    "f_maps": 32,
-    "layer_order": "gcr",
-    "num_groups": 8,
-    "num_levels": 4,
-}
+from unet_core.config import phase_section
+
 TINY = {"name": "UNet3D", "in_channels": 1, "out_channels": 1, "f_maps": [2, 4], "num_groups": 1}
 MODES = {
     "reference": {"name": "StandardPredictor"},
@@ -80,18 +73,7 @@ def experiment(
             "output_dir": str(out),
             "batch_size": 1,
             "num_workers": workers,
-            "test": {
-                "file_paths": [str(volume)],
-                "slice_builder": {
-                    "name": "SliceBuilder",
-                    "patch_shape": [64, 64, 64],
-                    "stride_shape": [32, 32, 32],
-                    "halo_shape": [halo] * 3,
-                },
-                "transformer": {
-                    "raw": [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}]
-                },
-            },
+            "test": phase_section([volume], [64, 64, 64], [32, 32, 32], halo_shape=[halo] * 3),
         },
     }
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from workloads import DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from unet_core.config import phase_section
+
 #: The network both tasks train: small enough for a CPU budget, the reference's block design.
 SMALL_UNET = {
     "name": "UNet3D",
@@ -31,17 +32,6 @@ SMALL_UNET = {
     "num_levels": 3,
     "final_sigmoid": True,
 }
-
-
-def _phase(path: Path, patch: list[int], stride: list[int], raw: list, label: list | None) -> dict:
-    section = {
-        "file_paths": [str(path)],
-        "slice_builder": {"name": "SliceBuilder", "patch_shape": patch, "stride_shape": stride},
-        "transformer": {"raw": raw},
-    }
-    if label is not None:
-        section["transformer"]["label"] = label
-    return section
 
 
 def _experiment(
@@ -57,7 +47,6 @@ def _experiment(
 ) -> dict:
     aug = [{"name": "RandomFlip"}, {"name": "RandomRotate90"}]
     raw_train = [{"name": "Standardize"}, *aug, {"name": "ToTensor", "expand_dims": True}]
-    raw_plain = [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}]
     half = [max(1, p // 2) for p in patch]
     return {
         "manual_seed": 0,
@@ -76,9 +65,11 @@ def _experiment(
         "loaders": {
             "num_workers": 0,
             "output_dir": str(out / "predictions"),
-            "train": _phase(files["train"], patch, half, raw_train, [*aug, *label_tf]),
-            "val": _phase(files["val"], patch, patch, raw_plain, label_tf),
-            "test": _phase(files["val"], patch, half, raw_plain, None),
+            "train": phase_section(
+                [files["train"]], patch, half, raw=raw_train, label=[*aug, *label_tf]
+            ),
+            "val": phase_section([files["val"]], patch, label=label_tf),
+            "test": phase_section([files["val"]], patch, half),
         },
         "predictor": {"name": "StandardPredictor", "fast": True},
         "postprocessor": postprocessor,

@@ -24,19 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from workloads import DATA, ROOT
+from workloads import STANDARD_UNET as MODEL
+
+from unet_core.config import phase_section
 from unet_core.hooks import hookimpl
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MODEL = {
-    "name": "UNet3D",
-    "in_channels": 1,
-    "out_channels": 1,
-    "f_maps": 32,
-    "layer_order": "gcr",
-    "num_groups": 8,
-    "num_levels": 4,
-}
 OPTIMIZER = {"name": "Adam", "learning_rate": 2e-4, "weight_decay": 1e-5}
 
 
@@ -119,40 +112,28 @@ def t2_config(args: argparse.Namespace, checkpoint_dir: str) -> dict[str, Any]:
             "batch_size": 1,
             "num_workers": 1,
             "global_normalization": True,
-            "train": {
-                "file_paths": [str(Path(args.data) / "nuclei3d_train_a.h5")],
-                "slice_builder": {
-                    "name": "SliceBuilder",
-                    "patch_shape": size,
-                    "stride_shape": stride,
-                },
-                "transformer": {
-                    "raw": [
-                        {"name": "Standardize"},
-                        {"name": "RandomFlip"},
-                        {"name": "RandomRotate90"},
-                        {"name": "ToTensor", "expand_dims": True},
-                    ],
-                    "label": [
-                        {"name": "RandomFlip"},
-                        {"name": "RandomRotate90"},
-                        {"name": "BlobsToMask"},
-                        {"name": "ToTensor", "expand_dims": True},
-                    ],
-                },
-            },
-            "val": {
-                "file_paths": [str(Path(args.data) / "nuclei3d_train_b.h5")],
-                "slice_builder": {
-                    "name": "SliceBuilder",
-                    "patch_shape": size,
-                    "stride_shape": size,
-                },
-                "transformer": {
-                    "raw": [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}],
-                    "label": [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}],
-                },
-            },
+            "train": phase_section(
+                [Path(args.data) / "nuclei3d_train_a.h5"],
+                size,
+                stride,
+                raw=[
+                    {"name": "Standardize"},
+                    {"name": "RandomFlip"},
+                    {"name": "RandomRotate90"},
+                    {"name": "ToTensor", "expand_dims": True},
+                ],
+                label=[
+                    {"name": "RandomFlip"},
+                    {"name": "RandomRotate90"},
+                    {"name": "BlobsToMask"},
+                    {"name": "ToTensor", "expand_dims": True},
+                ],
+            ),
+            "val": phase_section(
+                [Path(args.data) / "nuclei3d_train_b.h5"],
+                size,
+                label=[{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}],
+            ),
         },
     }
 

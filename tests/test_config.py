@@ -137,3 +137,39 @@ def test_json_schema_contains_component_schemas(tmp_path):
     optim = {o["title"] for o in schema["$defs"]["component_optimizers"]["anyOf"]}
     assert {"Adam", "SGD", "AdamW"} <= optim
     assert json.loads(json.dumps(schema)) == schema
+
+
+def test_phase_section_builds_what_the_yaml_would_say(tmp_path):
+    from unet_core.config import phase_section
+
+    train = phase_section(
+        [tmp_path / "a.h5"],
+        (16, 64, 64),
+        (8, 32, 32),
+        label=[{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}],
+        threshold=0.1,
+        slice_builder="FilterSliceBuilder",
+    )
+    assert train == {
+        "file_paths": [str(tmp_path / "a.h5")],
+        "slice_builder": {
+            "name": "FilterSliceBuilder",
+            "patch_shape": [16, 64, 64],
+            "stride_shape": [8, 32, 32],
+            "threshold": 0.1,
+        },
+        "transformer": {
+            "raw": [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}],
+            "label": [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}],
+        },
+    }
+    test = phase_section([tmp_path / "b.h5"], [16, 64, 64], halo_shape=[4, 8, 8])
+    assert test["slice_builder"]["stride_shape"] == [16, 64, 64]  # tiles without overlap
+    assert "label" not in test["transformer"]
+    cfg = config_from_dict(
+        {
+            "model": {"name": "UNet3D", "in_channels": 1, "out_channels": 1},
+            "loaders": {"train": train, "val": train, "test": test},
+        }
+    )
+    assert cfg.loaders.test.slice_builder["halo_shape"] == [4, 8, 8]

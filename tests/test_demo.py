@@ -72,3 +72,18 @@ def test_demo_readme_command_is_the_documented_one():
     assert 'pip install -c constraints.txt -e ".[dev]" && pytest' in readme
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert 'pip install -c constraints.txt -e ".[dev]" && pytest' in ci
+
+
+@pytest.mark.parametrize("iterations", [1, 7, 20, 45])
+def test_demo_validates_within_any_budget(tmp_path, iterations):
+    """Prediction needs the best checkpoint, which only validation writes."""
+    from unet_core.config import config_from_dict
+    from unet_core.demo.run import demo_config
+
+    files = {p: tmp_path / f"{p}.h5" for p in ("train", "val", "test")}
+    shape = (48, 128, 128)
+    cfg = demo_config(tmp_path, files, iterations, dict.fromkeys(files, shape))
+    every = cfg["trainer"]["validate_after_iters"]
+    assert 1 <= every <= iterations and every <= 20
+    assert cfg["lr_scheduler"]["T_max"] == max(1, iterations // every)
+    config_from_dict(cfg)

@@ -2,6 +2,7 @@
 
 from unet_core.config.loading import as_config, config_from_dict, load_config
 from unet_core.config.schema import ExperimentConfig, LoadersConfig, PhaseConfig, TrainerConfig
+from unet_core.config.sections import phase_section
 
 __all__ = [
     "ExperimentConfig",
@@ -11,4 +12,5 @@ __all__ = [
     "as_config",
     "config_from_dict",
     "load_config",
+    "phase_section",
 ]

@@ -87,6 +87,8 @@ def demo_config(
     out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple]
 ) -> dict:
     """A pytorch-3dunet-style config (plus our opt-in keys) for the demo's train and test."""
+    from unet_core.config.sections import phase_section
+
     train_patch, test_patch = patch_for(shapes["train"]), patch_for(shapes["test"])
     raw_aug = [
         {"name": "Standardize"},
@@ -100,22 +102,11 @@ def demo_config(
         {"name": "BlobsToMask"},
         {"name": "ToTensor", "expand_dims": True},
     ]
-    plain_raw = [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}]
     plain_label = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
 
-    def phase(
-        path: Path, patch: list[int], stride: list[int], raw: list, label: list | None
-    ) -> dict:
-        section: dict[str, Any] = {
-            "file_paths": [str(path)],
-            "slice_builder": {"name": "SliceBuilder", "patch_shape": patch, "stride_shape": stride},
-            "transformer": {"raw": raw},
-        }
-        if label is not None:
-            section["transformer"]["label"] = label
-        return section
-
     half = [max(1, p // 2) for p in train_patch]
+    # validate at least once: prediction loads the best checkpoint, which validation writes
+    every = max(1, min(VALIDATE_EVERY, iterations))
     return {
         "manual_seed": 0,
         "device": "cpu",
@@ -134,15 +125,15 @@ def demo_config(
         # stepped once per validation, as in the reference
         "lr_scheduler": {
             "name": "CosineAnnealingLR",
-            "T_max": max(1, iterations // VALIDATE_EVERY),
+            "T_max": max(1, iterations // every),
             "eta_min": 0.0001,
         },
         "trainer": {
             "checkpoint_dir": str(out / "checkpoints"),
             "max_num_epochs": 1000,
             "max_num_iterations": iterations,
-            "validate_after_iters": VALIDATE_EVERY,
-            "log_after_iters": VALIDATE_EVERY,
+            "validate_after_iters": every,
+            "log_after_iters": every,
             "max_val_images": 2,
         },
         "loaders": {
@@ -152,10 +143,12 @@ def demo_config(
             "raw_internal_path": "raw",
             "label_internal_path": "label",
             "output_dir": str(out / "predictions"),
-            "train": phase(files["train"], train_patch, half, raw_aug, label_aug),
-            "val": phase(files["val"], train_patch, train_patch, plain_raw, plain_label),
-            "test": phase(
-                files["test"], test_patch, [max(1, p // 2) for p in test_patch], plain_raw, None
+            "train": phase_section(
+                [files["train"]], train_patch, half, raw=raw_aug, label=label_aug
+            ),
+            "val": phase_section([files["val"]], train_patch, label=plain_label),
+            "test": phase_section(
+                [files["test"]], test_patch, [max(1, p // 2) for p in test_patch]
             ),
         },
         "predictor": {"name": "StandardPredictor", "fast": True, "save_segmentation": False},
