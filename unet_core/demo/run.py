@@ -90,19 +90,22 @@ def demo_config(
     from unet_core.config.sections import phase_section
 
     train_patch, test_patch = patch_for(shapes["train"]), patch_for(shapes["test"])
-    raw_aug = [
+    raw_aug: list[dict[str, Any]] = [
         {"name": "Standardize"},
         {"name": "RandomFlip"},
         {"name": "RandomRotate90"},
         {"name": "ToTensor", "expand_dims": True},
     ]
-    label_aug = [
+    label_aug: list[dict[str, Any]] = [
         {"name": "RandomFlip"},
         {"name": "RandomRotate90"},
         {"name": "BlobsToMask"},
         {"name": "ToTensor", "expand_dims": True},
     ]
-    plain_label = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
+    plain_label: list[dict[str, Any]] = [
+        {"name": "BlobsToMask"},
+        {"name": "ToTensor", "expand_dims": True},
+    ]
 
     half = [max(1, p // 2) for p in train_patch]
     # validate at least once: prediction loads the best checkpoint, which validation writes

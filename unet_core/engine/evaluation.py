@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
     from unet_core.config.schema import TrainerConfig
     from unet_core.engine.amp import Precision
+    from unet_core.engine.components import Components
     from unet_core.engine.interrupts import InterruptGuard
     from unet_core.engine.progress import Progress
     from unet_core.engine.tensorboard import TensorBoardLogger
-    from unet_core.engine.trainer import Components
 
 
 class Evaluation:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unet_core.engine import data_order
 from unet_core.engine import distributed as dist
 from unet_core.engine.amp import Precision, to_format
+from unet_core.engine.components import Components
 from unet_core.engine.evaluation import Evaluation
 from unet_core.engine.interrupts import InterruptGuard, TrainingInterrupted
 from unet_core.engine.progress import Progress
@@ -34,32 +34,11 @@ from unet_core.errors import DataError, TrainingError
 if TYPE_CHECKING:
     import torch
 
-    from unet_core.config.schema import ExperimentConfig, TrainerConfig
+    from unet_core.config.schema import TrainerConfig
     from unet_core.engine.tensorboard import TensorBoardLogger
 
 LAST = "last_checkpoint.pytorch"
 BEST = "best_checkpoint.pytorch"
-
-
-@dataclass
-class Components:
-    """Everything the loop works with, built by :mod:`unet_core.engine.training`."""
-
-    config: ExperimentConfig
-    model: torch.nn.Module  # the bare network, on the device
-    loss: Callable[..., torch.Tensor]
-    metric: Callable[..., Any]
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    loaders: dict[str, Any]
-    device: torch.device
-    checkpoint_dir: Path
-    higher_is_better: bool
-    ctx: dist.DistContext = field(default_factory=dist.DistContext)
-    train_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
-    eval_logits: Callable[[torch.Tensor], torch.Tensor] | None = None
-    memory_format: Any = None
-    scheduler_needs_metric: bool | None = None  # None: True for ReduceLROnPlateau
 
 
 class Trainer(Evaluation, TrainState):

@@ -19,10 +19,11 @@ from unet_core.engine import data_order
 from unet_core.engine import distributed as dist
 from unet_core.engine.amp import memory_format
 from unet_core.engine.checkpoint import load_checkpoint, load_model_weights
+from unet_core.engine.components import Components
 from unet_core.engine.device import resolve_device
 from unet_core.engine.progress import make_progress
 from unet_core.engine.tensorboard import TensorBoardLogger
-from unet_core.engine.trainer import BEST, LAST, Components, Trainer
+from unet_core.engine.trainer import BEST, LAST, Trainer
 from unet_core.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import torch
 from unet_core.errors import DataError
 
 if TYPE_CHECKING:
-    from unet_plugins.losses.base import LossConfig
+    from unet_plugins.losses.configs import LossConfig
 
 LABEL_TO_MASKS = (
     "Turn the labels into per-channel masks in the `label` transformer, e.g. BlobsToMask "
