@@ -1,5 +1,6 @@
 """Out of core: a volume larger than the address space a subprocess may use (RLIMIT_AS) is
-predicted completely and correctly by LazyPredictor + LazyHDF5Dataset."""
+predicted completely and correctly by LazyPredictor + LazyHDF5Dataset, and segmented block by
+block (ConnectedComponents)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import pytest
 SHAPE = (80, 1024, 1024)  # 320 MiB of float32 in, as much out
 SLAB = 8
 HEADROOM_MB = 256  # what the child may allocate beyond its start-up footprint
+THRESHOLD = 0.99  # sigmoid(N(0, 1)) > 0.99: ~180 sparse objects in the 84 M voxels
 
 CHILD = r"""
 import json, os, resource, sys
+THRESHOLD = float(sys.argv[4])
 sys.path.insert(0, sys.argv[1])
 import torch
 torch.set_num_threads(1)
@@ -39,7 +42,8 @@ with Register(PointwiseOOC=Pointwise):
                  raw_transforms=[{"name": "ToTensor", "expand_dims": True}],
                  predictor={"name": "LazyPredictor", "blending": "gaussian",
                             "compression": "none", "block_shape": [32, 128, 128],
-                            "chunks": [32, 128, 128], "max_block_memory_mb": 64})
+                            "chunks": [32, 128, 128], "max_block_memory_mb": 64},
+                 postprocessor={"name": "ConnectedComponents", "threshold": THRESHOLD})
     cap = int((vm_mb() + headroom) * 2**20)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     try:
@@ -69,7 +73,7 @@ def test_lazy_prediction_of_a_volume_larger_than_the_memory_cap(tmp_path):
     _write_big(big)
     tests_dir = str(Path(__file__).parent)
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, tests_dir, str(tmp_path), str(HEADROOM_MB)],
+        [sys.executable, "-c", CHILD, tests_dir, str(tmp_path), str(HEADROOM_MB), str(THRESHOLD)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -83,6 +87,37 @@ def test_lazy_prediction_of_a_volume_larger_than_the_memory_cap(tmp_path):
     with h5py.File(big) as fin, h5py.File(report["path"]) as fout:
         pred = fout["predictions"]
         assert pred.shape == (1, *SHAPE)
+        points = []
         for z in range(0, SHAPE[0], 16):
             raw = fin["raw"][z : z + 16]
             np.testing.assert_allclose(pred[0, z : z + 16], 1 / (1 + np.exp(-raw)), atol=1e-6)
+            points.append(np.argwhere(pred[0, z : z + 16] > THRESHOLD) + (z, 0, 0))
+        seg = fout["segmentation"]
+        assert seg.shape == SHAPE and seg.dtype == np.uint16
+        labelled = sum(int(np.count_nonzero(seg[z : z + 16])) for z in range(0, SHAPE[0], 16))
+        points = np.concatenate(points)  # raster order
+        assert 50 < len(points) == labelled
+        expected = _sparse_components(points)
+        found = np.array([seg[tuple(p)] for p in points])
+        np.testing.assert_array_equal(found, expected)
+
+
+def _sparse_components(points: np.ndarray) -> np.ndarray:
+    """Face-connected components of a few voxels, numbered in raster order of first voxel."""
+    where = {tuple(p): i for i, p in enumerate(points)}
+    parent = list(range(len(points)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, p in enumerate(points):
+        for axis in range(3):
+            q = list(p)
+            q[axis] += 1
+            j = where.get(tuple(q))
+            if j is not None:
+                parent[root(j)] = root(i)
+    numbers: dict[int, int] = {}
+    return np.array([numbers.setdefault(root(i), len(numbers) + 1) for i in range(len(points))])

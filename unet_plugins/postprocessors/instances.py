@@ -6,6 +6,7 @@ numbered 1..n consecutively), which the predictors write as the ``segmentation``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,8 @@ from pydantic import Field, field_validator, model_validator
 
 from unet_core.errors import DataError
 from unet_core.interfaces import ComponentConfig
+
+Index = tuple[slice, ...]
 
 
 def _channel(prediction: np.ndarray, channel: int, key: str, who: str) -> np.ndarray:
@@ -66,16 +69,45 @@ class ConnectedComponents:
     def from_config(cls, config: Config, **_: Any) -> ConnectedComponents:
         return cls(config)
 
-    def __call__(self, prediction: np.ndarray) -> np.ndarray:
-        from skimage.measure import label
-
+    def foreground(self, prediction: np.ndarray) -> np.ndarray:
+        """The voxels that belong to some object (bool, Z,Y,X)."""
         c = self.config
         who = "ConnectedComponents"
         fg = _channel(prediction, c.foreground_channel, "foreground_channel", who)
         if c.boundary_channel is not None:
             fg = fg - _channel(prediction, c.boundary_channel, "boundary_channel", who)
-        labels = label(fg > c.threshold, connectivity=c.connectivity)
-        return remove_small(labels, c.min_size)
+        return np.asarray(fg > c.threshold)
+
+    def __call__(self, prediction: np.ndarray) -> np.ndarray:
+        from skimage.measure import label
+
+        labels = label(self.foreground(prediction), connectivity=self.config.connectivity)
+        return remove_small(labels, self.config.min_size)
+
+    def segment_blocks(
+        self,
+        read: Callable[[Index], np.ndarray],
+        shape: tuple[int, ...],
+        block: tuple[int, ...],
+        open_output: Callable[[int], Callable[[Index, np.ndarray], None]],
+        scratch_dir: str | None = None,
+    ) -> int:
+        """The same labels as ``__call__`` for a volume that does not fit in memory.
+
+        ``read(index)`` gives the probabilities (C, *block) of one block; see
+        :func:`unet_plugins.postprocessors.blockwise.connected_components_blockwise`.
+        """
+        from unet_plugins.postprocessors.blockwise import connected_components_blockwise
+
+        return connected_components_blockwise(
+            lambda index: self.foreground(read(index)),
+            shape,
+            block,
+            open_output,
+            connectivity=self.config.connectivity,
+            min_size=self.config.min_size,
+            scratch_dir=scratch_dir,
+        )
 
 
 class SeededWatershed:

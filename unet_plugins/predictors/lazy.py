@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,7 +121,7 @@ class LazyPredictor(StandardPredictor):
             acc.close()
             names = [cfg.output_dataset]
             if self.postprocessor is not None:
-                names.append(self._postprocess(f, chunks))
+                names.append(self._postprocess(f, chunks, block))
             stats = self._stats(dataset, volume, time.perf_counter() - start)
             stats.update(peak_open_blocks=acc.peak_open_blocks, spilled_blocks=acc.spills)
         metrics = counter.result() if counter is not None else None
@@ -166,15 +167,37 @@ class LazyPredictor(StandardPredictor):
 
         return sink, counter, (source.close if source is not None else lambda: None)
 
-    def _postprocess(self, f: Any, chunks: tuple[int, ...]) -> str:
-        """Instance segmentation of the finished output (needs it in memory)."""
+    def _postprocess(self, f: Any, chunks: tuple[int, ...], block: tuple[int, ...]) -> str:
+        """Instance segmentation of the finished output: block by block where the
+        postprocessor can (``segment_blocks``, e.g. ConnectedComponents), else in memory."""
         cfg = self.config
-        values = f[cfg.output_dataset][...]
-        if cfg.output_dtype == "uint8" and not cfg.save_segmentation:
-            values = values.astype(np.float32) / 255.0
-        labels = self.postprocessor(values.astype(np.float32, copy=False))
+        source = f[cfg.output_dataset]
+        scale = 1.0 / 255.0 if cfg.output_dtype == "uint8" and not cfg.save_segmentation else 1.0
+        compression = h5_compression(cfg.compression)
+
+        def read(index: Index) -> np.ndarray:
+            values = source[(slice(None), *index)] if source.ndim == 4 else source[index]
+            return np.asarray(values, dtype=np.float32) * np.float32(scale)
+
+        if hasattr(self.postprocessor, "segment_blocks"):
+            volume = tuple(source.shape[-3:])
+
+            def open_output(n: int) -> Callable[[Index, np.ndarray], None]:
+                ds = f.create_dataset(
+                    "segmentation",
+                    shape=volume,
+                    dtype=segmentation_dtype(n),
+                    chunks=chunks,
+                    **compression,
+                )
+                return ds.__setitem__
+
+            self.postprocessor.segment_blocks(
+                read, volume, block, open_output, scratch_dir=str(Path(f.filename).parent)
+            )
+            return "segmentation"
+        full = tuple(slice(0, n) for n in source.shape[-3:])
+        labels = self.postprocessor(read(full))
         labels = labels.astype(segmentation_dtype(int(labels.max(initial=0))))
-        f.create_dataset(
-            "segmentation", data=labels, chunks=chunks, **h5_compression(cfg.compression)
-        )
+        f.create_dataset("segmentation", data=labels, chunks=chunks, **compression)
         return "segmentation"
