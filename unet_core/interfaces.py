@@ -9,7 +9,7 @@ with ``component.from_config(config, **context)`` when that classmethod exists, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -110,6 +110,26 @@ class Postprocessor(Protocol):
     """Turns a prediction array (C,Z,Y,X) into an instance segmentation (Z,Y,X)."""
 
     def __call__(self, prediction: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class BlockwisePostprocessor(Postprocessor, Protocol):
+    """A postprocessor that can also segment a prediction too large for memory.
+
+    Streaming predictors call ``segment_blocks`` instead of ``__call__``: ``read(index)`` gives
+    the probabilities ``(C, *block)`` at a (Z,Y,X) slice tuple, ``open_output(n)`` is called once
+    with the object count and returns ``write(index, labels)``; the result must equal
+    ``__call__`` on the whole volume. Returns n.
+    """
+
+    def segment_blocks(
+        self,
+        read: Callable[[tuple[slice, ...]], np.ndarray],
+        shape: tuple[int, ...],
+        block: tuple[int, ...],
+        open_output: Callable[[int], Callable[[tuple[slice, ...], np.ndarray], None]],
+        scratch_dir: str | None = None,
+    ) -> int: ...
 
 
 def iter_kinds() -> Iterator[str]:

@@ -29,6 +29,7 @@ from unet_core.engine.prediction_output import (
 )
 from unet_core.engine.prediction_scores import ScoreCounter, segment
 from unet_core.errors import ConfigError
+from unet_core.interfaces import BlockwisePostprocessor
 from unet_plugins.predictors.settings import PredictorConfig
 from unet_plugins.predictors.standard import StandardPredictor, describe_dataset, spatial
 
@@ -179,7 +180,7 @@ class LazyPredictor(StandardPredictor):
             values = source[(slice(None), *index)] if source.ndim == 4 else source[index]
             return np.asarray(values, dtype=np.float32) * np.float32(scale)
 
-        if hasattr(self.postprocessor, "segment_blocks"):
+        if isinstance(self.postprocessor, BlockwisePostprocessor):
             volume = tuple(source.shape[-3:])
 
             def open_output(n: int) -> Callable[[Index, np.ndarray], None]:
