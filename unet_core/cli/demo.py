@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import click
 
+from unet_core.demo import DEFAULT_ITERATIONS
+
 
 @click.command()
 @click.option("-o", "--output", default="unet-demo", show_default=True, help="Output folder.")
 @click.option("--data", type=click.Path(dir_okay=False), help="Your labelled HDF5/TIFF volume.")
 @click.option("--labels", type=click.Path(dir_okay=False), help="Label TIFF matching --data.")
-@click.option("--iterations", default=40, show_default=True, help="Training iterations.")
+@click.option(
+    "--iterations", default=DEFAULT_ITERATIONS, show_default=True, help="Training iterations."
+)
 def demo(output: str, data: str | None, labels: str | None, iterations: int) -> None:
-    """Generate a labelled 3D volume, train a small U-Net (~1 min on 2 CPU cores), predict a
+    """Generate a labelled 3D volume, train a small U-Net (under a minute on 2 CPU cores), predict a
     held-back volume, segment nuclei, and write checkpoint, logs, prediction, metrics and a PNG."""
     from unet_core.demo.run import run_demo
 

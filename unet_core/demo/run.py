@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from unet_core.demo import DEFAULT_ITERATIONS
 from unet_core.hooks import hookimpl, plugin_manager
 from unet_core.io.atomic import write_text_atomic
 
 PATCH = (16, 64, 64)
 VALIDATE_EVERY = 20
-DEFAULT_ITERATIONS = 40
 
 
 @dataclass
