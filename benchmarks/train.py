@@ -1,7 +1,7 @@
 """Training throughput: workloads T1 (bare step) and T2 (trainer) of ../shared/BENCHMARKS.md.
 
     python benchmarks/train.py                       # T1 + T2, fp32, 2 threads
-    python benchmarks/train.py --t2-iterations 10 --channels-last --amp bf16 --compile
+    python benchmarks/train.py --t2-iterations 10 --channels-last on --amp bf16 --compile
     python benchmarks/train.py --reference-python /tmp/refvenv/bin/python   # + the reference T2
 
 Each workload runs in its own process (so peak RSS is its own) and prints one JSON line; the
@@ -44,13 +44,16 @@ def run_t1(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from unet_core import registry
-    from unet_core.engine.amp import Precision, memory_format
+    from unet_core.engine.amp import Precision, default_channels_last, memory_format
 
     torch.manual_seed(0)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model = registry.create("models", dict(MODEL, f_maps=args.f_maps)).to(device)
-    fmt = memory_format(3, args.channels_last)
+    channels_last = {"on": True, "off": False}.get(args.channels_last)
+    if channels_last is None:
+        channels_last = default_channels_last(3, device.type)
+    fmt = memory_format(3, channels_last)
     if fmt is not None:
         model = model.to(memory_format=fmt)
     loss_fn = registry.create("losses", {"name": "BCEDiceLoss"}).to(device)
@@ -103,7 +106,7 @@ def t2_config(args: argparse.Namespace, checkpoint_dir: str) -> dict[str, Any]:
             "validate_after_iters": val_at,
             "log_after_iters": val_at,
             "amp": args.amp,
-            "channels_last": args.channels_last,
+            "channels_last": {"on": True, "off": False}.get(args.channels_last),
             "compile": args.compile,
             "progress": "none",
         },
@@ -303,7 +306,12 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--t1-iterations", type=int, default=8)
     parser.add_argument("--t2-iterations", type=int, default=10, help=">= 9 (validation after n-1)")
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--channels-last",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="memory format; auto: the trainer's default (on for 3D on a CPU)",
+    )
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
     parser.add_argument("--data", default=str(DATA), help="folder with nuclei3d_train_[ab].h5")
     parser.add_argument("--skip-t2", action="store_true", help="only the bare loop")

@@ -184,6 +184,22 @@ def test_default_metric_and_direction(tmp_path: Path) -> None:
     assert trainer.higher_is_better is False and trainer.best_eval_score == math.inf
 
 
+@pytest.mark.parametrize(("setting", "expected"), [(None, True), (False, False), (True, True)])
+def test_channels_last_default_on_cpu_for_3d(tmp_path: Path, setting: Any, expected: bool) -> None:
+    from unet_core.engine.amp import default_channels_last
+    from unet_core.engine.training import build_trainer
+
+    config = tiny(reference_config(tmp_path / "c"))
+    config["trainer"]["channels_last"] = setting
+    config["device"] = "cpu"
+    trainer = build_trainer(config_from_dict(config))
+    weight = next(p for p in trainer.parts.model.parameters() if p.dim() == 5 and p.shape[1] > 1)
+    assert weight.is_contiguous(memory_format=torch.channels_last_3d) is expected
+    assert (trainer.parts.memory_format is not None) is expected
+    assert default_channels_last(3, "cpu") and not default_channels_last(3, "cuda")
+    assert not default_channels_last(2, "cpu")
+
+
 @pytest.mark.parametrize("model", ["UNet2D", "ResidualUNet2D"])
 def test_2d_models_train_on_singleton_z_patches(tmp_path: Path, model: str) -> None:
     """2D models get (N,C,Y,X); the reference could not train ResidualUNet2D (its §12.6)."""

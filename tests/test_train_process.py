@@ -116,10 +116,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_nonzero(tmp_path: Path) -> None:
 def test_two_process_gloo_ddp_stays_in_sync(tmp_path: Path) -> None:
     ckdir = tmp_path / "ck"
     config = write_config(tiny(reference_config(ckdir), iterations=6, every=3), tmp_path / "c.yml")
-    hooks = tmp_path / "hooks"
-    env = subprocess_env(hooks, install_hook_package(tmp_path / "plugins"))
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
+    env, hooks = _ddp_env(tmp_path)
     done = subprocess.run(
         unet_command("train", "--config", str(config), "--nproc", "2", "--device", "cpu"),
         env=env,
@@ -141,6 +138,61 @@ def test_two_process_gloo_ddp_stays_in_sync(tmp_path: Path) -> None:
     assert (hooks / "saved_rank0.txt").exists() and not (hooks / "saved_rank1.txt").exists()
     assert len(list((ckdir / "logs").iterdir())) == 1  # one TensorBoard run, from rank 0
     assert done.stdout.count("Finished after 6 iterations") == 1  # rank 0 reports alone
+
+
+def _ddp_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    hooks = tmp_path / "hooks"
+    env = subprocess_env(hooks, install_hook_package(tmp_path / "plugins"))
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    return env, hooks
+
+
+def test_sigterm_under_two_process_ddp_stops_every_rank_at_one_iteration(tmp_path: Path) -> None:
+    """torchrun forwards SIGTERM to both ranks, which may see it one step apart: they agree on
+    the stop iteration, save one complete checkpoint with both ranks' state, and resume."""
+    ckdir = tmp_path / "ck"
+    config = write_config(
+        tiny(reference_config(ckdir), iterations=400, every=4), tmp_path / "c.yml"
+    )
+    env, hooks = _ddp_env(tmp_path)
+    proc = _start(config, env, "--nproc", "2", "--device", "cpu")
+    last = ckdir / "last_checkpoint.pytorch"
+    _wait_for(last, proc, timeout=240)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode != 0, out
+    assert "SIGTERM" in out and "--resume" in out
+    ckpt = load_checkpoint(last)
+    stopped = ckpt["num_iterations"]
+    assert 4 <= stopped < 400
+    assert ckpt["world_size"] == 2 and len(ckpt["rank_states"]) == 2
+    saved = (hooks / "saved_rank0.txt").read_text().split("\n")
+    assert int([line for line in saved if "last_checkpoint" in line][-1].split()[-1]) == stopped
+    assert not list(ckdir.glob(".*.tmp"))
+
+    resumed = subprocess.run(
+        unet_command(
+            "train",
+            "--resume",
+            str(last),
+            "--nproc",
+            "2",
+            "--device",
+            "cpu",
+            "--set",
+            f"trainer.max_num_iterations={stopped + 2}",
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    ranks = [json.loads((hooks / f"end_rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["iteration"] == ranks[1]["iteration"] == stopped + 2
+    assert ranks[0]["hash"] == ranks[1]["hash"]
+    assert json.loads((hooks / "start_rank1.json").read_text())["iteration"] == stopped
 
 
 def test_cli_errors_are_one_paragraph(tmp_path: Path) -> None:

@@ -58,7 +58,11 @@ class TrainerConfig(Section):
     amp: Literal["none", "bf16", "fp16"] = Field(
         "none", description="Autocast: bf16 (CPU or CUDA) or fp16 with a grad scaler (CUDA)."
     )
-    channels_last: bool = Field(False, description="Use channels_last(_3d) memory format.")
+    channels_last: bool | None = Field(
+        None,
+        description="channels_last(_3d) memory format. Default: on for 3D models on a CPU "
+        "(~10 % faster steps there), off on GPUs.",
+    )
     compile: bool = Field(False, description="torch.compile the model.")
     log_images: bool = Field(True, description="Write image panels to TensorBoard.")
     progress: Literal["auto", "bar", "lines", "none"] = Field(

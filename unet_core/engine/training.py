@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from unet_core import registry
 from unet_core.engine import data_order
 from unet_core.engine import distributed as dist
-from unet_core.engine.amp import memory_format
+from unet_core.engine.amp import default_channels_last, memory_format
 from unet_core.engine.checkpoint import load_checkpoint, load_model_weights
 from unet_core.engine.components import Components
 from unet_core.engine.device import resolve_device
@@ -80,7 +80,11 @@ def build_trainer(
     seed_everything(cfg.manual_seed, ctx.rank)
 
     model = registry.create("models", cfg.model).to(dev)
-    fmt = memory_format(getattr(model, "spatial_dims", 3), tcfg.channels_last)
+    dims = getattr(model, "spatial_dims", 3)
+    channels_last = tcfg.channels_last
+    if channels_last is None:
+        channels_last = default_channels_last(dims, dev.type)
+    fmt = memory_format(dims, channels_last)
     if fmt is not None:
         model = model.to(memory_format=fmt)
     assert cfg.loss is not None

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from unet_core.engine.amp import default_channels_last
 from unet_core.interfaces import ComponentConfig
 
 #: What ``fast: true`` means when the key itself is not set (docs/prediction.md).
@@ -181,8 +182,9 @@ def resolve(
     hz, hy, hx = config.tile_halo or (0, 0, 0)
     channels_last = config.channels_last
     if channels_last is None:
-        on_cpu = device_type == "cpu"
-        channels_last = spatial_dims == 3 and (on_cpu or (fast and device_type == "cuda"))
+        channels_last = default_channels_last(spatial_dims, device_type) or (
+            spatial_dims == 3 and fast and device_type == "cuda"
+        )
     return Settings(blending, batch, tile, overlap, (hz, hy, hx), channels_last)
 
 
