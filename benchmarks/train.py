@@ -286,12 +286,9 @@ def forwarded(args: argparse.Namespace) -> list[str]:
         f"--t2-iterations={args.t2_iterations}",
         f"--amp={args.amp}",
         f"--data={args.data}",
+        f"--channels-last={args.channels_last}",
     ]
-    out += [
-        f"--{flag}"
-        for flag in ("channels-last", "compile")
-        if getattr(args, flag.replace("-", "_"))
-    ]
+    out += ["--compile"] if args.compile else []
     return out
 
 
