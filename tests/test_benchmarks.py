@@ -1,0 +1,40 @@
+"""The benchmark scripts still run (tiny budgets; their figures are not asserted, only that
+each prints its result line): a broken benchmark is found here, not when someone needs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, timeout: float = 300) -> list[dict]:
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_train_benchmark_bare_step_with_forwarded_options():
+    (t1,) = _run(
+        "benchmarks/train.py",
+        "--skip-t2",
+        "--t1-iterations=2",
+        "--f-maps=8",
+        "--patch=32",
+        "--channels-last=on",
+    )
+    assert t1["workload"] == "T1" and t1["s_per_it"] > 0
+
+
+@pytest.mark.slow
+def test_quality_benchmark_on_the_real_ovule_volume(shared_data):
+    (result,) = _run("benchmarks/quality.py", "--iterations=2", "--task=ovule")
+    assert result["task"] == "ovule boundaries" and 0 <= result["adapted_rand_error"] <= 1
+    assert result["cells_true"] == 26
