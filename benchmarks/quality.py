@@ -39,20 +39,19 @@ def _experiment(
     files: dict,
     iterations: int,
     label_tf: list,
-    model: dict,
-    loss: dict,
-    metric: dict,
     patch: list[int],
     postprocessor: dict,
 ) -> dict:
+    """Both tasks: the same network, BCEDiceLoss and Dice validation; they differ in labels,
+    patch and segmentation."""
     aug = [{"name": "RandomFlip"}, {"name": "RandomRotate90"}]
     raw_train = [{"name": "Standardize"}, *aug, {"name": "ToTensor", "expand_dims": True}]
     half = [max(1, p // 2) for p in patch]
     return {
         "manual_seed": 0,
-        "model": model,
-        "loss": loss,
-        "eval_metric": metric,
+        "model": dict(SMALL_UNET),
+        "loss": {"name": "BCEDiceLoss"},
+        "eval_metric": {"name": "DiceCoefficient"},
         "optimizer": {"name": "Adam", "learning_rate": 0.001, "weight_decay": 0.00001},
         "trainer": {
             "checkpoint_dir": str(out / "checkpoints"),
@@ -93,15 +92,11 @@ def nuclei(out: Path, iterations: int) -> dict:
 
     files = {"train": DATA / "nuclei3d_train_a.h5", "val": DATA / "nuclei3d_train_b.h5"}
     label_tf = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
-    model = dict(SMALL_UNET)
     cfg = _experiment(
         out,
         files,
         iterations,
         label_tf,
-        model,
-        {"name": "BCEDiceLoss"},
-        {"name": "DiceCoefficient"},
         [48, 64, 64],
         {"name": "ConnectedComponents", "threshold": 0.5, "min_size": 30},
     )
@@ -135,15 +130,11 @@ def ovule(out: Path, iterations: int) -> dict:
             f["raw"], f["label"] = raw[:, ys], label[:, ys]
         files[phase] = path
     label_tf = [{"name": "StandardLabelToBoundary"}, {"name": "ToTensor", "expand_dims": False}]
-    model = dict(SMALL_UNET)
     cfg = _experiment(
         out,
         files,
         iterations,
         label_tf,
-        model,
-        {"name": "BCEDiceLoss"},
-        {"name": "DiceCoefficient"},
         [32, 64, 64],
         {"name": "SeededWatershed", "boundary_channel": 0, "seed_threshold": 0.4, "min_size": 50},
     )
