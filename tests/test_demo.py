@@ -87,3 +87,31 @@ def test_demo_validates_within_any_budget(tmp_path, iterations):
     assert 1 <= every <= iterations and every <= 20
     assert cfg["lr_scheduler"]["T_max"] == max(1, iterations // every)
     config_from_dict(cfg)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "model", "shape"),
+    [
+        (["nuclei2d_raw.tif", "nuclei2d_labels.tif"], "UNet2D", (1, 103, 512)),
+        (["nuclei3d_train_a.h5"], "UNet3D", (20, 100, 100)),
+    ],
+)
+def test_demo_on_the_users_real_data(shared_data, tmp_path, inputs, model, shape):
+    """`unet demo --data` (and --labels for TIFF): 2D images train a UNet2D, volumes a UNet3D."""
+    out = tmp_path / "demo"
+    args = ["--data", str(shared_data / inputs[0]), "--iterations", "6"]
+    if len(inputs) == 2:
+        args += ["--labels", str(shared_data / inputs[1])]
+    proc = subprocess.run(
+        [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"Training {model} for 6 iterations" in proc.stdout
+    scores = json.loads((out / "metrics.json").read_text())
+    assert 0 <= scores["dice"] <= 1 and 0 <= scores["instance_f1"] <= 1
+    with h5py.File(out / "predictions" / "test_predictions.h5", "r") as f:
+        assert f["segmentation"].shape == shape
+    assert (out / "demo.png").stat().st_size > 10_000

@@ -20,6 +20,8 @@ from unet_core.hooks import hookimpl, plugin_manager
 from unet_core.io.atomic import write_text_atomic
 
 PATCH = (16, 64, 64)
+#: 2D images (Z == 1) train a UNet2D on flat patches: cheap enough for a bigger field of view.
+PATCH_2D = (1, 128, 128)
 VALIDATE_EVERY = 20
 
 
@@ -78,8 +80,18 @@ def prepare_data(data_dir: Path, data: str | None, labels: str | None) -> dict[s
     }
 
 
+def is_2d(shape: tuple[int, ...]) -> bool:
+    return shape[0] == 1
+
+
+def model_name(shape: tuple[int, ...]) -> str:
+    return "UNet2D" if is_2d(shape) else "UNet3D"
+
+
 def patch_for(shape: tuple[int, ...]) -> list[int]:
     """The default patch, shrunk to the volume and kept divisible by 4 (two poolings)."""
+    if is_2d(shape):
+        return [1] + [max(4, min(p, s // 4 * 4)) for p, s in zip(PATCH_2D[1:], shape[1:])]
     return [max(4, min(p, s // 4 * 4)) for p, s in zip(PATCH, shape)]
 
 
@@ -89,7 +101,8 @@ def demo_config(
     """A pytorch-3dunet-style config (plus our opt-in keys) for the demo's train and test."""
     from unet_core.config.sections import phase_section
 
-    train_patch, test_patch = patch_for(shapes["train"]), patch_for(shapes["test"])
+    smallest = tuple(min(a, b) for a, b in zip(shapes["train"], shapes["val"]))
+    train_patch, test_patch = patch_for(smallest), patch_for(shapes["test"])
     raw_aug: list[dict[str, Any]] = [
         {"name": "Standardize"},
         {"name": "RandomFlip"},
@@ -114,7 +127,7 @@ def demo_config(
         "manual_seed": 0,
         "device": "cpu",
         "model": {
-            "name": "UNet3D",
+            "name": model_name(shapes["train"]),
             "in_channels": 1,
             "out_channels": 1,
             "f_maps": [8, 16, 32],
@@ -202,7 +215,7 @@ def run_demo(
     write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
     cfg = config_from_dict(cfg_dict)
 
-    echo(f"[2/5] Training UNet3D for {iterations} iterations ...")
+    echo(f"[2/5] Training {model_name(shapes['train'])} for {iterations} iterations ...")
     recorder = _Recorder()
     pm = plugin_manager()
     pm.register(recorder)
