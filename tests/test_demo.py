@@ -109,7 +109,9 @@ def test_demo_on_the_users_real_data(shared_data, tmp_path, inputs, model, shape
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert f"Training {model} for 6 iterations" in proc.stdout
+    from unet_core.engine.device import available_device
+
+    assert f"Training {model} on {available_device()} for 6 iterations" in proc.stdout
     scores = json.loads((out / "metrics.json").read_text())
     assert 0 <= scores["dice"] <= 1 and 0 <= scores["instance_f1"] <= 1
     with h5py.File(out / "predictions" / "test_predictions.h5", "r") as f:

@@ -100,6 +100,7 @@ def demo_config(
 ) -> dict:
     """A pytorch-3dunet-style config (plus our opt-in keys) for the demo's train and test."""
     from unet_core.config.sections import phase_section
+    from unet_core.engine.device import available_device
 
     smallest = tuple(min(a, b) for a, b in zip(shapes["train"], shapes["val"]))
     train_patch, test_patch = patch_for(smallest), patch_for(shapes["test"])
@@ -125,7 +126,7 @@ def demo_config(
     every = max(1, min(VALIDATE_EVERY, iterations))
     return {
         "manual_seed": 0,
-        "device": "cpu",
+        "device": available_device(),  # written out, so config.json says where it ran
         "model": {
             "name": model_name(shapes["train"]),
             "in_channels": 1,
@@ -215,7 +216,8 @@ def run_demo(
     write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
     cfg = config_from_dict(cfg_dict)
 
-    echo(f"[2/5] Training {model_name(shapes['train'])} for {iterations} iterations ...")
+    where = cfg_dict["device"]
+    echo(f"[2/5] Training {model_name(shapes['train'])} on {where} for {iterations} iterations ...")
     recorder = _Recorder()
     pm = plugin_manager()
     pm.register(recorder)
