@@ -27,6 +27,7 @@ from unet_core.engine.prediction_output import (
 )
 from unet_core.errors import ConfigError, DataError
 from unet_core.interfaces import ComponentConfig
+from unet_plugins.predictors.base import PredictorBase
 
 log = logging.getLogger(__name__)
 
@@ -59,49 +60,32 @@ class DSBConfig(ComponentConfig):
     overwrite: bool = Field(False, description="Replace existing output files.")
 
 
-class DSB2018Predictor:
+class DSB2018Predictor(PredictorBase):
     """Predict every image of a DSB2018Dataset (test phase) and write one file per image."""
 
     Config = DSBConfig
 
-    def __init__(
-        self,
-        config: DSBConfig,
-        *,
-        model: Any,
-        device: Any,
-        output_dir: str | None = None,
-        experiment: Any = None,
-        postprocessor: Any = None,
-        overwrite: bool = False,
-    ) -> None:
+    def __init__(self, config: DSBConfig, **context: Any) -> None:
         if config.output_dtype not in ("float32", "float16", "uint8"):
             raise ConfigError(
                 f"predictor.output_dtype: {config.output_dtype!r} is not one of float32, "
                 "float16, uint8."
             )
-        self.config = config
-        self.output_dir = output_dir or None
-        self.postprocessor = postprocessor
-        self.overwrite = overwrite or config.overwrite
-        loaders = getattr(experiment, "loaders", None)
-        self.batch_size = int(getattr(loaders, "batch_size", 1))
-        self.num_workers = int(getattr(loaders, "num_workers", 0) or 0)
-        self.device = device
+        super().__init__(config, **context)
         self.forward = PatchForward(
-            model, device, amp=config.amp, tta=config.tta, channels_last=config.channels_last
+            self.model,
+            self.device,
+            amp=config.amp,
+            tta=config.tta,
+            channels_last=config.channels_last,
         )
-
-    @classmethod
-    def from_config(cls, config: DSBConfig, **context: Any) -> DSB2018Predictor:
-        return cls(config, **context)
 
     def _loader(self, dataset: Any) -> Any:
         from torch.utils.data import DataLoader
 
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.loader_batch,
             shuffle=False,
             num_workers=self.num_workers,
             collate_fn=getattr(dataset, "collate_fn", None),

@@ -30,6 +30,7 @@ from unet_core.engine.prediction_output import (
 )
 from unet_core.engine.prediction_scores import ScoreCounter, segment
 from unet_core.errors import ConfigError, DataError
+from unet_plugins.predictors.base import PredictorBase
 from unet_plugins.predictors.settings import (
     PredictorConfig,
     fast_max_tile,
@@ -63,33 +64,16 @@ def check_halo(halo: Sequence[int], volume_shape: Sequence[int], where: str) -> 
         )
 
 
-class StandardPredictor:
+class StandardPredictor(PredictorBase):
     """Predict a test dataset and keep the output volume in memory (the reference's default)."""
 
     Config = PredictorConfig
     streaming = False
+    config: PredictorConfig
 
-    def __init__(
-        self,
-        config: PredictorConfig,
-        *,
-        model: Any,
-        device: Any,
-        output_dir: str | None = None,
-        experiment: Any = None,
-        postprocessor: Any = None,
-        overwrite: bool = False,
-    ) -> None:
-        self.config = config
-        self.model = model
-        self.device = device
-        self.output_dir = output_dir or None
-        self.experiment = experiment
-        self.postprocessor = postprocessor
-        self.overwrite = overwrite or config.overwrite
-        loaders = getattr(experiment, "loaders", None)
-        self.num_workers = int(getattr(loaders, "num_workers", 0) or 0)
-        self.loader_batch = int(getattr(loaders, "batch_size", 1))
+    def __init__(self, config: PredictorConfig, **context: Any) -> None:
+        super().__init__(config, **context)
+        model, device = self.model, self.device
         self.settings = resolve(
             config,
             device.type,
@@ -108,7 +92,7 @@ class StandardPredictor:
                 f"predictor.prediction_channel: {config.prediction_channel} does not exist; the "
                 f"model has out_channels {self.out_channels} (channels 0..{self.out_channels - 1})."
             )
-        if postprocessor is not None and config.output_dataset == "segmentation":
+        if self.postprocessor is not None and config.output_dataset == "segmentation":
             raise ConfigError(
                 "predictor.output_dataset is 'segmentation', the dataset the postprocessor "
                 "writes; name the predictions differently (e.g. output_dataset: predictions)."
@@ -121,10 +105,6 @@ class StandardPredictor:
             channels_last=self.settings.channels_last,
             compile=config.compile,
         )
-
-    @classmethod
-    def from_config(cls, config: PredictorConfig, **context: Any) -> StandardPredictor:
-        return cls(config, **context)
 
     # -- what the engine asks before building the dataset -----------------------------------
     @property
