@@ -27,6 +27,7 @@ from unet_core.engine.prediction_output import (
 )
 from unet_core.errors import ConfigError, DataError
 from unet_core.interfaces import ComponentConfig
+from unet_core.io.h5write import write_array
 from unet_plugins.predictors.base import PredictorBase
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class DSB2018Predictor(PredictorBase):
         comp = h5_compression(cfg.compression)
         with atomic_output(path, self.overwrite) as tmp, h5py.File(tmp, "w") as f:
             for name, array in arrays.items():
-                f.create_dataset(name, data=array, **comp)
+                write_array(f, name, array, compression=comp)
         return Written(str(path), list(arrays), source=image)
 
     def _segment(self, prob: np.ndarray, channel: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from unet_core.engine.prediction_output import (
 from unet_core.engine.prediction_scores import ScoreCounter, segment
 from unet_core.errors import ConfigError
 from unet_core.interfaces import BlockwisePostprocessor
+from unet_core.io.h5write import write_array
 from unet_plugins.predictors.settings import PredictorConfig
 from unet_plugins.predictors.standard import StandardPredictor, describe_dataset, spatial
 
@@ -200,5 +201,5 @@ class LazyPredictor(StandardPredictor):
         full = tuple(slice(0, n) for n in source.shape[-3:])
         labels = self.postprocessor(read(full))
         labels = labels.astype(segmentation_dtype(int(labels.max(initial=0))))
-        f.create_dataset("segmentation", data=labels, chunks=chunks, **compression)
+        write_array(f, "segmentation", labels, chunks=chunks, compression=compression)
         return "segmentation"

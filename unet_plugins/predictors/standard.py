@@ -30,6 +30,7 @@ from unet_core.engine.prediction_output import (
 )
 from unet_core.engine.prediction_scores import ScoreCounter, segment
 from unet_core.errors import ConfigError, DataError
+from unet_core.io.h5write import write_array
 from unet_plugins.predictors.base import PredictorBase
 from unet_plugins.predictors.settings import (
     PredictorConfig,
@@ -254,7 +255,7 @@ class StandardPredictor(PredictorBase):
         with h5py.File(tmp, "w") as f:
             for name, array in arrays.items():
                 chunks = h5_chunks(array.shape, self.config.chunks, default=None)
-                ds = f.create_dataset(name, data=array, chunks=chunks, **comp)
+                ds = write_array(f, name, array, chunks=chunks, compression=comp)
                 describe_dataset(ds, name, self.config)
         return list(arrays)
 
