@@ -117,3 +117,15 @@ def test_demo_on_the_users_real_data(shared_data, tmp_path, inputs, model, shape
     with h5py.File(out / "predictions" / "test_predictions.h5", "r") as f:
         assert f["segmentation"].shape == shape
     assert (out / "demo.png").stat().st_size > 10_000
+
+
+def test_demo_runs_again_into_the_same_folder(tmp_path):
+    """The demo owns its folder: a second run replaces the first one's results."""
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out)]
+    for _ in range(2):
+        proc = subprocess.run(
+            [*command, "--iterations", "1"], capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["dice"] >= 0

@@ -16,7 +16,8 @@ from unet_core.demo import DEFAULT_ITERATIONS
 )
 def demo(output: str, data: str | None, labels: str | None, iterations: int) -> None:
     """Generate a labelled 3D volume, train a small U-Net (under a minute on 2 CPU cores), predict a
-    held-back volume, segment nuclei, and write checkpoint, logs, prediction, metrics and a PNG."""
+    held-back volume, segment nuclei, and write checkpoint, logs, prediction, metrics and a PNG.
+    Running it again into the same folder replaces the previous results."""
     from unet_core.demo.run import run_demo
 
     result = run_demo(output, data, labels, iterations, echo=click.echo)

@@ -168,7 +168,8 @@ def demo_config(
                 [files["test"]], test_patch, [max(1, p // 2) for p in test_patch]
             ),
         },
-        "predictor": {"name": "StandardPredictor", "fast": True, "save_segmentation": False},
+        # the demo owns its output folder: a second run replaces the first one's results
+        "predictor": {"name": "StandardPredictor", "fast": True, "overwrite": True},
         "postprocessor": {"name": "ConnectedComponents", "threshold": 0.5, "min_size": 20},
         "model_path": str(out / "checkpoints" / "best_checkpoint.pytorch"),
     }
