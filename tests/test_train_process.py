@@ -117,15 +117,7 @@ def test_two_process_gloo_ddp_stays_in_sync(tmp_path: Path) -> None:
     ckdir = tmp_path / "ck"
     config = write_config(tiny(reference_config(ckdir), iterations=6, every=3), tmp_path / "c.yml")
     env, hooks = _ddp_env(tmp_path)
-    done = subprocess.run(
-        unet_command("train", "--config", str(config), "--nproc", "2", "--device", "cpu"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    ranks = [json.loads((hooks / f"end_rank{r}.json").read_text()) for r in (0, 1)]
+    done, ranks = _ddp_train(env, hooks, "--config", str(config))
     assert ranks[0]["iteration"] == ranks[1]["iteration"] == 6
     assert ranks[0]["hash"] == ranks[1]["hash"]  # DDP kept the replicas identical
     assert ranks[0]["samples"] == ranks[1]["samples"] == 6
@@ -146,6 +138,21 @@ def _ddp_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     return env, hooks
+
+
+def _ddp_train(
+    env: dict[str, str], hooks: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    """``unet train --nproc 2`` on the CPU to the end; what each rank's end hook recorded."""
+    done = subprocess.run(
+        unet_command("train", *args, "--nproc", "2", "--device", "cpu"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, [json.loads((hooks / f"end_rank{r}.json").read_text()) for r in (0, 1)]
 
 
 def test_sigterm_under_two_process_ddp_stops_every_rank_at_one_iteration(tmp_path: Path) -> None:
@@ -171,25 +178,9 @@ def test_sigterm_under_two_process_ddp_stops_every_rank_at_one_iteration(tmp_pat
     assert int([line for line in saved if "last_checkpoint" in line][-1].split()[-1]) == stopped
     assert not list(ckdir.glob(".*.tmp"))
 
-    resumed = subprocess.run(
-        unet_command(
-            "train",
-            "--resume",
-            str(last),
-            "--nproc",
-            "2",
-            "--device",
-            "cpu",
-            "--set",
-            f"trainer.max_num_iterations={stopped + 2}",
-        ),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    _, ranks = _ddp_train(
+        env, hooks, "--resume", str(last), "--set", f"trainer.max_num_iterations={stopped + 2}"
     )
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    ranks = [json.loads((hooks / f"end_rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["iteration"] == ranks[1]["iteration"] == stopped + 2
     assert ranks[0]["hash"] == ranks[1]["hash"]
     assert json.loads((hooks / "start_rank1.json").read_text())["iteration"] == stopped
