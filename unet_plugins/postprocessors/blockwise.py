@@ -119,9 +119,9 @@ def connected_components_blockwise(
                     before = labels[(slice(None),) * axis + (cut - 1,)]
                     after = labels[(slice(None),) * axis + (cut,)]
                     edges.append(_touching_pairs(before, after, connectivity))
-            pairs = np.concatenate(edges)
+            pairs = np.unique(np.concatenate(edges), axis=0)  # no duplicate edges to sum
             graph = coo_matrix(
-                (np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
+                (np.ones(len(pairs), np.int32), (pairs[:, 0], pairs[:, 1])),
                 shape=(total + 1, total + 1),
             )
             _, component = connected_components(graph, directed=False)
