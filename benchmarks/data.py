@@ -1,6 +1,6 @@
 """Data loading throughput and memory: is loading ever the bottleneck?
 
-Prints, on the real volumes in ../shared/data (patch 64^3, stride 32^3, 27 patches per file):
+Prints, on the real volumes in examples/data (patch 64^3, stride 32^3, 27 patches per file):
 
 * samples/s of StandardHDF5Dataset and LazyHDF5Dataset (one process, batch 1) with the T2
   augmentation stack (Standardize, RandomFlip, RandomRotate90, ToTensor / BlobsToMask) and

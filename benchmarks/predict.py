@@ -1,6 +1,6 @@
 """Prediction speed and memory: reference mode, fast mode, the bare forward, the reference.
 
-Workloads (../shared/BENCHMARKS.md), model UNet3D(1 -> 1, f_maps 32, gcr, 8 groups, 4 levels)
+Workloads (benchmarks/WORKLOADS.md), model UNet3D(1 -> 1, f_maps 32, gcr, 8 groups, 4 levels)
 with random weights (speed does not depend on them), torch.set_num_threads(--threads):
 
 * P1: the real 100^3 volume ``nuclei3d_train_a.h5``; SliceBuilder patch 64^3, stride 32^3,

@@ -1,4 +1,4 @@
-"""Training throughput: workloads T1 (bare step) and T2 (trainer) of ../shared/BENCHMARKS.md.
+"""Training throughput: workloads T1 (bare step) and T2 (trainer) of benchmarks/WORKLOADS.md.
 
     python benchmarks/train.py                       # T1 + T2, fp32, 2 threads
     python benchmarks/train.py --t2-iterations 10 --channels-last on --amp bf16 --compile

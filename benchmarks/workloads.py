@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: where the data is and the standard network of BENCHMARKS.md.
+"""What the benchmark scripts share: where the data is and the standard network of WORKLOADS.md.
 
 The scripts run as ``python benchmarks/<name>.py``, so this module is imported by its bare name.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "examples" / "data"
 #: The standard workloads' network (reference defaults: 4 levels from 32 feature maps, gcr).
 STANDARD_UNET = {
     "name": "UNet3D",

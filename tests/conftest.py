@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-SHARED_DATA = SHARED / "data"
+SAMPLE_DATA = ROOT / "examples" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real microscopy volumes in ../shared/data (they must exist on CI)."""
-    if not SHARED_DATA.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_DATA} is missing on CI")
-        pytest.skip(f"{SHARED_DATA} not present")
-    return SHARED_DATA
+def sample_data() -> Path:
+    """The real microscopy volumes the repository carries (examples/data): never a skip."""
+    if not SAMPLE_DATA.is_dir():
+        pytest.fail(f"{SAMPLE_DATA} is missing: it is part of the repository (git checkout it)")
+    return SAMPLE_DATA
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ def test_train_benchmark_bare_step_with_forwarded_options():
 
 
 @pytest.mark.slow
-def test_quality_benchmark_on_the_real_ovule_volume(shared_data):
+def test_quality_benchmark_on_the_real_ovule_volume(sample_data):
     (result,) = _run("benchmarks/quality.py", "--iterations=2", "--task=ovule")
     assert result["task"] == "ovule boundaries" and 0 <= result["adapted_rand_error"] <= 1
     assert result["cells_true"] == 26

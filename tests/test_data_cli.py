@@ -50,18 +50,18 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return int(exit_info.value.code or 0), out, err
 
 
-def test_report_on_real_files(shared_data: Path, tmp_path: Path, capsys) -> None:
+def test_report_on_real_files(sample_data: Path, tmp_path: Path, capsys) -> None:
     cfg = write_config(
         tmp_path / "ok.yml",
         {
             "train": section(
-                [shared_data / "nuclei3d_train_a.h5"],
+                [sample_data / "nuclei3d_train_a.h5"],
                 threshold=0.6,
                 slack_acceptance=0.2,
                 patch_shape=[64, 64, 64],
                 stride_shape=[32, 32, 32],
             ),
-            "val": section([shared_data / "nuclei3d_train_b.h5"]),
+            "val": section([sample_data / "nuclei3d_train_b.h5"]),
         },
     )
     code, out, err = run(["data", "check", "--config", str(cfg)], capsys)
@@ -75,7 +75,7 @@ def test_report_on_real_files(shared_data: Path, tmp_path: Path, capsys) -> None
     assert "no problems found" in out
 
 
-def test_every_problem_is_listed(shared_data: Path, tmp_path: Path, capsys) -> None:
+def test_every_problem_is_listed(sample_data: Path, tmp_path: Path, capsys) -> None:
     mismatch = tmp_path / "mismatch.h5"
     with h5py.File(mismatch, "w") as f:
         f["raw"], f["label"] = np.zeros((40, 70, 70), np.uint8), np.zeros((40, 70, 71), np.uint8)
@@ -84,10 +84,10 @@ def test_every_problem_is_listed(shared_data: Path, tmp_path: Path, capsys) -> N
         tmp_path / "bad.yml",
         {
             "train": section(
-                [shared_data / "nuclei3d_train_a.h5", mismatch, shared_data / "ovule_boundary.h5"]
+                [sample_data / "nuclei3d_train_a.h5", mismatch, sample_data / "ovule_boundary.h5"]
             ),
             "val": section(
-                [shared_data / "nuclei3d_train_b.h5", tmp_path / "missing.h5"],
+                [sample_data / "nuclei3d_train_b.h5", tmp_path / "missing.h5"],
                 label=int_label,
                 threshold=0.0,
             ),
@@ -104,14 +104,14 @@ def test_every_problem_is_listed(shared_data: Path, tmp_path: Path, capsys) -> N
 
 
 def test_patch_too_big_and_filter_keeping_nothing(
-    shared_data: Path, tmp_path: Path, capsys
+    sample_data: Path, tmp_path: Path, capsys
 ) -> None:
     cfg = write_config(
         tmp_path / "c.yml",
         {
-            "train": section([shared_data / "ovule_boundary.h5"], patch_shape=[40, 64, 64]),
+            "train": section([sample_data / "ovule_boundary.h5"], patch_shape=[40, 64, 64]),
             "val": section(
-                [shared_data / "nuclei3d_train_b.h5"], threshold=0.95, slack_acceptance=0.0
+                [sample_data / "nuclei3d_train_b.h5"], threshold=0.95, slack_acceptance=0.0
             ),
         },
     )
@@ -122,10 +122,10 @@ def test_patch_too_big_and_filter_keeping_nothing(
     assert "kept none of the 16 patches" in flat
 
 
-def test_model_channels_and_overlap(shared_data: Path, tmp_path: Path, capsys) -> None:
+def test_model_channels_and_overlap(sample_data: Path, tmp_path: Path, capsys) -> None:
     cfg = write_config(
         tmp_path / "d.yml",
-        {"train": section([shared_data]), "val": section([shared_data / "ovule_boundary.h5"])},
+        {"train": section([sample_data]), "val": section([sample_data / "ovule_boundary.h5"])},
         model={"name": "UNet3D", "in_channels": 2, "out_channels": 1, "f_maps": 8},
     )
     code, out, _ = run(["data", "check", "--config", str(cfg)], capsys)

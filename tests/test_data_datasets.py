@@ -67,19 +67,19 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def nuclei_a(shared_data: Path) -> dict[str, np.ndarray]:
-    with h5py.File(shared_data / "nuclei3d_train_a.h5", "r") as f:
+def nuclei_a(sample_data: Path) -> dict[str, np.ndarray]:
+    with h5py.File(sample_data / "nuclei3d_train_a.h5", "r") as f:
         return {"raw": f["raw"][:], "label": f["label"][:]}
 
 
 @pytest.mark.parametrize("dataset", ["StandardHDF5Dataset", "LazyHDF5Dataset"])
-def test_train_items_are_the_patches(shared_data: Path, nuclei_a, dataset: str) -> None:
+def test_train_items_are_the_patches(sample_data: Path, nuclei_a, dataset: str) -> None:
     label_t = [{"name": "ToTensor", "expand_dims": True, "dtype": "int64"}]
     cfg = experiment(
         {
             "dataset": dataset,
             "train": phase(
-                [shared_data / "nuclei3d_train_a.h5"],
+                [sample_data / "nuclei3d_train_a.h5"],
                 patch=(64, 64, 64),
                 stride=(32, 32, 32),
                 raw=[{"name": "ToTensor", "expand_dims": True}],
@@ -100,7 +100,7 @@ def test_train_items_are_the_patches(shared_data: Path, nuclei_a, dataset: str) 
         ds[27]
 
 
-def test_standard_and_lazy_agree_with_augmentation(shared_data: Path) -> None:
+def test_standard_and_lazy_agree_with_augmentation(sample_data: Path) -> None:
     items = {}
     for dataset in ("StandardHDF5Dataset", "LazyHDF5Dataset"):
         cfg = experiment(
@@ -108,7 +108,7 @@ def test_standard_and_lazy_agree_with_augmentation(shared_data: Path) -> None:
                 "dataset": dataset,
                 "global_normalization": True,
                 "train": phase(
-                    [shared_data / "ovule_boundary.h5"],
+                    [sample_data / "ovule_boundary.h5"],
                     patch=(16, 64, 64),
                     stride=(16, 64, 64),
                     raw=AUG_RAW,
@@ -123,9 +123,9 @@ def test_standard_and_lazy_agree_with_augmentation(shared_data: Path) -> None:
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-def test_spatial_transforms_keep_raw_and_label_aligned(tmp_path: Path, shared_data: Path) -> None:
+def test_spatial_transforms_keep_raw_and_label_aligned(tmp_path: Path, sample_data: Path) -> None:
     # label = raw: after random flips/rotations (same seed per sample) they must still agree
-    with h5py.File(shared_data / "ovule_boundary.h5", "r") as f:
+    with h5py.File(sample_data / "ovule_boundary.h5", "r") as f:
         raw = f["raw"][:]
     path = tmp_path / "same.h5"
     with h5py.File(path, "w") as f:
@@ -149,9 +149,9 @@ def test_spatial_transforms_keep_raw_and_label_aligned(tmp_path: Path, shared_da
 
 
 @pytest.mark.parametrize("dataset", ["StandardHDF5Dataset", "LazyHDF5Dataset"])
-def test_test_phase_halo_crops_to_the_patch(shared_data: Path, dataset: str) -> None:
+def test_test_phase_halo_crops_to_the_patch(sample_data: Path, dataset: str) -> None:
     halo = (4, 8, 6)
-    path = shared_data / "ovule_boundary.h5"
+    path = sample_data / "ovule_boundary.h5"
     with h5py.File(path, "r") as f:
         raw = f["raw"][:]
     test = phase(
@@ -185,9 +185,9 @@ def test_test_phase_halo_crops_to_the_patch(shared_data: Path, dataset: str) -> 
     assert batch.shape == (2, 1, 24, 80, 76) and indices == [ds[0][1], ds[1][1]]
 
 
-def test_lazy_never_writes_the_input(shared_data: Path, tmp_path: Path) -> None:
+def test_lazy_never_writes_the_input(sample_data: Path, tmp_path: Path) -> None:
     path = tmp_path / "input.h5"
-    shutil.copy(shared_data / "nuclei3d_train_b.h5", path)
+    shutil.copy(sample_data / "nuclei3d_train_b.h5", path)
     os.chmod(path, stat.S_IRUSR | stat.S_IRGRP)  # read-only: opening it "r+" would fail
     before = sha256(path)
     test = phase([path], patch=(64, 64, 64), stride=(32, 32, 32), halo_shape=[8, 16, 16])
@@ -212,10 +212,10 @@ def test_lazy_never_writes_the_input(shared_data: Path, tmp_path: Path) -> None:
         assert sorted(f) == ["label", "raw"]  # no raw_padded cache
 
 
-def test_pickles_small_without_open_files(shared_data: Path) -> None:
+def test_pickles_small_without_open_files(sample_data: Path) -> None:
     for dataset in ("StandardHDF5Dataset", "LazyHDF5Dataset"):
         cfg = experiment(
-            {"dataset": dataset, "train": phase([shared_data / "nuclei3d_train_a.h5"])}
+            {"dataset": dataset, "train": phase([sample_data / "nuclei3d_train_a.h5"])}
         )
         (ds,) = build_datasets(cfg, "train")
         first = ds[0]  # loads / opens in this process
@@ -225,11 +225,11 @@ def test_pickles_small_without_open_files(shared_data: Path) -> None:
         assert torch.equal(clone[0][0], first[0])
 
 
-def test_global_normalization_stats(shared_data: Path, nuclei_a) -> None:
+def test_global_normalization_stats(sample_data: Path, nuclei_a) -> None:
     cfg = experiment(
         {
             "global_normalization": True,
-            "train": phase([shared_data / "nuclei3d_train_a.h5"], raw=RAW_T),
+            "train": phase([sample_data / "nuclei3d_train_a.h5"], raw=RAW_T),
         }
     )
     (ds,) = build_datasets(cfg, "train")
@@ -243,18 +243,18 @@ def test_global_normalization_stats(shared_data: Path, nuclei_a) -> None:
     x, _ = ds[0]
     want = (raw[ds.raw_slices[0]] - raw.mean()) / raw.std()
     np.testing.assert_allclose(x[0].numpy(), want, rtol=1e-5, atol=1e-5)
-    cfg = experiment({"train": phase([shared_data / "nuclei3d_train_a.h5"])})
+    cfg = experiment({"train": phase([sample_data / "nuclei3d_train_a.h5"])})
     assert build_datasets(cfg, "train")[0].stats is None
 
 
-def test_tiff_2d_dataset(shared_data: Path) -> None:
-    raw = tifffile.imread(shared_data / "nuclei2d_raw.tif")
-    labels = tifffile.imread(shared_data / "nuclei2d_labels.tif")
+def test_tiff_2d_dataset(sample_data: Path) -> None:
+    raw = tifffile.imread(sample_data / "nuclei2d_raw.tif")
+    labels = tifffile.imread(sample_data / "nuclei2d_labels.tif")
     cfg = experiment(
         {
             "label_internal_path": "labels",
             "train": phase(
-                [shared_data / "nuclei2d_raw.tif"],
+                [sample_data / "nuclei2d_raw.tif"],
                 patch=(1, 128, 128),
                 stride=(1, 96, 96),
                 builder="FilterSliceBuilder",
@@ -274,7 +274,7 @@ def test_tiff_2d_dataset(shared_data: Path) -> None:
     bad = experiment(
         {
             "train": phase(
-                [shared_data / "nuclei2d_raw.tif"], patch=(1, 128, 128), stride=(1, 96, 96)
+                [sample_data / "nuclei2d_raw.tif"], patch=(1, 128, 128), stride=(1, 96, 96)
             )
         }
     )
@@ -282,9 +282,9 @@ def test_tiff_2d_dataset(shared_data: Path) -> None:
         build_datasets(bad, "train")
 
 
-def _dsb_folder(root: Path, shared_data: Path, masks: bool = True) -> list[str]:
-    raw = tifffile.imread(shared_data / "nuclei2d_raw.tif")
-    labels = tifffile.imread(shared_data / "nuclei2d_labels.tif")
+def _dsb_folder(root: Path, sample_data: Path, masks: bool = True) -> list[str]:
+    raw = tifffile.imread(sample_data / "nuclei2d_raw.tif")
+    labels = tifffile.imread(sample_data / "nuclei2d_labels.tif")
     (root / "images").mkdir(parents=True)
     if masks:
         (root / "masks").mkdir()
@@ -297,11 +297,11 @@ def _dsb_folder(root: Path, shared_data: Path, masks: bool = True) -> list[str]:
     return sorted(names)
 
 
-def test_dsb_folders_pair_by_stem(shared_data: Path, tmp_path: Path) -> None:
-    raw = tifffile.imread(shared_data / "nuclei2d_raw.tif")
-    labels = tifffile.imread(shared_data / "nuclei2d_labels.tif")
-    names = _dsb_folder(tmp_path / "one", shared_data)
-    _dsb_folder(tmp_path / "two", shared_data)
+def test_dsb_folders_pair_by_stem(sample_data: Path, tmp_path: Path) -> None:
+    raw = tifffile.imread(sample_data / "nuclei2d_raw.tif")
+    labels = tifffile.imread(sample_data / "nuclei2d_labels.tif")
+    names = _dsb_folder(tmp_path / "one", sample_data)
+    _dsb_folder(tmp_path / "two", sample_data)
     label_t = [{"name": "ToTensor", "expand_dims": False, "dtype": "int64"}]
     raw_t = [{"name": "ToTensor", "expand_dims": True}]
     train = {
@@ -327,8 +327,8 @@ def test_dsb_folders_pair_by_stem(shared_data: Path, tmp_path: Path) -> None:
     assert [Path(p).name for p in paths] == ["a_img.tif", "c_img.tif"]
 
 
-def test_dsb_errors(shared_data: Path, tmp_path: Path) -> None:
-    _dsb_folder(tmp_path / "d", shared_data)
+def test_dsb_errors(sample_data: Path, tmp_path: Path) -> None:
+    _dsb_folder(tmp_path / "d", sample_data)
     (tmp_path / "d" / "masks" / "b_img.tif").rename(tmp_path / "d" / "masks" / "b_mask.tif")
     train = {"file_paths": [str(tmp_path / "d")], "transformer": {"raw": RAW_T, "label": LABEL_T}}
     cfg = experiment({"dataset": "DSB2018Dataset", "train": train})
@@ -371,9 +371,9 @@ def test_weights_loaded_only_when_the_loss_needs_them(tmp_path: Path, nuclei_a) 
 
 
 def test_random_scale_only_in_train_and_keeps_patch_shape(
-    tmp_path: Path, shared_data: Path
+    tmp_path: Path, sample_data: Path
 ) -> None:
-    raw = tifffile.imread(shared_data / "nuclei2d_raw.tif")
+    raw = tifffile.imread(sample_data / "nuclei2d_raw.tif")
     path = tmp_path / "vol.h5"
     with h5py.File(path, "w") as f:
         f["raw"] = np.stack([raw[:200, :200]] * 12)
@@ -413,8 +413,8 @@ def f_label(path: Path, ds: Any, i: int) -> np.ndarray:
         return f["label"][ds.label_slices[i]].astype(np.int64)
 
 
-def test_bad_inputs_have_clear_messages(tmp_path: Path, shared_data: Path) -> None:
-    path = shared_data / "nuclei3d_train_a.h5"
+def test_bad_inputs_have_clear_messages(tmp_path: Path, sample_data: Path) -> None:
+    path = sample_data / "nuclei3d_train_a.h5"
     cfg = experiment({"label_internal_path": "segmentation", "train": phase([path])})
     with pytest.raises(DataError, match="'segmentation'.*Datasets in this file: 'label'"):
         build_datasets(cfg, "train")

@@ -71,8 +71,8 @@ def test_overlap_compares_resolved_paths(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 # -- opening HDF5 ------------------------------------------------------------------------------
-def test_missing_dataset_lists_what_the_file_has(shared_data: Path) -> None:
-    path = shared_data / "nuclei3d_train_a.h5"
+def test_missing_dataset_lists_what_the_file_has(sample_data: Path) -> None:
+    path = sample_data / "nuclei3d_train_a.h5"
     with Source(str(path)) as src, pytest.raises(DataError) as err:
         src.volume("labels", key="label_internal_path")
     msg = str(err.value)
@@ -146,9 +146,9 @@ def test_list_of_names_stacks_channels(tmp_path: Path) -> None:
 
 
 # -- TIFF --------------------------------------------------------------------------------------
-def test_tiff_real_file_and_sibling_rules(shared_data: Path, tmp_path: Path) -> None:
-    raw_path = str(shared_data / "nuclei2d_raw.tif")
-    labels_path = str(shared_data / "nuclei2d_labels.tif")
+def test_tiff_real_file_and_sibling_rules(sample_data: Path, tmp_path: Path) -> None:
+    raw_path = str(sample_data / "nuclei2d_raw.tif")
+    labels_path = str(sample_data / "nuclei2d_labels.tif")
     assert tiff_sibling(raw_path, "labels", "raw", key="label_internal_path") == labels_path
     assert tiff_sibling(raw_path, "{stem}", "raw", key="k") == raw_path
     with pytest.raises(DataError) as err:
@@ -187,9 +187,9 @@ def test_tiff_axes_and_memmap(tmp_path: Path) -> None:
     np.testing.assert_array_equal(mm, plain)
 
 
-def test_folder_of_tiffs_drops_label_companions(shared_data: Path, tmp_path: Path) -> None:
+def test_folder_of_tiffs_drops_label_companions(sample_data: Path, tmp_path: Path) -> None:
     for name in ("nuclei2d_raw.tif", "nuclei2d_labels.tif"):
-        shutil.copy(shared_data / name, tmp_path / name)
+        shutil.copy(sample_data / name, tmp_path / name)
     files = expand_file_paths([str(tmp_path)])
     assert [Path(f).name for f in files] == ["nuclei2d_labels.tif", "nuclei2d_raw.tif"]
     kept = drop_tiff_companions(files, ["labels"], "raw")
@@ -205,9 +205,9 @@ def test_reflect_indices_match_numpy_pad(size: int) -> None:
         np.testing.assert_array_equal(a[reflect_indices(-pad, size + pad, size)], padded)
 
 
-def test_read_padded_equals_pad_then_crop(shared_data: Path) -> None:
+def test_read_padded_equals_pad_then_crop(sample_data: Path) -> None:
     halo = (3, 8, 5)
-    with Source(str(shared_data / "ovule_boundary.h5")) as src:
+    with Source(str(sample_data / "ovule_boundary.h5")) as src:
         vol = src.volume("raw", key="raw_internal_path")
         whole = vol.read()
         padded = np.pad(whole, [(h, h) for h in halo], mode="reflect")
@@ -226,8 +226,8 @@ def test_read_padded_equals_pad_then_crop(shared_data: Path) -> None:
 
 # -- statistics --------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["nuclei3d_train_a.h5", "ovule_boundary.h5"])
-def test_stats_on_real_volumes_equal_numpy(shared_data: Path, name: str) -> None:
-    with Source(str(shared_data / name)) as src:
+def test_stats_on_real_volumes_equal_numpy(sample_data: Path, name: str) -> None:
+    with Source(str(sample_data / name)) as src:
         vol = src.volume("raw", key="raw_internal_path")
         whole = vol.read()
         stats = compute_stats(vol)

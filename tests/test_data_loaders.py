@@ -51,10 +51,10 @@ def config(train: list[Any], val: list[Any], workers: int = 0, **loaders: Any) -
     return ExperimentConfig.model_validate(data)
 
 
-def test_spawn_workers_load_real_data(shared_data: Path) -> None:
+def test_spawn_workers_load_real_data(sample_data: Path) -> None:
     cfg = config(
-        [shared_data / "nuclei3d_train_a.h5"],
-        [shared_data / "nuclei3d_train_b.h5"],
+        [sample_data / "nuclei3d_train_a.h5"],
+        [sample_data / "nuclei3d_train_b.h5"],
         workers=2,
         dataset="LazyHDF5Dataset",
     )
@@ -70,8 +70,8 @@ def test_spawn_workers_load_real_data(shared_data: Path) -> None:
     assert seen == len(train.dataset) == 3 * 2 * 2
 
 
-def test_seed_fixes_order_and_augmentation(shared_data: Path) -> None:
-    cfg = config([shared_data / "nuclei3d_train_a.h5"], [shared_data / "nuclei3d_train_b.h5"])
+def test_seed_fixes_order_and_augmentation(sample_data: Path) -> None:
+    cfg = config([sample_data / "nuclei3d_train_a.h5"], [sample_data / "nuclei3d_train_b.h5"])
 
     def epoch(seed: int) -> list[torch.Tensor]:
         # num_workers 0: samples draw their augmentation seed from torch's global RNG, which
@@ -92,23 +92,23 @@ def test_seed_fixes_order_and_augmentation(shared_data: Path) -> None:
 
 
 def test_train_val_overlap_after_expansion(
-    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     link = tmp_path / "data"
-    link.symlink_to(shared_data)
+    link.symlink_to(sample_data)
     monkeypatch.chdir(tmp_path)
     # the same file once through the folder and once through a relative symlinked path
-    cfg = config([shared_data], ["data/nuclei3d_train_b.h5"])
+    cfg = config([sample_data], ["data/nuclei3d_train_b.h5"])
     with pytest.raises(ConfigError) as err:
         build_loaders(cfg)
     assert "nuclei3d_train_b.h5" in str(err.value) and "loaders.val.file_paths" in str(err.value)
 
 
-def test_distributed_sampler(shared_data: Path, tmp_path: Path) -> None:
+def test_distributed_sampler(sample_data: Path, tmp_path: Path) -> None:
     import torch.distributed as dist
     from torch.utils.data.distributed import DistributedSampler
 
-    cfg = config([shared_data / "nuclei3d_train_a.h5"], [shared_data / "nuclei3d_train_b.h5"])
+    cfg = config([sample_data / "nuclei3d_train_a.h5"], [sample_data / "nuclei3d_train_b.h5"])
     dist.init_process_group(
         "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
     )
@@ -120,7 +120,7 @@ def test_distributed_sampler(shared_data: Path, tmp_path: Path) -> None:
     assert loaders["train"].sampler.shuffle and not loaders["val"].sampler.shuffle
 
 
-def test_test_loader(shared_data: Path) -> None:
+def test_test_loader(sample_data: Path) -> None:
     data = {
         "model": {"name": "UNet3D", "in_channels": 1, "out_channels": 1},
         "loaders": {
@@ -128,8 +128,8 @@ def test_test_loader(shared_data: Path) -> None:
             "batch_size": 4,
             "test": {
                 "file_paths": [
-                    str(shared_data / "nuclei3d_train_a.h5"),
-                    str(shared_data / "nuclei3d_train_b.h5"),
+                    str(sample_data / "nuclei3d_train_a.h5"),
+                    str(sample_data / "nuclei3d_train_b.h5"),
                 ],
                 "slice_builder": {
                     "name": "SliceBuilder",

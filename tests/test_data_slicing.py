@@ -31,10 +31,10 @@ def build(name: str, raw: Any, label: Any = None, weight: Any = None, **params: 
 
 
 @pytest.fixture(scope="module")
-def volumes(shared_data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def volumes(sample_data: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for name in ("nuclei3d_train_a.h5", "nuclei3d_train_b.h5", "ovule_boundary.h5"):
-        with h5py.File(shared_data / name, "r") as f:
+        with h5py.File(sample_data / name, "r") as f:
             out[name] = (f["raw"][:], f["label"][:])
     return out
 
@@ -190,8 +190,8 @@ def test_filter_matches_reference(volumes, case) -> None:
         assert fraction == pytest.approx(labelled.mean())
 
 
-def test_filter_on_2d_tiff_matches_reference(shared_data: Path) -> None:
-    with Source(str(shared_data / "nuclei2d_raw.tif"), raw_name="raw") as src:
+def test_filter_on_2d_tiff_matches_reference(sample_data: Path) -> None:
+    with Source(str(sample_data / "nuclei2d_raw.tif"), raw_name="raw") as src:
         raw = src.volume("raw", key="raw_internal_path")
         label = src.volume("labels", key="label_internal_path")
         fb = build(
@@ -233,8 +233,8 @@ class ReadRecorder:
         return block
 
 
-def test_filter_reads_the_label_patch_by_patch(shared_data: Path, volumes) -> None:
-    with h5py.File(shared_data / "nuclei3d_train_b.h5", "r") as f:
+def test_filter_reads_the_label_patch_by_patch(sample_data: Path, volumes) -> None:
+    with h5py.File(sample_data / "nuclei3d_train_b.h5", "r") as f:
         label = ReadRecorder(f["label"])
         fb = build(
             "FilterSliceBuilder",
@@ -390,8 +390,8 @@ def test_filter_seed_is_reproducible_and_configurable(volumes) -> None:
     assert starts(a.raw_slices) != starts(c.raw_slices)
 
 
-def test_tiff_2d_plain_image_grid(shared_data: Path) -> None:
-    image = tifffile.imread(shared_data / "nuclei2d_raw.tif")
+def test_tiff_2d_plain_image_grid(sample_data: Path) -> None:
+    image = tifffile.imread(sample_data / "nuclei2d_raw.tif")
     sb = build("SliceBuilder", image[None], patch_shape=(1, 256, 256), stride_shape=(1, 200, 200))
     assert starts(sb.raw_slices) == [
         (0, 0, 0),

@@ -96,12 +96,12 @@ def test_demo_validates_within_any_budget(tmp_path, iterations):
         (["nuclei3d_train_a.h5"], "UNet3D", (20, 100, 100)),
     ],
 )
-def test_demo_on_the_users_real_data(shared_data, tmp_path, inputs, model, shape):
+def test_demo_on_the_users_real_data(sample_data, tmp_path, inputs, model, shape):
     """`unet demo --data` (and --labels for TIFF): 2D images train a UNet2D, volumes a UNet3D."""
     out = tmp_path / "demo"
-    args = ["--data", str(shared_data / inputs[0]), "--iterations", "6"]
+    args = ["--data", str(sample_data / inputs[0]), "--iterations", "6"]
     if len(inputs) == 2:
-        args += ["--labels", str(shared_data / inputs[1])]
+        args += ["--labels", str(sample_data / inputs[1])]
     proc = subprocess.run(
         [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out), *args],
         capture_output=True,

@@ -614,8 +614,8 @@ def test_psnr_infers_data_range_like_skimage():
 # real data: the ovule cells (dense labels) and their boundaries
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ovule_label(shared_data):
-    with h5py.File(shared_data / "ovule_boundary.h5", "r") as f:
+def ovule_label(sample_data):
+    with h5py.File(sample_data / "ovule_boundary.h5", "r") as f:
         return f["label"][...].astype(np.int64)
 
 

@@ -43,12 +43,12 @@ def expected_2d(model, raw):
         {"name": "ResidualUNet2D", "f_maps": [4, 8], "num_groups": 2},  # the reference cannot
     ],
 )
-def test_2d_models_on_a_real_tiff(shared_data, tmp_path, spec):
+def test_2d_models_on_a_real_tiff(sample_data, tmp_path, spec):
     spec = {**spec, "in_channels": 1, "out_channels": 1}
     torch.manual_seed(0)
     model = registry.create("models", spec)
     ckpt = save_weights(model, tmp_path / "m.pytorch")
-    image = shared_data / "nuclei2d_raw.tif"
+    image = sample_data / "nuclei2d_raw.tif"
     cfg = config(spec, ckpt, [image], tmp_path / "out", patch=PATCH, stride=STRIDE, halo=HALO)
     (written,) = run_prediction(cfg)
     got = read(written.path)
@@ -66,7 +66,7 @@ class Recorder:
         self.calls.append((path, datasets))
 
 
-def test_tiff_output_fast_2d_tiles_and_the_hook(shared_data, tmp_path):
+def test_tiff_output_fast_2d_tiles_and_the_hook(sample_data, tmp_path):
     spec = {
         "name": "UNet2D",
         "in_channels": 1,
@@ -76,7 +76,7 @@ def test_tiff_output_fast_2d_tiles_and_the_hook(shared_data, tmp_path):
     }
     torch.manual_seed(1)
     ckpt = save_weights(registry.create("models", spec), tmp_path / "m.pytorch")
-    image = shared_data / "nuclei2d_raw.tif"
+    image = sample_data / "nuclei2d_raw.tif"
     recorder = Recorder()
     plugin_manager().register(recorder)
     try:

@@ -119,12 +119,12 @@ def train_tiny(
 
 
 @pytest.mark.slow
-def test_nuclei_instance_segmentation_after_brief_training(shared_data, tmp_path):
-    with h5py.File(shared_data / "nuclei3d_train_b.h5") as f:
+def test_nuclei_instance_segmentation_after_brief_training(sample_data, tmp_path):
+    with h5py.File(sample_data / "nuclei3d_train_b.h5") as f:
         model = train_tiny(f["raw"][...].astype(np.float32), f["label"][...])
     ckpt = tmp_path / "tiny.pytorch"
     torch.save({"model_state_dict": model.state_dict()}, ckpt)
-    held_out = shared_data / "nuclei3d_train_a.h5"
+    held_out = sample_data / "nuclei3d_train_a.h5"
     cfg = {
         "model_path": str(ckpt),
         "model": SPEC,

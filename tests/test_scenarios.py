@@ -1,5 +1,5 @@
 """Every scenario in examples/configs: the configs validate as shipped, and each one trains for
-a few iterations and predicts with its checkpoint on the real volumes in ../shared/data.
+a few iterations and predicts with its checkpoint on the real volumes in examples/data.
 
 The configs are used as they are, with ``--set``-style overrides that only make the run tiny
 (model width, patch size, iteration count) and redirect outputs into ``tmp_path``; the data
@@ -43,7 +43,7 @@ TINY_TEST_3D = {
 class Scenario:
     """How to make one scenario tiny, and what its prediction must contain."""
 
-    # "ovule" (prepare_ovule.py), "nuclei" (shared files as is), "multiclass" or "dsb"
+    # "ovule" (prepare_ovule.py), "nuclei" (the sample files as they are), "multiclass" or "dsb"
     # (their prepare_data.py)
     data: str
     train_patch: dict[str, str] | None = field(default_factory=lambda: dict(TINY_3D_PATCH))
@@ -140,10 +140,10 @@ def _script(path: Path) -> ModuleType:
     return module
 
 
-def test_prepare_ovule_splits_into_disjoint_halves(shared_data, tmp_path):
+def test_prepare_ovule_splits_into_disjoint_halves(sample_data, tmp_path):
     module = _script(CONFIGS / "prepare_ovule.py")
-    train, val = module.split(shared_data / "ovule_boundary.h5", tmp_path)
-    with h5py.File(shared_data / "ovule_boundary.h5", "r") as f:
+    train, val = module.split(sample_data / "ovule_boundary.h5", tmp_path)
+    with h5py.File(sample_data / "ovule_boundary.h5", "r") as f:
         raw, label = f["raw"][...], f["label"][...]
     with h5py.File(train, "r") as a, h5py.File(val, "r") as b:
         assert a["raw"].shape == b["raw"].shape == (32, 64, 128)
@@ -151,14 +151,14 @@ def test_prepare_ovule_splits_into_disjoint_halves(shared_data, tmp_path):
         np.testing.assert_array_equal(np.concatenate([a["label"][...], b["label"][...]], 1), label)
 
 
-def test_prepare_dsb_writes_paired_images_and_masks(shared_data, tmp_path):
+def test_prepare_dsb_writes_paired_images_and_masks(sample_data, tmp_path):
     import tifffile
 
     module = _script(CONFIGS / "2DUnet_dsb2018" / "prepare_data.py")
-    counts = module.prepare(shared_data, tmp_path, tile=128)
+    counts = module.prepare(sample_data, tmp_path, tile=128)
     assert counts == {"train": 12, "val": 4, "test": 1}
-    raw = tifffile.imread(shared_data / "nuclei2d_raw.tif")
-    labels = tifffile.imread(shared_data / "nuclei2d_labels.tif")
+    raw = tifffile.imread(sample_data / "nuclei2d_raw.tif")
+    labels = tifffile.imread(sample_data / "nuclei2d_labels.tif")
     for phase in ("train", "val"):
         images = sorted(p.name for p in (tmp_path / phase / "images").iterdir())
         masks = sorted(p.name for p in (tmp_path / phase / "masks").iterdir())
@@ -174,19 +174,19 @@ def test_prepare_dsb_writes_paired_images_and_masks(shared_data, tmp_path):
 # -- train + predict ------------------------------------------------------------------------
 
 
-def _data_overrides(spec: Scenario, shared: Path, tmp: Path) -> tuple[list[str], list[str]]:
+def _data_overrides(spec: Scenario, samples: Path, tmp: Path) -> tuple[list[str], list[str]]:
     """(train overrides, test overrides) that point the configs at prepared / cropped data."""
     train: list[str] = []
     test: list[str] = []
     if spec.data == "ovule":
-        _script(CONFIGS / "prepare_ovule.py").split(shared / "ovule_boundary.h5", tmp / "ovule")
+        _script(CONFIGS / "prepare_ovule.py").split(samples / "ovule_boundary.h5", tmp / "ovule")
         train += [
             f"loaders.train.file_paths=[{tmp / 'ovule' / 'train'}]",
             f"loaders.val.file_paths=[{tmp / 'ovule' / 'val'}]",
         ]
-        source = shared / "ovule_boundary.h5"
+        source = samples / "ovule_boundary.h5"
     elif spec.data == "dsb":
-        _script(CONFIGS / "2DUnet_dsb2018" / "prepare_data.py").prepare(shared, tmp / "dsb")
+        _script(CONFIGS / "2DUnet_dsb2018" / "prepare_data.py").prepare(samples, tmp / "dsb")
         train += [
             f"loaders.train.file_paths=[{tmp / 'dsb' / 'train'}]",
             f"loaders.val.file_paths=[{tmp / 'dsb' / 'val'}]",
@@ -195,14 +195,14 @@ def _data_overrides(spec: Scenario, shared: Path, tmp: Path) -> tuple[list[str],
         source = None
     elif spec.data == "multiclass":
         script = CONFIGS / "3DUnet_multiclass" / "prepare_data.py"
-        _script(script).prepare(shared, tmp / "multiclass")
+        _script(script).prepare(samples, tmp / "multiclass")
         train += [
             f"loaders.train.file_paths=[{tmp / 'multiclass' / 'train'}]",
             f"loaders.val.file_paths=[{tmp / 'multiclass' / 'val'}]",
         ]
         source = tmp / "multiclass" / "val" / "nuclei3d_train_b.h5"
     else:
-        source = shared / "nuclei3d_train_b.h5"  # the configs' own train/val files are used
+        source = samples / "nuclei3d_train_b.h5"  # the configs' own train/val files are used
     if spec.crop is not None:
         assert source is not None
         crop = tmp / "test" / f"{source.stem}.h5"
@@ -296,13 +296,13 @@ def _check_outputs(folder: Path, spec: Scenario, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario_trains_and_predicts(name, shared_data, tmp_path, monkeypatch):
+def test_scenario_trains_and_predicts(name, sample_data, tmp_path, monkeypatch):
     """A few iterations with validation and checkpoints, then prediction with the checkpoint."""
-    monkeypatch.chdir(ROOT)  # the configs' ../shared/data paths are relative to the repo root
+    monkeypatch.chdir(ROOT)  # the configs' examples/data paths are relative to the repo root
     spec = SPECS[name]
     folder = CONFIGS / name
     ckpt = tmp_path / "checkpoints"
-    train_data, test_data = _data_overrides(spec, shared_data, tmp_path)
+    train_data, test_data = _data_overrides(spec, sample_data, tmp_path)
     train_overrides = _train_overrides(spec, ckpt) + train_data
 
     if name in CLI_SCENARIOS:

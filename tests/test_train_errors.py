@@ -17,8 +17,6 @@ from unet_core.engine.checkpoint import load_checkpoint
 from unet_core.engine.training import train
 from unet_core.errors import CheckpointError, ConfigError, TrainingError
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
-
 
 def _train(config: dict[str, Any], **kwargs: Any) -> Any:
     torch.set_num_threads(1)

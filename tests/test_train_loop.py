@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from test_train_support import reference_config, state_hash, tiny
+from test_train_support import DATA, reference_config, state_hash, tiny
 
 from unet_core.config import config_from_dict
 from unet_core.engine.checkpoint import REFERENCE_KEYS, load_checkpoint
@@ -58,8 +58,6 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def nuclei_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Recorder, Path]:
-    if not (Path(__file__).resolve().parents[2] / "shared" / "data").is_dir():
-        pytest.skip("../shared/data not present")
     torch.set_num_threads(1)
     ckdir = tmp_path_factory.mktemp("nuclei") / "checkpoints"
     recorder = Recorder()
@@ -206,7 +204,7 @@ def test_2d_models_train_on_singleton_z_patches(tmp_path: Path, model: str) -> N
     import h5py
     import tifffile
 
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    data = DATA
     raw = tifffile.imread(data / "nuclei2d_raw.tif").astype(np.float32)
     labels = tifffile.imread(data / "nuclei2d_labels.tif")
     for name, rows in (("train", slice(0, 256)), ("val", slice(256, 512))):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from test_train_support import (
-    DATA,
     install_hook_package,
     reference_config,
     run_unet,
@@ -28,8 +27,6 @@ from test_train_support import (
 )
 
 from unet_core.engine.checkpoint import load_checkpoint
-
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 
 
 def _start(config: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:

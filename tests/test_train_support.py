@@ -1,7 +1,7 @@
 """Shared helpers of the training tests (no tests here).
 
 The configs are written in the reference's (pytorch-3dunet's) own keys, on the real nuclei
-volumes of ../shared/data, with a tiny UNet3D and small patches so that a run takes seconds.
+volumes of examples/data, with a tiny UNet3D and small patches so that a run takes seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "examples" / "data"
 
 REFERENCE_STYLE = """
 model:

@@ -37,9 +37,9 @@ def rng(seed: int = 0) -> np.random.Generator:
 
 
 @pytest.fixture(scope="module")
-def ovule(shared_data):
+def ovule(sample_data):
     """A real dense cell-label crop (Z,Y,X) uint16 and its raw, from the ovule volume."""
-    with h5py.File(shared_data / "ovule_boundary.h5", "r") as f:
+    with h5py.File(sample_data / "ovule_boundary.h5", "r") as f:
         return f["label"][:16, :64, :64], f["raw"][:16, :64, :64]
 
 

@@ -1,6 +1,6 @@
 """Split the ovule crop into a training and a validation volume for the boundary scenarios.
 
-``../shared/data/ovule_boundary.h5`` (raw uint8 and dense cell labels uint16, 32x128x128) is one
+``examples/data/ovule_boundary.h5`` (raw uint8 and dense cell labels uint16, 32x128x128) is one
 file, but training and validation must read different files (validating on training data hides
 overfitting, so unet-core refuses it). This writes its two Y halves::
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "ovule_boundary.h5"
+DEFAULT_SOURCE = REPO / "examples" / "data" / "ovule_boundary.h5"
 DEFAULT_OUTPUT = REPO / "examples" / "data" / "ovule"
 
 

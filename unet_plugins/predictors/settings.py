@@ -19,8 +19,8 @@ from unet_core.interfaces import ComponentConfig
 #: What ``fast: true`` means when the key itself is not set (docs/prediction.md).
 FAST_OVERLAP = 0.25
 #: Tile edge per device kind for fast mode. On CPU, throughput per voxel falls for tiles much
-#: above 64^3 (cache-bound convolutions; BENCHMARKS.md: one 112^3 tile is slower than eight
-#: 64^3 ones); GPUs are kept busy by bigger tiles, limited by memory.
+#: above 64^3 (cache-bound convolutions; benchmarks/WORKLOADS.md: one 112^3 tile is slower than
+#: eight 64^3 ones); GPUs are kept busy by bigger tiles, limited by memory.
 FAST_TILE = {"cpu": 64, "cuda": 128, "mps": 96}
 FAST_TILE_2D = {"cpu": 256, "cuda": 512, "mps": 512}
 FAST_BATCH = {"cpu": 2, "cuda": 4, "mps": 2}

@@ -3,7 +3,7 @@
 ``DSB2018Dataset`` reads folders shaped like the Kaggle Data Science Bowl 2018 download: one
 image per file in ``<folder>/images/`` and its instance mask, with the same file name, in
 ``<folder>/masks/``. This cuts ``nuclei2d_raw.tif`` / ``nuclei2d_labels.tif`` (512x512) from
-``../shared/data`` into square tiles and writes::
+``examples/data`` into square tiles and writes::
 
     <output>/train/{images,masks}/tile_RR_CC.tif   every row of tiles but the last
     <output>/val/{images,masks}/tile_RR_CC.tif     the last row of tiles
@@ -23,7 +23,7 @@ import numpy as np
 import tifffile
 
 REPO = Path(__file__).resolve().parents[3]
-DEFAULT_SOURCE = REPO.parent / "shared" / "data"
+DEFAULT_SOURCE = REPO / "examples" / "data"
 DEFAULT_OUTPUT = REPO / "examples" / "data" / "dsb2018"
 
 

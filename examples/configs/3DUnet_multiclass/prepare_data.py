@@ -1,7 +1,7 @@
 """Make class-map volumes for the multi-class scenario from the real nuclei stacks.
 
 pytorch-3dunet's multi-class scenario reads a class image (values 0..C-1) as ``label``. The
-nuclei stacks in ``../shared/data`` hold instance ids, so this derives three classes with the
+nuclei stacks in ``examples/data`` hold instance ids, so this derives three classes with the
 built-in ``BlobsToMask`` transform (``boundary: true, cross_entropy: true``): 0 background,
 1 nucleus interior, 2 nucleus boundary (the background ring around each nucleus). It writes::
 
@@ -24,7 +24,7 @@ import numpy as np
 from unet_core import registry
 
 REPO = Path(__file__).resolve().parents[3]
-DEFAULT_SOURCE = REPO.parent / "shared" / "data"
+DEFAULT_SOURCE = REPO / "examples" / "data"
 DEFAULT_OUTPUT = REPO / "examples" / "data" / "multiclass"
 FILES = {"train": "nuclei3d_train_a.h5", "val": "nuclei3d_train_b.h5"}
 CLASSES = {"name": "BlobsToMask", "boundary": True, "cross_entropy": True}
