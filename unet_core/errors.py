@@ -46,3 +46,7 @@ class CheckpointError(UserError):
 
 class TrainingError(UserError):
     """Training cannot go on (e.g. the loss became NaN)."""
+
+
+class DownloadError(UserError):
+    """A public dataset could not be fetched, or what arrived is not what the catalogue lists."""

@@ -279,3 +279,13 @@ def print_report(report: Report) -> None:
     problems = report.all_problems()
     for i, problem in enumerate(problems, 1):
         console.print(f"[bold red]Problem {i}:[/] {escape(problem)}", markup=True, soft_wrap=True)
+
+
+def _add_fetch() -> None:
+    """``unet data fetch`` lives in its own module; the group is defined here."""
+    from unet_core.cli.fetch import fetch
+
+    data.add_command(fetch)
+
+
+_add_fetch()

@@ -20,9 +20,11 @@ def _debug_requested(argv: Sequence[str]) -> bool:
 def report(exc: UserError) -> None:
     """Print a user error as one paragraph on stderr."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    console.print(f"[bold red]Error:[/] {exc}", markup=True)
+    # escaped: a message may quote brackets (`pip install 'unet-core[data]'`, YAML lists)
+    console.print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True)
 
 
 def _one_line_warning(
