@@ -147,14 +147,15 @@ class FiniteView:
             yield self[index]
 
 
-def scan_volume(volume: Any) -> tuple[NonFiniteCount, float, float]:
+def scan_volume(volume: Any, max_voxels: int | None = None) -> tuple[NonFiniteCount, float, float]:
     """Non-finite counts and the (min, max) of the finite values, block by block.
 
     The range is ``(nan, nan)`` when no value is finite.
     """
     count = NonFiniteCount()
     lo, hi = np.inf, -np.inf
-    for index in volume.block_indices():
+    indices = volume.block_indices() if max_voxels is None else volume.block_indices(max_voxels)
+    for index in indices:
         block = np.asarray(volume[index])
         if block.size == 0:
             continue
