@@ -36,18 +36,15 @@ def test_dice_empty_channel_beside_a_scored_one() -> None:
     t[0, 1, 0, 0, 0] = 1.0
     assert create("DiceCoefficient")(p, t).item() == pytest.approx(5 / 6)
     assert create("DiceCoefficient", empty_score="reference")(p, t).item() == pytest.approx(1 / 3)
-
-
-def test_dice_of_a_prediction_where_nothing_is_to_find_is_zero() -> None:
-    # t empty, p = 0.5 everywhere: 2 * 0 / (9 * 0.25) = 0 (something found, nothing there)
-    p = torch.full((1, 1, 1, 3, 3), 0.5)
-    assert create("DiceCoefficient")(p, torch.zeros_like(p)).item() == 0.0
+    # t empty, p = 0.5 everywhere: 2 * 0 / (4 * 0.25) = 0 (something found, nothing there)
+    half = torch.full((1, 1, 1, 1, 4), 0.5)
+    assert create("DiceCoefficient")(half, torch.zeros_like(half)).item() == 0.0
 
 
 def test_empty_score_is_validated() -> None:
-    with pytest.raises(ConfigError, match="empty_score"):
+    with pytest.raises(ConfigError, match="empty_score.*'one' or 'reference'"):
         create("DiceCoefficient", empty_score="zero")
-    with pytest.raises(ConfigError, match="empty_target"):
+    with pytest.raises(ConfigError, match="empty_target.*'skip' or 'reference'"):
         create("AdaptedRandError", empty_target="zero")
 
 
