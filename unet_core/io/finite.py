@@ -37,8 +37,9 @@ class NonFinitePolicy:
     @classmethod
     def of(cls, loaders: Any) -> NonFinitePolicy:
         """The policy of a ``loaders`` section (defaults when it has none)."""
-        mode = getattr(loaders, "nonfinite", "error") or "error"
-        return cls(mode, float(getattr(loaders, "nonfinite_fill", 0.0)))
+        if getattr(loaders, "nonfinite", "error") == "fill":
+            return cls("fill", float(getattr(loaders, "nonfinite_fill", 0.0)))
+        return cls()
 
 
 @dataclass
