@@ -405,3 +405,26 @@ def test_evaluate_refuses_a_nonfinite_prediction(tmp_path, capsys) -> None:
     text = flat(err)
     assert str(pred) in text and "1 non-finite voxel (1 NaN), the first at (0, 4, 5, 6)" in text
     assert not (tmp_path / "vol_predictions_evaluation.json").exists()
+
+
+def test_dsb_images_follow_the_same_policy(tmp_path: Path) -> None:
+    import tifffile
+
+    from unet_core.config.schema import TransformerConfig
+    from unet_core.errors import DataError
+    from unet_core.io.finite import NonFinitePolicy
+    from unet_plugins.datasets.dsb import DSB2018Dataset
+
+    (tmp_path / "images").mkdir()
+    image = noisy((16, 16))
+    image[3, 9] = np.nan
+    tifffile.imwrite(tmp_path / "images" / "a.tif", image)
+    transformer = TransformerConfig(raw=[{"name": "ToTensor", "expand_dims": False}])
+    refusing = DSB2018Dataset(str(tmp_path), "test", transformer)
+    with pytest.raises(DataError, match=r"1 non-finite voxel \(1 NaN\), the first at \(0, 3, 9\)"):
+        refusing[0]
+    filling = DSB2018Dataset(
+        str(tmp_path), "test", transformer, nonfinite=NonFinitePolicy("fill", -1.0)
+    )
+    raw, _ = filling[0]
+    assert raw[0, 3, 9].item() == -1.0 and torch.isfinite(raw).all()
