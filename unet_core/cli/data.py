@@ -5,7 +5,8 @@ counted and located, a problem unless ``loaders.nonfinite: fill``), patch counts
 of patches the filter keeps and the label classes; it also tries one sample through the
 transforms and the loss (label dtype/layout vs the loss), checks the patch shape against the
 model and the train/val overlap. All problems are listed; the exit status is non-zero if there
-is any."""
+is any.
+"""
 
 from __future__ import annotations
 

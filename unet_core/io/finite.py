@@ -140,7 +140,7 @@ class FiniteView:
         block = np.asarray(self.volume[index])
         if not can_hold_nonfinite(block.dtype):
             return block
-        what = getattr(self.volume, "what", "The input volume")
+        what = getattr(self.volume, "what", "volume")
         return apply_policy(block, self.policy, what, _starts(index, block.ndim))
 
     def blocks(self) -> Iterator[np.ndarray]:

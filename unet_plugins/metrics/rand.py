@@ -17,7 +17,8 @@ well defined and scored by default.
 The reference's three failing real-data tests (two adapted Rand, one average precision) are not
 a scikit-image change: they crop ``[64:128]`` along z of the 32-slice test volume, so the target
 is empty; the reference then indexes its first voxel (``IndexError``) or builds a contingency
-table from empty index arrays (scipy ``ValueError``). An empty sample scores 0.0 here.
+table from empty index arrays (scipy ``ValueError``). An empty sample is undefined here
+(0.0 with ``empty_target: reference``).
 """
 
 from __future__ import annotations
