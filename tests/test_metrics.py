@@ -201,7 +201,7 @@ def test_dice_ignore_index_excludes_voxels():
 
 def test_dice_empty_masks_and_wrong_layout():
     zeros = torch.zeros(1, 2, 3, 3)
-    assert create("DiceCoefficient")(zeros, zeros).item() == 0.0  # the reference's epsilon rule
+    assert create("DiceCoefficient", empty_score="reference")(zeros, zeros).item() == 0.0
     with pytest.raises(DataError, match="same shape|prediction's shape"):
         create("DiceCoefficient")(torch.rand(2, 3, 4, 4, 4), torch.randint(0, 3, (2, 4, 4, 4)))
     with pytest.raises(ConfigError, match="skip_channels"):
@@ -314,15 +314,17 @@ def test_adapted_rand_ignore_index_single_label_and_empty():
     expected = adapted_rand_error(np.where(with_ignore == -1, 0, with_ignore), seg)[0]
     metric = create("AdaptedRandError", ignore_index=-1)
     assert metric(seg[None, None], with_ignore[None, None]) == pytest.approx(expected, abs=1e-12)
-    # a single-label ground truth is skipped as 0.0; a batch mean includes it
+    # the reference scores a single-label ground truth 0.0; a batch mean includes it
     single = np.full_like(gt, 5)
     pair = np.stack([single, gt])[:, None]
-    value = create("AdaptedRandError")(np.stack([seg, seg])[:, None], pair)
+    reference = create("AdaptedRandError", empty_target="reference")
+    value = reference(np.stack([seg, seg])[:, None], pair)
     assert value == pytest.approx(adapted_rand_error(gt, seg)[0] / 2, abs=1e-12)
     # the reference's failing tests: a [64:128] z crop of a 32-slice volume is empty
     empty = np.zeros((1, 1, 0, 8, 8), np.int64)
-    assert create("AdaptedRandError")(empty, empty) == 0.0
-    assert create("BoundaryAdaptedRandError")(empty.astype(np.float32), empty) == 0.0
+    assert reference(empty, empty) == 0.0
+    boundary = create("BoundaryAdaptedRandError", empty_target="reference")
+    assert boundary(empty.astype(np.float32), empty) == 0.0
 
 
 def test_adapted_rand_negative_and_huge_labels_are_relabelled():
@@ -642,8 +644,10 @@ def test_ovule_reference_failing_crop_is_handled(ovule_label):
     # the reference's tests crop [64:128] along z of this 32-slice volume: an empty array
     label = ovule_label[64:128, 64:128, 64:128]
     target = torch.from_numpy(label.reshape((1, 1) + label.shape))
-    assert create("AdaptedRandError")(target, target) == 0.0
-    assert create("BoundaryAdaptedRandError")(target.float(), target) == 0.0
+    assert math.isnan(create("AdaptedRandError")(target, target))  # undefined, no crash
+    assert create("AdaptedRandError", empty_target="reference")(target, target) == 0.0
+    boundary = create("BoundaryAdaptedRandError", empty_target="reference")
+    assert boundary(target.float(), target) == 0.0
     assert create("BoundaryAveragePrecision")(target.float(), target) == 0.0
 
 

@@ -13,9 +13,23 @@ class UserError(Exception):
     exit_code: int = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = _from_worker(message, type(self).__name__)
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message} {hint}")
+
+
+def _from_worker(message: str, name: str) -> str:
+    """The original paragraph of an error raised in a DataLoader worker.
+
+    torch re-raises a worker's exception in the main process as the same type built from
+    "Caught X in DataLoader worker process N. Original Traceback ..."; users get the paragraph.
+    """
+    if not message.startswith(f"Caught {name} in DataLoader worker"):
+        return message
+    marker = f"{name}: "
+    last = message.rstrip().rfind(marker)
+    return message[last + len(marker) :].strip() if last >= 0 else message
 
 
 class ConfigError(UserError):

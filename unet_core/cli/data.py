@@ -1,9 +1,11 @@
 """``unet data check``: every data check of a config, on every file, without training.
 
-Per file it reports shapes, dtypes, value ranges, patch counts, the fraction of patches the
-filter keeps and the label classes; it also tries one sample through the transforms and the
-loss (label dtype/layout vs the loss), checks the patch shape against the model and the
-train/val overlap. All problems are listed; the exit status is non-zero if there is any.
+Per file it reports shapes, dtypes, value ranges (of the finite values: NaN/inf voxels are
+counted and located, a problem unless ``loaders.nonfinite: fill``), patch counts, the fraction
+of patches the filter keeps and the label classes; it also tries one sample through the
+transforms and the loss (label dtype/layout vs the loss), checks the patch shape against the
+model and the train/val overlap. All problems are listed; the exit status is non-zero if there
+is any.
 """
 
 from __future__ import annotations
@@ -106,8 +108,12 @@ def run_checks(cfg: Any, phases: tuple[str, ...] | list[str] = PHASES) -> Report
 def with_files(cfg: Any, phase: str, files: list[str]) -> Any:
     """A copy of ``cfg`` whose ``loaders.<phase>.file_paths`` is ``files``."""
     section = getattr(cfg.loaders, phase).model_copy(update={"file_paths": files})
-    loaders = cfg.loaders.model_copy(update={phase: section})
-    return cfg.model_copy(update={"loaders": loaders})
+    return with_loaders(cfg, **{phase: section})
+
+
+def with_loaders(cfg: Any, **update: Any) -> Any:
+    """A copy of ``cfg`` with these ``loaders`` keys replaced."""
+    return cfg.model_copy(update={"loaders": cfg.loaders.model_copy(update=update)})
 
 
 def _model(cfg: Any, report: Report) -> tuple[Any, Any] | None:
@@ -144,8 +150,9 @@ def check_file(cfg: Any, phase: str, path: str, model: Any) -> FileReport:
     except UserError as exc:
         row.problems.append(str(exc))
         return row
-    try:
-        (dataset,) = engine.build_datasets(with_files(cfg, phase, [path]), phase)
+    try:  # non-finite voxels are reported above: the sample check runs with them filled
+        filled = with_loaders(cfg, nonfinite="fill")
+        (dataset,) = engine.build_datasets(with_files(filled, phase, [path]), phase)
         _describe_patches(dataset, row)
         _check_sample(cfg, dataset, phase, model, row)
     except UserError as exc:
@@ -164,13 +171,14 @@ def _describe_volumes(cfg: Any, phase: str, path: str, row: FileReport) -> None:
         return
     label_name = getattr(dataset_config, "label_internal_path", None) if phase != "test" else None
     raw_word = raw_name if isinstance(raw_name, str) else raw_name[0]
+    fill = cfg.loaders.nonfinite == "fill"
     with Source(path, raw_name=raw_word, key=f"loaders.{phase}.file_paths") as src:
         raw = src.volume(raw_name, key="loaders.raw_internal_path")
-        lo, hi = _range(raw)
-        row.raw = f"{raw.shape} {raw.dtype} [{lo:g}, {hi:g}]"
+        row.raw = f"{raw.shape} {raw.dtype} {_finite_range(raw, row, fill)}"
         if label_name is not None:
             label = src.volume(label_name, key="loaders.label_internal_path")
             row.label = f"{label.shape} {label.dtype}"
+            _finite_range(label, row, fill)
             row.classes = _classes(_unique(label))
 
 
@@ -183,11 +191,18 @@ def _describe_patches(dataset: Any, row: FileReport) -> None:
         row.raw = f"{len(dataset)} images"
 
 
-def _range(volume: Any) -> tuple[float, float]:
-    lo, hi = float("inf"), float("-inf")
-    for block in volume.blocks():
-        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-    return lo, hi
+def _finite_range(volume: Any, row: FileReport, fill: bool) -> str:
+    """``[min, max]`` of the finite values; non-finite voxels are a problem unless filled."""
+    from unet_core.io.finite import FILL_KEY, nonfinite_error, scan_volume
+
+    count, lo, hi = scan_volume(volume)
+    text = "[no finite values]" if lo != lo else f"[{lo:g}, {hi:g}]"
+    if not count.total:
+        return text
+    if fill:
+        return f"{text}, {count.total} non-finite (filled: {FILL_KEY})"
+    row.problems.append(str(nonfinite_error(count, volume.what)))
+    return f"{text}, {count.total} non-finite"
 
 
 def _unique(volume: Any) -> Any:

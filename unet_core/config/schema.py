@@ -117,6 +117,17 @@ class LoadersConfig(BaseModel):
     random_scale_probability: float = Field(
         0.5, ge=0, le=1, description="Probability that a patch is rescaled."
     )
+    nonfinite: Literal["error", "fill"] = Field(
+        "error",
+        description="NaN/inf voxels in a float input (training and prediction): error refuses "
+        "the file, naming the count and first position; fill replaces them by nonfinite_fill.",
+    )
+    nonfinite_fill: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        description="The value that replaces NaN/inf voxels with nonfinite: fill (before any "
+        "transform).",
+    )
     train: PhaseConfig | None = None
     val: PhaseConfig | None = None
     test: PhaseConfig | None = None

@@ -5,10 +5,15 @@ size, stops after batch index ``validate_iters`` and is reduced across ranks und
 inside ``torch.random.fork_rng`` so it never shifts the training RNG streams (a resumed run,
 which skips the validation it resumed after, stays in step). The scheduler steps once per
 validation, ``ReduceLROnPlateau`` (``needs_metric``) with the score.
+
+A batch on which the metric is undefined (NaN, e.g. adapted Rand error of an all-background
+target) does not count toward the score; its loss does. If no batch has a score, training stops
+with an error instead of ranking checkpoints by NaN.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unet_core.engine import distributed as dist
-from unet_core.errors import DataError
+from unet_core.errors import DataError, TrainingError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -86,13 +93,38 @@ class Evaluation:
             return math.nan, math.nan
         if sums[2] == 0:
             raise DataError("The validation loader gave no batches; check loaders.val.file_paths.")
-        return sums[0] / sums[2], sums[1] / sums[2]
+        if sums[3] == 0:
+            raise self._undefined_score()
+        if sums[3] < sums[2]:
+            log.info(
+                "validation: the metric is undefined on %d of %d samples; they are left out of "
+                "the score",
+                int(sums[2] - sums[3]),
+                int(sums[2]),
+            )
+        return sums[0] / sums[3], sums[1] / sums[2]
+
+    def _undefined_score(self) -> TrainingError:
+        name = type(self.parts.metric).__name__
+        saved = getattr(self, "saved_iteration", None)
+        kept = (
+            f"The last checkpoint ({saved} iterations) was left unchanged."
+            if saved is not None
+            else "No checkpoint was written yet."
+        )
+        return TrainingError(
+            f"The validation metric {name} was undefined (NaN) on every validation batch at "
+            f"iteration {self.iteration}, so it cannot tell whether this model is the best so "
+            f"far. {kept} Choose an eval_metric that is defined on this data (adapted Rand "
+            "error needs labelled voxels in the target), or validate on files (loaders.val) "
+            "whose patches hold objects, or check the predictions for NaN."
+        )
 
     def _validation_sums(self, loader: Any) -> tuple[list[float], bool]:
         import torch
 
         self.model.eval()
-        sums = [0.0, 0.0, 0.0]
+        sums = [0.0, 0.0, 0.0, 0.0]  # score, loss, samples, samples with a defined score
         chosen = self._image_batches(len(loader))
         interrupted = False
         try:
@@ -105,7 +137,13 @@ class Evaluation:
                     probs = self._activation(logits)
                     score = float(self.parts.metric(probs, y))
                     n = int(x.shape[0])
-                    sums = [sums[0] + score * n, sums[1] + loss * n, sums[2] + n]
+                    scored = 0 if math.isnan(score) else n
+                    sums = [
+                        sums[0] + (score * n if scored else 0.0),
+                        sums[1] + loss * n,
+                        sums[2] + n,
+                        sums[3] + scored,
+                    ]
                     if i in chosen:
                         self._log_images(f"val_{i}_", x, y, probs)
                     if self.tcfg.validate_iters is not None and i >= self.tcfg.validate_iters:
@@ -173,7 +211,9 @@ class Evaluation:
         with torch.no_grad():
             probs = self._activation(logits.detach().float())
             if not self.tcfg.skip_train_validation:
-                self._scores.append((float(self.parts.metric(probs, y)), int(x.shape[0])))
+                score = float(self.parts.metric(probs, y))
+                if not math.isnan(score):  # undefined on this batch: left out of the mean
+                    self._scores.append((score, int(x.shape[0])))
         loss_avg = _weighted_mean(self._window)
         score_avg = _weighted_mean(self._scores)
         self._window, self._scores = [], []

@@ -104,8 +104,56 @@ def h5_chunks(shape: Sequence[int], chunks: Sequence[int] | None, default: Any =
     return (1,) * (len(shape) - 3) + spatial
 
 
+#: float16's largest finite value: anything beyond becomes inf.
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+#: uint8 stores round(255 p): a value that rounds into 0..255 is stored faithfully.
+UINT8_SLACK = 0.5 / 255.0
+
+
+def check_output(
+    values: np.ndarray, dtype: str | None, where: str, offset: tuple[int, ...] | None = None
+) -> None:
+    """Refuse model output that the file cannot hold faithfully (DataError, nothing written).
+
+    NaN/inf are never written (a narrower dtype would turn NaN into 0); ``uint8`` needs values
+    in [0, 1], ``float16`` values within +-65504. ``offset``: where ``values`` lies in the
+    output, for the positions named.
+    """
+    from unet_core.io.finite import NonFiniteCount
+
+    if values.size == 0:
+        return
+    if not np.isfinite(values).all():
+        count = NonFiniteCount()
+        count.add(values, offset)
+        raise DataError(
+            f"The prediction of {where} holds {count.describe()} in C,Z,Y,X order, and the "
+            "input had none: the model produced them (diverged or broken weights, or an "
+            "overflow under predictor.amp). Its output file was not written. Check the "
+            "checkpoint (model_path) or predict with predictor.amp: none."
+        )
+    lo, hi = float(values.min()), float(values.max())
+    if dtype == "uint8" and (lo < -UINT8_SLACK or hi > 1.0 + UINT8_SLACK):
+        raise DataError(
+            f"predictor.output_dtype: uint8 stores probabilities in [0, 1] as 0..255, but the "
+            f"prediction of {where} spans [{lo:g}, {hi:g}]; the values outside would be "
+            "clipped. Its output file was not written. Use output_dtype: float32 (or float16), "
+            "or a model whose final activation gives probabilities."
+        )
+    if dtype == "float16" and max(-lo, hi) > FLOAT16_MAX:
+        raise DataError(
+            f"predictor.output_dtype: float16 holds values up to +-65504, but the prediction "
+            f"of {where} spans [{lo:g}, {hi:g}]; the values beyond would become inf. Its output "
+            "file was not written. Use output_dtype: float32."
+        )
+
+
 def quantize(values: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 probabilities -> the output dtype (uint8: round(p*255), clipped to [0, 1])."""
+    """float32 probabilities -> the output dtype (uint8: round(p*255)).
+
+    Callers check the values first (:func:`check_output`); clipping only removes the
+    half-step that still rounds to 0 or 255.
+    """
     if dtype == "float32":
         return values.astype(np.float32, copy=False)
     if dtype == "float16":

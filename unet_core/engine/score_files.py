@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ def read_prediction(path: str | Path, dataset: str) -> np.ndarray:
         array = ds[...]
         if "quantization" in ds.attrs and array.dtype == np.uint8:
             return np.asarray(array, dtype=np.float32) / 255.0
+    _refuse_nonfinite(array, f"prediction dataset {dataset!r} of {path}")
     if np.issubdtype(array.dtype, np.floating):
         return np.asarray(array, dtype=np.float32)
     return np.asarray(array)
@@ -76,7 +78,40 @@ def read_ground_truth(path: str | Path, dataset: str, raw_name: str = "raw") -> 
     from unet_core.io.volume import Source
 
     with Source(str(path), raw_name=raw_name, key="ground truth") as src:
-        return src.volume(dataset, key="ground-truth dataset").read()
+        gt = src.volume(dataset, key="ground-truth dataset").read()
+    _refuse_nonfinite(gt, f"ground-truth dataset {dataset!r} of {path}")
+    return gt
+
+
+def _refuse_nonfinite(array: np.ndarray, what: str) -> None:
+    """A NaN/inf voxel would make every score NaN or quietly count as background."""
+    from unet_core.io.finite import NonFiniteCount
+
+    count = NonFiniteCount()
+    count.add(array)
+    if count.total:
+        raise DataError(
+            f"The {what} holds {count.describe()} in (C,)Z,Y,X order; scores of non-finite "
+            "values are meaningless, so nothing was scored or written. Predict again from "
+            "finite inputs (see loaders.nonfinite) or fix the file."
+        )
+
+
+def _checked(value: float, metric: str, prediction: Any, ground_truth: Any) -> float:
+    """A metric value as a score: NaN or inf is an error naming the pair, never a number."""
+    if math.isfinite(value):
+        return value
+    reason = (
+        "undefined for these inputs (e.g. adapted Rand error of a ground truth without "
+        "labelled voxels)"
+        if math.isnan(value)
+        else "infinite (e.g. PSNR of a prediction identical to its target)"
+    )
+    raise DataError(
+        f"The metric {metric} gave {value} for {prediction} against {ground_truth}: the score "
+        f"is {reason}, and a report holds numbers only. Nothing was written. Leave this metric "
+        "out (--metric) or this file out of the evaluation, or check the ground truth."
+    )
 
 
 def batch_of(array: Any) -> Any:
@@ -136,6 +171,7 @@ def score_file(
     for name, metric in built:
         value = metric(batch, target)
         number = float(value.item() if hasattr(value, "item") else value)
+        number = _checked(number, name, prediction, ground_truth)
         better = getattr(metric, "higher_is_better", None)
         out.append(Score(str(prediction), dataset, str(ground_truth), name, number, better))
     return out
@@ -181,7 +217,7 @@ def write_reports(scores: Sequence[Score], json_path: Path | None, csv_path: Pat
     rows = [asdict(s) for s in scores]
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({"scores": rows}, indent=2) + "\n")
+        json_path.write_text(json.dumps({"scores": rows}, indent=2, allow_nan=False) + "\n")
     if csv_path is not None:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         with csv_path.open("w", newline="") as fh:

@@ -132,6 +132,11 @@ class Volume:
 
         Tiles are aligned to the HDF5 chunks, so each chunk is read and decompressed once.
         """
+        for index in self.block_indices(max_voxels):
+            yield self[index]
+
+    def block_indices(self, max_voxels: int = BLOCK_VOXELS) -> Iterator[Index]:
+        """The indices :meth:`blocks` reads, for scans that need to know where a block lies."""
         shape = self.spatial_shape
         tile = list(self._chunks())
         for axis in (2, 1, 0):  # grow x, then y, then z, in whole chunks
@@ -146,7 +151,7 @@ class Volume:
                         spatial = tuple(
                             slice(o, min(n, o + t)) for o, n, t in zip((z0, y0, x0), shape, tile)
                         )
-                        yield self[spatial] if c is None else self[(slice(c, c + 1), *spatial)]
+                        yield spatial if c is None else (slice(c, c + 1), *spatial)
 
     def _chunks(self) -> tuple[int, int, int]:
         """The storage chunk (Z,Y,X) of the first stored array, (1,1,1) if not chunked."""

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from unet_core.config.schema import LoadersConfig
 from unet_core.errors import DataError
 from unet_core.io import expand_file_paths, is_tiff, read_tiff
+from unet_core.io.finite import NonFinitePolicy, apply_policy
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.configs import DSB2018DatasetConfig
 from unet_plugins.datasets.patches import as_tensor, phase_section, writable
@@ -86,10 +87,18 @@ class DSB2018Dataset(Dataset):
 
     collate_fn = staticmethod(prediction_collate)
 
-    def __init__(self, root: str, phase: str, transformer: Any, expand_dims: bool = True) -> None:
+    def __init__(
+        self,
+        root: str,
+        phase: str,
+        transformer: Any,
+        expand_dims: bool = True,
+        nonfinite: NonFinitePolicy | None = None,
+    ) -> None:
         from unet_core.engine.pipeline import build_pipeline
 
         self.root = Path(root)
+        self.nonfinite = nonfinite or NonFinitePolicy()
         self.phase = phase
         self.expand_dims = expand_dims
         images_dir = self.root / "images"
@@ -134,7 +143,8 @@ class DSB2018Dataset(Dataset):
             self._cache = {"pid": os.getpid()}
         key = str(path)
         if key not in self._cache:
-            self._cache[key] = read_image(path, self.expand_dims)
+            image = read_image(path, self.expand_dims)
+            self._cache[key] = apply_policy(image, self.nonfinite, f"image {path}")
             self._cache[key].setflags(write=False)
         array: np.ndarray = self._cache[key]
         return writable(array)
@@ -183,6 +193,6 @@ class DSB2018Dataset(Dataset):
             )
         section = phase_section(loaders, phase)
         return [
-            cls(root, phase, section.transformer, config.expand_dims)
+            cls(root, phase, section.transformer, config.expand_dims, NonFinitePolicy.of(loaders))
             for root in cls.input_files(config, loaders, phase)
         ]

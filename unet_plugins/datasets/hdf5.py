@@ -19,6 +19,7 @@ from typing import Any
 from unet_core.config.schema import LoadersConfig
 from unet_core.errors import ConfigError
 from unet_core.io import Source, expand_file_paths
+from unet_core.io.finite import FiniteView, NonFinitePolicy, apply_policy
 from unet_core.io.paths import drop_tiff_companions, is_tiff
 from unet_plugins.datasets.configs import HDF5DatasetConfig
 from unet_plugins.datasets.patches import PatchDataset, phase_section
@@ -85,6 +86,7 @@ class _HDF5Dataset(PatchDataset):
                 names=names,
                 global_normalization=config.global_normalization,
                 random_scale=scale,
+                nonfinite=NonFinitePolicy.of(loaders),
             )
             for path in cls.input_files(config, loaders, phase)
         ]
@@ -118,7 +120,8 @@ class StandardHDF5Dataset(_HDF5Dataset):
         assert name is not None and raw_name is not None
         raw_word = raw_name if isinstance(raw_name, str) else raw_name[0]
         with Source(self.file_path, raw_name=raw_word) as src:
-            array = src.volume(name, key=f"{role}_internal_path", in_memory=True).read()
+            volume = src.volume(name, key=f"{role}_internal_path", in_memory=True)
+            array = apply_policy(volume.read(), self.nonfinite, volume.what)  # once per volume
         array.setflags(write=False)  # patches are copied before the transforms see them
         return array
 
@@ -131,7 +134,8 @@ class LazyHDF5Dataset(_HDF5Dataset):
     def _open(self, role: str) -> Any:
         name = self.names[role]
         assert name is not None
-        return self._source().volume(name, key=f"{role}_internal_path", in_memory=False)
+        volume = self._source().volume(name, key=f"{role}_internal_path", in_memory=False)
+        return FiniteView(volume, self.nonfinite)  # every patch checked as it is read
 
 
 __all__ = ["HDF5DatasetConfig", "LazyHDF5Dataset", "StandardHDF5Dataset"]

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from unet_core import registry
 from unet_core.errors import ConfigError, DataError
 from unet_core.io import Source, Volume, compute_stats, read_padded
+from unet_core.io.finite import FiniteView, NonFinitePolicy
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.scaling import RandomScale
 
@@ -72,6 +73,7 @@ class PatchDataset(Dataset):
         global_normalization: bool = False,
         random_scale: RandomScale | None = None,
         key_prefix: str = "loaders",
+        nonfinite: NonFinitePolicy | None = None,
     ) -> None:
         if phase not in ("train", "val", "test"):
             raise ValueError(f"phase must be train, val or test, got {phase!r}")
@@ -81,6 +83,7 @@ class PatchDataset(Dataset):
         if phase == "test":
             self.names["label"] = self.names["weight"] = None
         self.random_scale = random_scale if phase == "train" else None
+        self.nonfinite = nonfinite or NonFinitePolicy()
         self._cache: dict[str, Any] = {}
         raw_name = self.names["raw"]
         assert raw_name is not None
@@ -95,7 +98,11 @@ class PatchDataset(Dataset):
             self._check_shapes(volumes)
             self.meta = {role: _meta(v) for role, v in volumes.items()}
             self.slice_builder = self._slices(slice_builder, volumes)
-            self.stats = compute_stats(volumes["raw"]) if global_normalization else None
+            self.stats = (
+                compute_stats(FiniteView(volumes["raw"], self.nonfinite))
+                if global_normalization
+                else None
+            )
         self.raw_slices: list[tuple[slice, ...]] = self.slice_builder.raw_slices
         self.label_slices = self.slice_builder.label_slices
         self.weight_slices = self.slice_builder.weight_slices

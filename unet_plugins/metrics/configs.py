@@ -21,6 +21,14 @@ class DiceCoefficientConfig(ComponentConfig):
     epsilon: float = Field(
         1e-6, gt=0, description="Lower bound of the Dice denominator (avoids 0/0)."
     )
+    empty_score: Literal["one", "reference"] = Field(
+        "one",
+        description=(
+            "Score of a channel empty in both prediction and target (sum p^2 + sum t^2 < "
+            "epsilon): one = 1.0, nothing to find and nothing found (MeanIoU's and MONAI's "
+            "convention); reference = 0.0, as pytorch-3dunet."
+        ),
+    )
     ignore_index: float | None = Field(
         None,
         description=(
@@ -104,6 +112,15 @@ class _RandConfig(ComponentConfig):
     )
     ignore_index: int | None = Field(
         None, description="Target label treated as background 0 (not scored); null: none."
+    )
+    empty_target: Literal["skip", "reference"] = Field(
+        "skip",
+        description=(
+            "A sample whose error is undefined (its target has no labelled voxels): skip = "
+            "left out of the batch mean, and a batch with no defined sample scores NaN "
+            "(validation leaves it out, `unet evaluate` refuses it); reference = every "
+            "sample whose target holds a single label scores 0.0 (perfect), as pytorch-3dunet."
+        ),
     )
 
 

@@ -47,7 +47,8 @@ class DiceCoefficient(Metric):
 
     Computed on the probabilities (not thresholded), pooled over the batch and space per
     channel, as the Dice loss does. The target has the prediction's shape ``(N, C, ...)``
-    (per-channel masks).
+    (per-channel masks). A channel empty in both (``sum p^2 + sum t^2 < epsilon``) scores 1,
+    like MeanIoU; the reference gave 0 (``empty_score: reference`` keeps that).
     """
 
     higher_is_better = True
@@ -78,6 +79,8 @@ class DiceCoefficient(Metric):
             intersect = (p * t_f).sum(-1)
             denominator = (p * p).sum(-1) + (t_f * t_f).sum(-1)
             dice = 2 * (intersect / denominator.clamp(min=cfg.epsilon))
+            if cfg.empty_score == "one":  # nothing to find, nothing found
+                dice = torch.where(denominator < cfg.epsilon, torch.ones_like(dice), dice)
             return _mean_over_kept(dice, 0, cfg.skip_channels, "DiceCoefficient")
 
 

@@ -4,15 +4,21 @@ prediction, via ``skimage.metrics.adapted_rand_error`` on the CPU, as in the ref
 Per sample: the ground truth is one target channel (see ``use_last_target``) with
 ``ignore_index`` mapped to 0 (label 0 is not scored, scikit-image's default); the prediction is
 turned into one or more segmentations and the lowest error among them counts. The batch score
-is the mean over samples. A sample whose ground truth holds a single label (or nothing) scores
-0.0, as in the reference, which skipped it to avoid a division by zero; so does any other sample
-whose error is undefined (no two scored voxels share a label in either image), where the reference
-returned NaN.
+is the mean over samples.
+
+Degenerate samples: a target without labelled voxels (all background) leaves nothing to score,
+so its error is undefined (scikit-image: 0/0). By default (``empty_target: skip``) such a
+sample is left out of the batch mean, and a batch with no defined sample scores NaN, which
+validation leaves out and ``unet evaluate`` refuses. The reference instead scored every
+sample whose target holds a single label as 0.0, i.e. perfect, whatever was predicted;
+``empty_target: reference`` keeps that. A target holding one object label (no background) is
+well defined and scored by default.
 
 The reference's three failing real-data tests (two adapted Rand, one average precision) are not
 a scikit-image change: they crop ``[64:128]`` along z of the 32-slice test volume, so the target
 is empty; the reference then indexes its first voxel (``IndexError``) or builds a contingency
-table from empty index arrays (scipy ``ValueError``). An empty sample scores 0.0 here.
+table from empty index arrays (scipy ``ValueError``). An empty sample is undefined here
+(0.0 with ``empty_target: reference``).
 """
 
 from __future__ import annotations
@@ -68,18 +74,22 @@ class AdaptedRandError(Metric):
             gt = np.where(gt == self.config.ignore_index, 0, gt)
         if len(gt) == 0:
             raise DataError(f"{name} got an empty batch (N=0).")
+        reference = self.config.empty_target == "reference"
         scores = []
         for sample_pred, sample_gt in zip(pred, gt, strict=True):
-            if sample_gt.size == 0 or np.all(sample_gt == sample_gt.flat[0]):
-                scores.append(0.0)  # a single label: nothing to score (as the reference)
+            if reference and (sample_gt.size == 0 or np.all(sample_gt == sample_gt.flat[0])):
+                scores.append(0.0)  # a single label: "perfect", as the reference
                 continue
+            if not np.any(sample_gt):
+                continue  # no labelled voxel: undefined, left out
             errors = [
                 e
                 for s in self.segmentations(sample_pred)
                 if (e := rand_error(sample_gt, s)) is not None
             ]
-            scores.append(min(errors) if errors else 0.0)
-        return float(np.mean(scores))
+            if errors or reference:
+                scores.append(min(errors) if errors else 0.0)
+        return float(np.mean(scores)) if scores else float("nan")
 
     def segmentations(self, sample: np.ndarray) -> Iterator[np.ndarray]:
         """The label images to score for one sample ``(C, *spatial)``: its channels."""

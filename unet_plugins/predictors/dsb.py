@@ -19,6 +19,7 @@ from unet_core.engine.inference import PatchForward
 from unet_core.engine.prediction_output import (
     Written,
     atomic_output,
+    check_output,
     check_writable,
     h5_compression,
     output_path,
@@ -122,6 +123,7 @@ class DSB2018Predictor(PredictorBase):
                 f"{prob.shape[0]} output channel(s)."
             )
         saved = prob[channel : channel + 1] if cfg.prediction_channel is not None else prob
+        check_output(prob, cfg.output_dtype, image)
         arrays = {cfg.output_dataset: quantize(np.squeeze(saved), cfg.output_dtype)}
         if cfg.save_segmentation or self.postprocessor is not None:
             arrays["segmentation"] = self._segment(prob, channel)

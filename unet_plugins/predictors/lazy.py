@@ -22,6 +22,7 @@ from unet_core.engine.memory import return_freed_buffers
 from unet_core.engine.prediction_output import (
     Written,
     atomic_output,
+    check_output,
     check_writable,
     h5_compression,
     quantize,
@@ -156,6 +157,8 @@ class LazyPredictor(StandardPredictor):
             counter = ScoreCounter(cfg.performance_metric, self.channels, str(dataset.file_path))
 
         def sink(index: Index, values: np.ndarray) -> None:
+            start = (0, *(int(s.start or 0) for s in index))
+            check_output(values, self._checked_dtype, str(dataset.file_path), start)
             labels = segment(values) if (cfg.save_segmentation or counter) else None
             if cfg.save_segmentation:
                 ds[index] = labels

@@ -79,7 +79,8 @@ class PredictorConfig(ComponentConfig):
     output_dtype: Literal["float32", "float16", "uint8"] = Field(
         "float32",
         description="Dtype of the probabilities written; uint8 stores round(255 p) (needs "
-        "outputs in [0, 1]).",
+        "outputs in [0, 1]), float16 holds up to +-65504. Output outside the range, NaN or inf "
+        "is refused, never clipped or cast.",
     )
     compression: Literal["gzip", "lzf", "none"] | int = Field(
         "gzip", description="HDF5 compression: gzip (level 4), a gzip level 0-9, lzf or none."

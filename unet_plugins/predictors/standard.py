@@ -21,6 +21,7 @@ from unet_core.engine.inference import PatchForward
 from unet_core.engine.prediction_output import (
     Written,
     atomic_output,
+    check_output,
     check_writable,
     h5_chunks,
     h5_compression,
@@ -227,6 +228,7 @@ class StandardPredictor(PredictorBase):
             acc.add(prob, index)
         values = acc.result()
         stats = self._stats(dataset, volume, time.perf_counter() - start)
+        check_output(values, self._checked_dtype, str(dataset.file_path))
         arrays = self._arrays(values)
         metrics = self._score(dataset, arrays, values)
         with atomic_output(path, self.overwrite) as tmp:
@@ -235,6 +237,11 @@ class StandardPredictor(PredictorBase):
             else:
                 names = self._write_h5(tmp, arrays)
         return [Written(str(path), names, metrics, stats, str(dataset.file_path))]
+
+    @property
+    def _checked_dtype(self) -> str | None:
+        """The output dtype whose range the values must fit (None: labels are written)."""
+        return None if self.config.save_segmentation else self.config.output_dtype
 
     def _arrays(self, values: np.ndarray) -> dict[str, np.ndarray]:
         """Output datasets from the blended probabilities."""
