@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import torch
 
     from unet_core.config.schema import TrainerConfig
+    from unet_core.engine.run_folder import RunFolder
     from unet_core.engine.tensorboard import TensorBoardLogger
 
 LAST = "last_checkpoint.pytorch"
@@ -68,6 +69,8 @@ class Trainer(Evaluation, TrainState):
         self.progress = progress
         self.hooks = hooks
         self.writer = CheckpointWriter()
+        #: The claimed (locked) run folder on rank 0 while the run lives; None elsewhere.
+        self.run_folder: RunFolder | None = None
         self._format = to_format(parts.memory_format)
         self.attach(parts)
         self._is_2d = getattr(parts.model, "spatial_dims", 3) == 2
