@@ -306,3 +306,16 @@ def test_nproc_refuses_an_owned_folder_before_launching_torchrun(tmp_path: Path)
     _assert_one_paragraph_refusal(done, str(ck), "already belongs to run", "--overwrite")
     assert "Launching: torchrun" not in done.stderr  # no rank was started
     assert _snapshot(ck) == before
+
+
+def test_a_trainer_built_alone_claims_its_folder_when_it_fits(tmp_path: Path) -> None:
+    from unet_core.engine.training import build_trainer
+
+    ck = tmp_path / "ck"
+    _train(tiny(reference_config(ck), iterations=1, every=1))
+    checkpoints = {k: v for k, v in _snapshot(ck).items() if k.endswith(".pytorch")}
+    trainer = build_trainer(config_from_dict(tiny(reference_config(ck), iterations=2, every=1)))
+    with pytest.raises(CheckpointError, match="already belongs to run"):
+        trainer.fit()
+    assert {k: v for k, v in _snapshot(ck).items() if k.endswith(".pytorch")} == checkpoints
+    assert trainer.iteration == 0 and not (ck / LOCK_NAME).exists()

@@ -116,7 +116,7 @@ def _check_folder_before_launch(cfg: Any, resume: str | None, overwrite: bool) -
     resume_path = resume if resume is not None else cfg.trainer.resume
     folder = claim(cfg.trainer.checkpoint_dir, resume=resume_path, overwrite=overwrite)
     emit(folder.notes)
-    folder.release(abandoned=True)
+    folder.release()
 
 
 def torchrun_command(

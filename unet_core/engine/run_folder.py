@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unet_core.engine.run_lock import FolderLock, describe_holder
-from unet_core.engine.trainer import BEST, LAST
 from unet_core.errors import CheckpointError, UsageError
 from unet_core.io.atomic import fsync_path, write_text_atomic
 
 if TYPE_CHECKING:
     from unet_core.config.schema import ExperimentConfig
 
+LAST = "last_checkpoint.pytorch"
+BEST = "best_checkpoint.pytorch"
 MANIFEST = "run.json"
 PREVIOUS_RUNS = "previous-runs"
 #: Everything a run writes into its folder; --overwrite moves exactly these aside.
@@ -61,6 +62,7 @@ class RunFolder:
         self.manifest = manifest
         self.continues = continues
         self.notes = notes
+        self.started = False
         self._created = created
 
     def start(self, config: ExperimentConfig, *, resumed_from: str | None) -> dict[str, Any]:
@@ -85,12 +87,13 @@ class RunFolder:
             manifest["resumed_from"] = history
         write_text_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         self.manifest = manifest
+        self.started = True
         return manifest
 
-    def release(self, *, abandoned: bool = False) -> None:
-        """Drop the lock; ``abandoned`` (failed before starting) also removes folders we made."""
+    def release(self) -> None:
+        """Drop the lock; before :meth:`start` also remove the (empty) folders the claim made."""
         self.lock.release()
-        if abandoned:
+        if not self.started:
             _remove_empty(self._created)
 
 

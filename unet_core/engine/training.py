@@ -54,14 +54,19 @@ def train(
     from unet_core.config import as_config
 
     cfg = as_config(config if not isinstance(config, os.PathLike) else os.fspath(config))
+    tcfg = _check_sections(cfg)
     ctx = dist.from_environment()
-    trainer: Trainer | None = None
+    resume_path = str(resume) if resume is not None else tcfg.resume
+    folder = None
+    if ctx.is_main:  # first of all: nothing is built or read for a folder we may not use
+        folder = claim(Path(tcfg.checkpoint_dir), resume=resume_path, overwrite=overwrite)
+        emit(folder.notes)
     try:
-        trainer = build_trainer(cfg, resume=resume, device=device, ctx=ctx, overwrite=overwrite)
+        trainer = build_trainer(cfg, resume=resume_path, device=device, ctx=ctx, run_folder=folder)
         return trainer.fit()
     finally:
-        if trainer is not None and trainer.run_folder is not None:
-            trainer.run_folder.release()
+        if folder is not None:
+            folder.release()
         dist.shutdown()
 
 
@@ -71,28 +76,22 @@ def build_trainer(
     resume: str | os.PathLike[str] | None = None,
     device: str | None = None,
     ctx: dist.DistContext | None = None,
-    overwrite: bool = False,
+    run_folder: RunFolder | None = None,
 ) -> Trainer:
     """Everything :meth:`Trainer.fit` needs, built and restored but not yet run.
 
-    On rank 0 the returned trainer holds the run folder's lock (``trainer.run_folder``); the
-    caller releases it when the run ends (:func:`train` does).
+    ``run_folder``: the claimed ``trainer.checkpoint_dir`` (rank 0); ``run.json`` is written
+    once everything is built. Without it, :meth:`Trainer.fit` claims the folder itself.
     """
     tcfg = _check_sections(cfg)
     ctx = ctx or dist.from_environment()
     dev = resolve_device(device or cfg.device, local_rank=ctx.local_rank if ctx.enabled else None)
     resume_path = str(resume) if resume is not None else tcfg.resume
     checkpoint_dir = Path(os.path.abspath(tcfg.checkpoint_dir))
-    folder = None
-    if ctx.is_main:
-        folder = claim(checkpoint_dir, resume=resume_path, overwrite=overwrite)
-        emit(folder.notes)
-    try:
-        trainer = _build(cfg, checkpoint_dir, resume_path, dev, ctx, folder)
-    except BaseException:
-        if folder is not None:
-            folder.release(abandoned=True)
-        raise
+    trainer = _build(cfg, checkpoint_dir, resume_path, dev, ctx)
+    if run_folder is not None:
+        run_folder.start(cfg, resumed_from=resume_path)
+        trainer.run_folder = run_folder
     return trainer
 
 
@@ -102,8 +101,8 @@ def _build(
     resume_path: str | None,
     dev: torch.device,
     ctx: dist.DistContext,
-    folder: RunFolder | None,
 ) -> Trainer:
+    """Model, loss, metric, optimizer, resumed state, loaders: in the order that fails fastest."""
     import torch
 
     tcfg = cfg.trainer
@@ -166,9 +165,7 @@ def _build(
     parts.loaders["train"] = data_order.without_persistent_workers(parts.loaders["train"])
     parts.train_forward, parts.eval_logits = _forwards(model, ctx, dev, tcfg.compile)
     trainer.attach(parts)
-    if folder is not None:
-        folder.start(cfg, resumed_from=resume_path)
-        trainer.run_folder = folder
+    trainer.resumed_from = resume_path
     if ctx.is_main:
         trainer.tensorboard = _tensorboard(cfg, checkpoint_dir, ckpt, trainer.iteration)
     return trainer
