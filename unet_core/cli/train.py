@@ -113,6 +113,8 @@ def _check_folder_before_launch(cfg: Any, resume: str | None, overwrite: bool) -
     """
     from unet_core.engine.run_folder import claim, emit
 
+    if cfg.trainer is None:  # the ranks report the missing section
+        return
     resume_path = resume if resume is not None else cfg.trainer.resume
     folder = claim(cfg.trainer.checkpoint_dir, resume=resume_path, overwrite=overwrite)
     emit(folder.notes)
