@@ -319,3 +319,31 @@ def test_a_trainer_built_alone_claims_its_folder_when_it_fits(tmp_path: Path) ->
         trainer.fit()
     assert {k: v for k, v in _snapshot(ck).items() if k.endswith(".pytorch")} == checkpoints
     assert trainer.iteration == 0 and not (ck / LOCK_NAME).exists()
+
+
+def test_under_torchrun_rank_0_refuses_and_the_other_rank_does_not_hang(tmp_path: Path) -> None:
+    """torchrun started directly (no `--nproc` pre-check): rank 0 claims the folder before
+    joining the process group, refuses, and torchrun stops rank 1 instead of leaving it waiting."""
+    import sys
+
+    ck = tmp_path / "ck"
+    _train(tiny(reference_config(ck), iterations=1, every=1))
+    before = _snapshot(ck)
+    config = write_config(tiny(reference_config(ck), iterations=2, every=1), tmp_path / "c.yml")
+    env = subprocess_env()
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        + ["-m", "unet_core.cli.main", "train", "--config", str(config), "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode != 0
+    assert time.monotonic() - started < 200  # the process group's 30 min timeout never applies
+    refusal = " ".join(done.stderr.split())
+    assert refusal.count("already belongs to run") == 1 and str(ck) in refusal
+    assert _snapshot(ck) == before
