@@ -120,7 +120,8 @@ def test_demo_on_the_users_real_data(sample_data, tmp_path, inputs, model, shape
 
 
 def test_demo_runs_again_into_the_same_folder(tmp_path):
-    """The demo owns its folder: a second run replaces the first one's results."""
+    """The demo owns its folder: a second run replaces the first one's results; the first
+    run's checkpoints are moved to checkpoints/previous-runs/, not deleted."""
     out = tmp_path / "demo"
     command = [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out)]
     for _ in range(2):
@@ -129,3 +130,5 @@ def test_demo_runs_again_into_the_same_folder(tmp_path):
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert json.loads((out / "metrics.json").read_text())["dice"] >= 0
+    (previous,) = (out / "checkpoints" / "previous-runs").iterdir()
+    assert (previous / "last_checkpoint.pytorch").is_file() and (previous / "run.json").is_file()

@@ -45,11 +45,15 @@ def load_config(path: str, overrides: tuple[str, ...] | list[str] = ()) -> Exper
     return _load(path, overrides)
 
 
-def train(config: Any) -> Any:
-    """Train from a config (path, dict or ExperimentConfig); returns the trainer."""
+def train(config: Any, *, resume: str | None = None, overwrite: bool = False) -> Any:
+    """Train from a config (path, dict or ExperimentConfig); returns the trainer.
+
+    ``resume`` continues a run from its checkpoint; ``overwrite`` starts over in a
+    ``checkpoint_dir`` that holds another run (its files are moved to ``previous-runs/``).
+    """
     from unet_core.engine.training import train as _train
 
-    return _train(config)
+    return _train(config, resume=resume, overwrite=overwrite)
 
 
 def predict(config: Any) -> Any:

@@ -38,6 +38,12 @@ from unet_core.errors import UsageError
     help="Continue a run from its last_checkpoint.pytorch (model, optimizer, counters, RNG).",
 )
 @click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start over in a checkpoint_dir that holds another run: its files are moved to "
+    "checkpoint_dir/previous-runs/<time>_<run id>/ first (never deleted).",
+)
+@click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=None,
@@ -48,21 +54,27 @@ def train(
     config_path: str | None,
     overrides: tuple[str, ...],
     resume: str | None,
+    overwrite: bool,
     nproc: int | None,
     device: str | None,
 ) -> None:
-    """Train a U-Net: checkpoints, TensorBoard logs and progress go to trainer.checkpoint_dir."""
+    """Train a U-Net: checkpoints, TensorBoard logs and progress go to trainer.checkpoint_dir.
+
+    The folder belongs to one run (run.json, a lock while it trains): a new run into another
+    run's folder refuses unless --resume continues that run or --overwrite starts over.
+    """
     if config_path is None and resume is None:
         raise UsageError(
             "unet train needs --config FILE (or --resume CHECKPOINT to continue a run)."
         )
+    cfg = _load(config_path, overrides, resume)
     if nproc is not None and nproc > 1 and "LOCAL_RANK" not in os.environ:
-        sys.exit(_relaunch(nproc, config_path, overrides, resume, device))
+        _check_folder_before_launch(cfg, resume, overwrite)
+        sys.exit(_relaunch(nproc, config_path, overrides, resume, device, overwrite))
 
     from unet_core.engine.training import train as run_training
 
-    cfg = _load(config_path, overrides, resume)
-    trainer = run_training(cfg, resume=resume, device=device)
+    trainer = run_training(cfg, resume=resume, device=device, overwrite=overwrite)
     if trainer.is_main:
         best = trainer.best_eval_score
         click.echo(
@@ -87,7 +99,26 @@ def _load(config_path: str | None, overrides: tuple[str, ...], resume: str | Non
             "pass the config it was trained with: unet train --config FILE --resume "
             f"{resume}."
         )
-    return config_from_dict(saved, overrides)
+    # no config given: the run continues in the checkpoint's own folder (--set may move it)
+    trainer_section = dict(saved.get("trainer") or {})
+    trainer_section["checkpoint_dir"] = os.path.dirname(os.path.abspath(resume))
+    return config_from_dict({**saved, "trainer": trainer_section}, overrides)
+
+
+def _check_folder_before_launch(cfg: Any, resume: str | None, overwrite: bool) -> None:
+    """Refuse a taken run folder here, in one paragraph, before torchrun starts any rank.
+
+    Rank 0 claims the folder again (and keeps it); this early claim only spares the user
+    torchrun's failure report around the refusal (and does --overwrite's move once).
+    """
+    from unet_core.engine.run_folder import claim, emit
+
+    if cfg.trainer is None:  # the ranks report the missing section
+        return
+    resume_path = resume if resume is not None else cfg.trainer.resume
+    folder = claim(cfg.trainer.checkpoint_dir, resume=resume_path, overwrite=overwrite)
+    emit(folder.notes)
+    folder.release()
 
 
 def torchrun_command(
@@ -96,6 +127,7 @@ def torchrun_command(
     overrides: tuple[str, ...],
     resume: str | None,
     device: str | None,
+    overwrite: bool = False,
 ) -> list[str]:
     """The torchrun command line that runs this same training in ``nproc`` processes."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -108,6 +140,8 @@ def torchrun_command(
         cmd += ["--resume", resume]
     if device is not None:
         cmd += ["--device", device]
+    if overwrite:
+        cmd.append("--overwrite")
     return cmd
 
 
@@ -117,9 +151,10 @@ def _relaunch(
     overrides: tuple[str, ...],
     resume: str | None,
     device: str | None,
+    overwrite: bool,
 ) -> int:
     """Run torchrun as a child, forwarding SIGINT/SIGTERM; returns its exit code."""
-    cmd = torchrun_command(nproc, config_path, overrides, resume, device)
+    cmd = torchrun_command(nproc, config_path, overrides, resume, device, overwrite)
     click.echo("Launching: torchrun " + " ".join(cmd[3:]), err=True)
     child = subprocess.Popen(cmd)
 

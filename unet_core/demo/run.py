@@ -223,7 +223,9 @@ def run_demo(
     pm = plugin_manager()
     pm.register(recorder)
     try:
-        unet_core.train(cfg)
+        # the demo owns its checkpoints folder: a re-run starts over there, and the previous
+        # run's checkpoints are moved to checkpoints/previous-runs/ (never deleted)
+        unet_core.train(cfg, overwrite=True)
     finally:
         pm.unregister(recorder)
 

@@ -236,7 +236,11 @@ def save_checkpoint(state: Mapping[str, Any], path: StrPath) -> None:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        # the pid in the name: a temporary is only ever removed by its own process or by the
+        # next run that holds the folder's lock (engine/run_folder.py)
+        fd, tmp = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
+        )
     except OSError as exc:
         raise _save_error(target, exc) from None
     try:

@@ -27,6 +27,7 @@ from unet_core.engine.components import Components
 from unet_core.engine.evaluation import Evaluation
 from unet_core.engine.interrupts import InterruptGuard, TrainingInterrupted
 from unet_core.engine.progress import Progress
+from unet_core.engine.run_folder import BEST, LAST, RunFolder, claim, emit
 from unet_core.engine.snapshots import CheckpointWriter, set_rng_state
 from unet_core.engine.trainstate import TrainState
 from unet_core.errors import DataError, TrainingError
@@ -37,8 +38,7 @@ if TYPE_CHECKING:
     from unet_core.config.schema import TrainerConfig
     from unet_core.engine.tensorboard import TensorBoardLogger
 
-LAST = "last_checkpoint.pytorch"
-BEST = "best_checkpoint.pytorch"
+__all__ = ["BEST", "LAST", "Trainer"]
 
 
 class Trainer(Evaluation, TrainState):
@@ -68,6 +68,10 @@ class Trainer(Evaluation, TrainState):
         self.progress = progress
         self.hooks = hooks
         self.writer = CheckpointWriter()
+        #: The claimed (locked) run folder on rank 0 while the run lives; None elsewhere.
+        self.run_folder: RunFolder | None = None
+        #: The checkpoint this run was resumed from (None for a new run).
+        self.resumed_from: str | None = None
         self._format = to_format(parts.memory_format)
         self.attach(parts)
         self._is_2d = getattr(parts.model, "spatial_dims", 3) == 2
@@ -126,7 +130,25 @@ class Trainer(Evaluation, TrainState):
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> Trainer:
-        """Train until max_num_iterations, max_num_epochs or the LR floor; returns self."""
+        """Train until max_num_iterations, max_num_epochs or the LR floor; returns self.
+
+        A trainer built without a claimed run folder (``build_trainer`` alone) claims
+        ``checkpoint_dir`` here, before the first step, and releases it at the end.
+        """
+        own = None
+        if self.run_folder is None and self.is_main:
+            own = claim(self.checkpoint_dir, resume=self.resumed_from)
+            emit(own.notes)
+            own.start(self.config, resumed_from=self.resumed_from)
+            self.run_folder = own
+        try:
+            return self._fit()
+        finally:
+            if own is not None:
+                own.release()
+                self.run_folder = None
+
+    def _fit(self) -> Trainer:
         self.model.train()
         with self._guard:
             self.hooks.unet_train_start(trainer=self, config=self.config)

@@ -1,15 +1,18 @@
 """``train(config)``: a validated config -> components from the registry -> a finished Trainer.
 
-Order matters for failing fast: the checkpoint folder is checked and a ``resume`` checkpoint is
-matched against the model before any data is read. Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK)
-the process joins the group first; rank 0 alone writes checkpoints, TensorBoard and progress.
+Order matters for failing fast: the run folder (``trainer.checkpoint_dir``) is claimed
+(locked, checked to belong to no other run: engine/run_folder.py) and a ``resume`` checkpoint is
+matched against the model before any data is read. A resumed run continues into the config's
+``checkpoint_dir``: in place when the checkpoint lies there, else into that new folder, leaving
+the checkpoint's own folder untouched. Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK) rank 0 claims
+the folder before joining the group (if it refuses, torchrun stops the other ranks); rank 0 alone
+writes checkpoints, TensorBoard and progress.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,9 +25,10 @@ from unet_core.engine.checkpoint import load_checkpoint, load_model_weights
 from unet_core.engine.components import Components
 from unet_core.engine.device import resolve_device
 from unet_core.engine.progress import make_progress
+from unet_core.engine.run_folder import RunFolder, claim, emit
 from unet_core.engine.tensorboard import TensorBoardLogger
-from unet_core.engine.trainer import BEST, LAST, Trainer
-from unet_core.errors import CheckpointError, ConfigError
+from unet_core.engine.trainer import Trainer
+from unet_core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -39,20 +43,30 @@ def train(
     *,
     resume: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    overwrite: bool = False,
 ) -> Trainer:
     """Train from a config (object, mapping or YAML path); returns the finished Trainer.
 
     ``resume`` (or ``trainer.resume``) continues a run from its checkpoint; ``device``
-    overrides the config's ``device`` key.
+    overrides the config's ``device`` key; ``overwrite`` starts over in a run folder that holds
+    another run, moving that run's files to ``previous-runs/`` first.
     """
     from unet_core.config import as_config
 
     cfg = as_config(config if not isinstance(config, os.PathLike) else os.fspath(config))
+    tcfg = _check_sections(cfg)
     ctx = dist.from_environment()
+    resume_path = str(resume) if resume is not None else tcfg.resume
+    folder = None
+    if ctx.is_main:  # first of all: nothing is built or read for a folder we may not use
+        folder = claim(Path(tcfg.checkpoint_dir), resume=resume_path, overwrite=overwrite)
+        emit(folder.notes)
     try:
-        trainer = build_trainer(cfg, resume=resume, device=device, ctx=ctx)
+        trainer = build_trainer(cfg, resume=resume_path, device=device, ctx=ctx, run_folder=folder)
         return trainer.fit()
     finally:
+        if folder is not None:
+            folder.release()
         dist.shutdown()
 
 
@@ -62,19 +76,37 @@ def build_trainer(
     resume: str | os.PathLike[str] | None = None,
     device: str | None = None,
     ctx: dist.DistContext | None = None,
+    run_folder: RunFolder | None = None,
 ) -> Trainer:
-    """Everything :meth:`Trainer.fit` needs, built and restored but not yet run."""
-    import torch
+    """Everything :meth:`Trainer.fit` needs, built and restored but not yet run.
 
+    ``run_folder``: the claimed ``trainer.checkpoint_dir`` (rank 0); ``run.json`` is written
+    once everything is built. Without it, :meth:`Trainer.fit` claims the folder itself.
+    """
     tcfg = _check_sections(cfg)
     ctx = ctx or dist.from_environment()
     dev = resolve_device(device or cfg.device, local_rank=ctx.local_rank if ctx.enabled else None)
     resume_path = str(resume) if resume is not None else tcfg.resume
-    checkpoint_dir = Path(
-        os.path.dirname(os.path.abspath(resume_path)) if resume_path else tcfg.checkpoint_dir
-    )
-    if ctx.is_main:
-        ensure_writable(checkpoint_dir, resumed=resume_path is not None)
+    checkpoint_dir = Path(os.path.abspath(tcfg.checkpoint_dir))
+    trainer = _build(cfg, checkpoint_dir, resume_path, dev, ctx)
+    if run_folder is not None:
+        run_folder.start(cfg, resumed_from=resume_path)
+        trainer.run_folder = run_folder
+    return trainer
+
+
+def _build(
+    cfg: ExperimentConfig,
+    checkpoint_dir: Path,
+    resume_path: str | None,
+    dev: torch.device,
+    ctx: dist.DistContext,
+) -> Trainer:
+    """Model, loss, metric, optimizer, resumed state, loaders: in the order that fails fastest."""
+    import torch
+
+    tcfg = cfg.trainer
+    assert tcfg is not None
     ckpt = load_checkpoint(resume_path) if resume_path else None
     dist.init(ctx, dev)
     seed_everything(cfg.manual_seed, ctx.rank)
@@ -133,6 +165,7 @@ def build_trainer(
     parts.loaders["train"] = data_order.without_persistent_workers(parts.loaders["train"])
     parts.train_forward, parts.eval_logits = _forwards(model, ctx, dev, tcfg.compile)
     trainer.attach(parts)
+    trainer.resumed_from = resume_path
     if ctx.is_main:
         trainer.tensorboard = _tensorboard(cfg, checkpoint_dir, ckpt, trainer.iteration)
     return trainer
@@ -153,26 +186,6 @@ def _check_sections(cfg: ExperimentConfig) -> Any:
             "them (see examples/configs/ for complete training configs)."
         )
     return cfg.trainer
-
-
-def ensure_writable(directory: Path, *, resumed: bool = False) -> None:
-    """Create ``directory``, prove a file can be written there and remove stale temp files."""
-    key = "the folder of trainer.resume" if resumed else "trainer.checkpoint_dir"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".unet-write-test-")
-        os.close(fd)
-        os.unlink(probe)
-        for name in (LAST, BEST):  # left behind by a run killed while writing
-            for stale in directory.glob(f".{name}.*.tmp"):
-                stale.unlink(missing_ok=True)
-    except OSError as exc:
-        raise CheckpointError(
-            f"Checkpoints cannot be written to {str(directory)!r} ({key}): "
-            f"{exc.strerror or exc}. Training was not started, so no time was lost. Choose a "
-            "writable folder (e.g. `--set trainer.checkpoint_dir=runs/exp1`) or fix the "
-            "folder's permissions."
-        ) from None
 
 
 def seed_everything(seed: int | None, rank: int = 0) -> None:
