@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from unet_core import registry
+from unet_core.contracts import declared
 from unet_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def score_file(
     for name, metric in built:
         value = metric(batch, target)
         number = float(value.item() if hasattr(value, "item") else value)
-        better = getattr(metric, "higher_is_better", None)
+        better = bool(declared("metrics", metric, "higher_is_better"))
         out.append(Score(str(prediction), dataset, str(ground_truth), name, number, better))
     return out
 
