@@ -333,3 +333,14 @@ def test_kit_reports_static_problems_without_building() -> None:
     with pytest.raises(ContractViolation, match="no Pydantic v2 'Config' model"):
         check_component("losses", NoConfig)
     assert contract_problems("loss", NoConfig)[0].startswith("unknown kind 'loss'")
+
+
+def test_architecture_doc_lists_every_contract_with_its_defaults() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| ") and line.count("|") == 5}  # fmt: skip
+    for kind, group in KINDS.items():
+        row = rows.get(kind)
+        assert row is not None and f"`{group}`" in row, kind
+        for name, (_, default) in capabilities(kind).items():
+            assert f"`{name}` ({default!r}" in row, (kind, name)
