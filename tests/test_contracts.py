@@ -178,6 +178,14 @@ class NoFactoryDataset:
         return 1
 
 
+class MaskLoss:
+    Config = Config
+    target_layout = "mask"
+
+    def __call__(self, logits, target):
+        return (logits - target).mean()
+
+
 class FineLoss:
     Config = Config
 
@@ -193,7 +201,7 @@ def broken_reg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
     reg = Registry()
     entries = [("losses", "NotCallableLoss"), ("metrics", "StubMetric"),
                ("metrics", "VagueMetric"), ("datasets", "NoFactoryDataset"),
-               ("losses", "FineLoss")]  # fmt: skip
+               ("losses", "MaskLoss"), ("losses", "FineLoss")]  # fmt: skip
     for kind, name in entries:
         reg._all()[kind][name] = Record(
             kind, name, f"contract_breakers:{name}", "breaker-pkg", "1.0"
@@ -207,6 +215,11 @@ def broken_reg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
         ("losses", "NotCallableLoss", "its instances are not callable"),
         ("metrics", "StubMetric", "its instances are not callable"),
         ("metrics", "VagueMetric", "`higher_is_better` must be bool, got 'yes'"),
+        (
+            "losses",
+            "MaskLoss",
+            "`target_layout` must be one of 'masks', 'indices', 'dense', got 'mask'",
+        ),  # fmt: skip
         ("datasets", "NoFactoryDataset", "`create_datasets` is missing or not callable"),
     ],
 )

@@ -118,6 +118,8 @@ def _accepts(hint: Any, value: Any) -> bool:
         return any(_accepts(arg, value) for arg in typing.get_args(hint))
     if hint is type(None):
         return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
     if origin is not None:
         hint = origin
     if hint is bool:
@@ -130,6 +132,8 @@ def _accepts(hint: Any, value: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
     text = getattr(hint, "__name__", None) or str(hint)
     return text.replace("typing.", "").replace("collections.abc.", "")
 

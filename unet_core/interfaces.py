@@ -79,10 +79,13 @@ class Loss(Protocol):
     """``loss(logits, target[, weight]) -> scalar tensor``.
 
     ``needs_weight`` makes the dataset load the per-voxel weight map and pass it as the third
-    argument; ``check_config(config, model) -> list[str]`` explains bad loss/model pairs.
+    argument; ``target_layout`` is the target it expects (one mask per channel, class indices
+    without the channel axis, or dense values); ``check_config(config, model) -> list[str]``
+    explains bad loss/model pairs.
     """
 
     needs_weight: ClassVar[bool] = False
+    target_layout: ClassVar[Literal["masks", "indices", "dense"]] = "masks"
     check_config: ClassVar[Callable[..., Any] | None] = None
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, *args: Any) -> torch.Tensor: ...

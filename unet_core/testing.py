@@ -154,7 +154,7 @@ def _loss(build: Build, impl: Any, options: dict[str, Any]) -> list[str]:
     logits = torch.randn(2, channels, *spatial, generator=gen).requires_grad_(True)
     target = options.get("target")
     if target is None:
-        target = _target(getattr(loss, "target_layout", "masks"), logits, gen)
+        target = _target(declared("losses", loss, "target_layout"), logits, gen)
     args = [logits, target]
     if declared("losses", loss, "needs_weight"):
         args.append(torch.rand(target.shape, generator=gen) + 0.5)
