@@ -106,6 +106,7 @@ def test_naming_an_exiting_plugin_is_one_paragraph_plugin_error(
     assert "Traceback" not in err and "\n\n" not in err
     assert "ExitingLoss" in err and "unet-plugin-exits 0.1.0 is broken" in err
     assert "the module called sys.exit(3)" in err
+    assert "Fix or uninstall unet-plugin-exits" in err
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")

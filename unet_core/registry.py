@@ -148,10 +148,12 @@ class Registry:
 
     @staticmethod
     def _broken(rec: Record) -> PluginError:
+        package = rec.distribution not in ("-", "<runtime>")
+        way_out = f"Fix or uninstall {rec.distribution}" if package else "Fix it"
         return PluginError(
             f"The {singular(rec.kind)} {rec.name!r} from {rec.distribution} {rec.version} is "
-            f"broken: {rec.error}. Fix or uninstall {rec.distribution} (`unet plugins list "
-            "--check` lists every broken component)."
+            f"broken: {rec.error}. {way_out} (`unet plugins list --check` lists every broken "
+            "component)."
         )
 
     def config_model(self, kind: str, name: str) -> type[BaseModel]:
