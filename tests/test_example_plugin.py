@@ -7,7 +7,8 @@ with hand-computed values; a 2-iteration ``unet train`` run with its model, loss
 optimizer and scheduler), and uninstalled with pip.
 A second, deliberately broken distribution is pip-installed into a ``--target`` folder to show
 that a broken plugin and a name claimed twice are reported while everything else keeps working.
-The last tests check that docs/plugins.md quotes the example's code as it is.
+The package's own tests, which check its components with ``unet_core.testing``, run against the
+installed wheel. The last tests check that docs/plugins.md quotes the example's code as it is.
 """
 
 from __future__ import annotations
@@ -557,6 +558,16 @@ def no_schema():
 """
 
 
+def test_the_example_checks_its_contracts_with_the_kit(penv: PluginEnv) -> None:
+    """The package's own tests (``unet_core.testing``) pass against the installed wheel."""
+    tests = penv.tmp / "src" / "tests"
+    proc = _run([penv.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^10 passed", proc.stdout, re.M), proc.stdout
+    where = _py(penv, "import json, unet_plugin_example as m; print(json.dumps(m.__file__))")
+    assert str(penv.tmp / "src") not in where  # the wheel was tested, not the copied source
+
+
 @pytest.fixture(scope="module")
 def clash_target(penv: PluginEnv) -> Path:
     """A second distribution, pip-installed into a --target folder, that is broken on purpose."""
@@ -690,7 +701,7 @@ def test_guide_excerpts_match_the_example_code() -> None:
     excerpts = [
         block
         for block in _code_blocks(GUIDE.read_text(), "python")
-        if block.startswith("# unet_plugin_example/")
+        if block.startswith(("# unet_plugin_example/", "# tests/"))
     ]
     assert len(excerpts) >= 5
     for block in excerpts:

@@ -98,13 +98,14 @@ def describe_model(
     import torch
 
     from unet_core import registry
+    from unet_core.contracts import declared
 
     spec = dict(spec)
     name, config = registry.validate("models", spec)
     cls = registry.get("models", name)
     with torch.device("meta"):
         model = registry.build(cls, config)
-    dims = int(getattr(model, "spatial_dims", 3))
+    dims = int(declared("models", model, "spatial_dims"))
     params = sum(p.numel() for p in model.parameters())
     report: dict[str, Any] = {
         "name": name,
@@ -117,11 +118,11 @@ def describe_model(
     if patch_shape is None:
         patch_shape = [1, 256, 256] if dims == 2 else [64, 64, 64]
     report["patch"] = list(patch_shape)
-    check = getattr(cls, "check_patch_shape", None)
-    problem = check(config, patch_shape) if callable(check) else None
+    check = declared("models", cls, "check_patch_shape")
+    problem = check(config, patch_shape) if check is not None else None
     if problem:
         raise ConfigError(f"{problem}.")
-    advice = check(config, patch_shape, strict=True) if callable(check) else None
+    advice = check(config, patch_shape, strict=True) if check is not None else None
     report["patch_advice"] = advice
     spatial = list(patch_shape)[-dims:]
     x = torch.empty(batch, int(getattr(model, "in_channels", 1)), *spatial, device="meta")

@@ -18,6 +18,7 @@ import numpy as np
 
 from unet_core import registry
 from unet_core.config.schema import ExperimentConfig
+from unet_core.contracts import declared
 from unet_core.engine.prediction_output import Written
 from unet_core.errors import ConfigError
 
@@ -105,8 +106,8 @@ def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
     """The test datasets, one file at a time; re-tiled when the predictor chooses tiles."""
     from unet_core.engine.data import build_test_datasets, input_files
 
-    overrides_for = getattr(predictor, "slice_builder_overrides", None)
-    if not callable(overrides_for) or not getattr(predictor, "retiles", False):
+    overrides_for = declared("predictors", predictor, "slice_builder_overrides")
+    if overrides_for is None or not declared("predictors", predictor, "retiles"):
         yield from build_test_datasets(cfg)
         return
     for path in input_files(cfg, "test"):

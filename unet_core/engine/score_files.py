@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from unet_core import registry
+from unet_core.contracts import declared
 from unet_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def score_file(
         value = metric(batch, target)
         number = float(value.item() if hasattr(value, "item") else value)
         number = _checked(number, name, prediction, ground_truth)
-        better = getattr(metric, "higher_is_better", None)
+        better = bool(declared("metrics", metric, "higher_is_better"))
         out.append(Score(str(prediction), dataset, str(ground_truth), name, number, better))
     return out
 

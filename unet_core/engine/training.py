@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unet_core import registry
+from unet_core.contracts import declared
 from unet_core.engine import data_order
 from unet_core.engine import distributed as dist
 from unet_core.engine.amp import default_channels_last, memory_format
@@ -112,7 +113,7 @@ def _build(
     seed_everything(cfg.manual_seed, ctx.rank)
 
     model = registry.create("models", cfg.model).to(dev)
-    dims = getattr(model, "spatial_dims", 3)
+    dims = declared("models", model, "spatial_dims")
     channels_last = tcfg.channels_last
     if channels_last is None:
         channels_last = default_channels_last(dims, dev.type)
@@ -126,7 +127,7 @@ def _build(
     metric = registry.create("metrics", cfg.eval_metric or dict(DEFAULT_METRIC))
     higher = tcfg.eval_score_higher_is_better
     if higher is None:
-        higher = bool(getattr(metric, "higher_is_better", True))
+        higher = bool(declared("metrics", metric, "higher_is_better"))
     optimizer = registry.create("optimizers", cfg.optimizer, params=model.parameters())
     scheduler, needs_metric = _scheduler(cfg, optimizer, higher)
     if tcfg.pre_trained and ckpt is None:
@@ -209,10 +210,11 @@ def _scheduler(cfg: ExperimentConfig, optimizer: Any, higher: bool) -> tuple[Any
     name, _ = registry.split_spec("lr_schedulers", cfg.lr_scheduler)
     component = registry.get("lr_schedulers", name)
     context: dict[str, Any] = {"optimizer": optimizer}
-    if getattr(component, "needs_metric", False):
+    needs_metric = bool(declared("lr_schedulers", component, "needs_metric"))
+    if needs_metric:
         context["higher_is_better"] = higher
     scheduler = registry.create("lr_schedulers", cfg.lr_scheduler, **context)
-    return scheduler, bool(getattr(component, "needs_metric", False))
+    return scheduler, needs_metric
 
 
 def _forwards(
@@ -222,7 +224,7 @@ def _forwards(
     import torch
 
     train_forward: Any = dist.wrap(model, ctx, dev)
-    eval_logits: Any = getattr(model, "logits", model)
+    eval_logits: Any = declared("models", model, "logits") or model
     if compile_:
         train_forward = torch.compile(train_forward)
         eval_logits = torch.compile(eval_logits)

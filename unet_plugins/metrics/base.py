@@ -13,14 +13,16 @@ from typing import Any, ClassVar
 import torch
 from pydantic import ValidationError
 
+from unet_core import interfaces
 from unet_core.errors import ConfigError, DataError
 from unet_core.interfaces import ComponentConfig
 from unet_core.registry import format_validation_error
 from unet_plugins.metrics.configs import NO_EFFECT  # noqa: F401 - re-exported
 
 
-class Metric:
-    """Base class: ``Metric(**params)`` validates ``params`` with the subclass's ``Config``."""
+class Metric(interfaces.Metric):
+    """Base class (the metric contract): ``Metric(**params)`` validates ``params`` with the
+    subclass's ``Config``."""
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     higher_is_better: ClassVar[bool] = True
