@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from test_train_support import (
-    DATA,
     reference_config,
     run_unet,
     subprocess_env,
@@ -109,7 +108,6 @@ def test_naming_an_exiting_plugin_is_one_paragraph_plugin_error(
     assert "Fix or uninstall unet-plugin-exits" in err
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 def test_training_with_other_components_still_works(exits_target: Path, tmp_path: Path) -> None:
     config = tiny(reference_config(tmp_path / "ck"), iterations=2, every=2)
     path = write_config(config, tmp_path / "train.yml")
