@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 from unet_core import registry
 from unet_core.config.schema import ExperimentConfig
 from unet_core.engine.prediction_output import Written
+from unet_core.engine.prediction_stop import raise_if_stopped, stop_on_signals
 from unet_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -125,14 +127,40 @@ def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Writt
     device = resolve_device(cfg.device)
     model = build_model(cfg)
     predictor = build_predictor(cfg, model, device, overwrite=overwrite)
+    prepare_outputs(cfg, predictor)
     hook = plugin_manager().hook
     written: list[Written] = []
-    for dataset in test_datasets(cfg, predictor):
-        for item in predictor(dataset):
-            hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
-            written.append(item)
+    with stop_on_signals():
+        for dataset in test_datasets(cfg, predictor):
+            raise_if_stopped()
+            for item in predictor(dataset):
+                hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
+                written.append(item)
     _log_metrics(written)
     return written
+
+
+def prepare_outputs(cfg: ExperimentConfig, predictor: Any) -> None:
+    """Before any work: refuse shared outputs (or outputs that are inputs), and remove the
+    temporary files a killed earlier run left in the output folders (with a note)."""
+    from unet_core.engine.data import input_files
+    from unet_core.engine.output_plan import check_plan, make_plan
+    from unet_core.io.scratch import remove_stale
+
+    planned = getattr(predictor, "planned_outputs", None)
+    if not callable(planned):
+        return
+    plan = make_plan(input_files(cfg, "test"), planned)
+    check_plan(plan)
+    folders = {out.parent for _, outputs in plan for out in outputs}
+    for folder in sorted(folders):
+        removed = remove_stale(folder)
+        if removed:
+            warnings.warn(
+                f"Removed {len(removed)} unfinished file(s) that a killed earlier prediction "
+                f"left in {folder}: {', '.join(p.name for p in removed)}.",
+                stacklevel=2,
+            )
 
 
 def predict(config: ConfigLike, *, overwrite: bool = False) -> list[str]:
