@@ -98,6 +98,18 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, capsys):
     assert _digest(victim) == before
 
 
+def test_a_folder_predicted_into_itself_skips_its_earlier_predictions(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _volume(folder / "vol.h5")
+    cfg = _config(tmp_path, [folder], None)
+    assert run_here(capsys, "predict", "--config", str(cfg))[0] == 0
+    with pytest.warns(UserWarning, match="Skipped 1 earlier prediction"):
+        code, _, err = run_here(capsys, "predict", "--config", str(cfg), "--overwrite")
+    assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == ["vol.h5", "vol_predictions.h5"]
+
+
 def test_prediction_records_its_input(tmp_path, capsys):
     import h5py
 

@@ -49,3 +49,35 @@ def check_plan(plan: Plan, *, key: str = "loaders.test.file_paths") -> None:
                     "them, or predict them in separate runs with a different "
                     "loaders.output_dir for each folder."
                 )
+
+
+def recorded_source(path: str | os.PathLike[str]) -> str | None:
+    """The input an HDF5 output of ``unet predict`` records (``unet_source``), if any."""
+    from unet_core.io.paths import is_hdf5
+
+    if not is_hdf5(path):
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("unet_source")
+    except OSError:
+        return None
+    return str(value) if value is not None else None
+
+
+def without_own_outputs(plan: Plan) -> tuple[Plan, list[str]]:
+    """Drop inputs that are another input's earlier output (a folder predicted into itself
+    lists ``vol_predictions.h5`` next to ``vol.h5``), proven by the source it records."""
+    producer = {_key(out): source for source, outputs in plan for out in outputs}
+    kept: Plan = []
+    dropped: list[str] = []
+    for source, outputs in plan:
+        owner = producer.get(_key(source))
+        recorded = recorded_source(source) if owner is not None else None
+        if owner is not None and recorded is not None and _key(recorded) == _key(owner):
+            dropped.append(source)
+        else:
+            kept.append((source, outputs))
+    return kept, dropped

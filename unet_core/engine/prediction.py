@@ -127,7 +127,7 @@ def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Writt
     device = resolve_device(cfg.device)
     model = build_model(cfg)
     predictor = build_predictor(cfg, model, device, overwrite=overwrite)
-    prepare_outputs(cfg, predictor)
+    cfg = prepare_outputs(cfg, predictor)
     hook = plugin_manager().hook
     written: list[Written] = []
     with stop_on_signals():
@@ -140,17 +140,25 @@ def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Writt
     return written
 
 
-def prepare_outputs(cfg: ExperimentConfig, predictor: Any) -> None:
-    """Before any work: refuse shared outputs (or outputs that are inputs), and remove the
-    temporary files a killed earlier run left in the output folders (with a note)."""
+def prepare_outputs(cfg: ExperimentConfig, predictor: Any) -> ExperimentConfig:
+    """Before any work: skip earlier outputs of this config found among the inputs, refuse
+    shared outputs (or outputs that are inputs), and remove the temporary files a killed
+    earlier run left in the output folders (with a note). Returns the config to run."""
     from unet_core.engine.data import input_files
-    from unet_core.engine.output_plan import check_plan, make_plan
+    from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
     from unet_core.io.scratch import remove_stale
 
     planned = getattr(predictor, "planned_outputs", None)
     if not callable(planned):
-        return
-    plan = make_plan(input_files(cfg, "test"), planned)
+        return cfg
+    plan, dropped = without_own_outputs(make_plan(input_files(cfg, "test"), planned))
+    if dropped:
+        warnings.warn(
+            f"Skipped {len(dropped)} earlier prediction(s) of these inputs found among the "
+            f"input files: {', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}.",
+            stacklevel=2,
+        )
+        cfg = _with_test_files(cfg, [source for source, _ in plan])
     check_plan(plan)
     folders = {out.parent for _, outputs in plan for out in outputs}
     for folder in sorted(folders):
@@ -161,6 +169,13 @@ def prepare_outputs(cfg: ExperimentConfig, predictor: Any) -> None:
                 f"left in {folder}: {', '.join(p.name for p in removed)}.",
                 stacklevel=2,
             )
+    return cfg
+
+
+def _with_test_files(cfg: ExperimentConfig, files: list[str]) -> ExperimentConfig:
+    data = cfg.model_dump()
+    data["loaders"]["test"]["file_paths"] = files
+    return ExperimentConfig.model_validate(data)
 
 
 def predict(config: ConfigLike, *, overwrite: bool = False) -> list[str]:
