@@ -120,6 +120,21 @@ def test_prediction_records_its_input(tmp_path, capsys):
         assert f.attrs["unet_source"] == os.path.realpath(source)
 
 
+def test_evaluate_refuses_a_prediction_of_another_input(tmp_path, capsys):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    label = np.zeros((12, 20, 20), np.uint16)
+    other = write_volume(tmp_path / "a" / "vol.h5", np.zeros((12, 20, 20), np.float32), label=label)
+    mine = write_volume(tmp_path / "b" / "vol.h5", np.ones((12, 20, 20), np.float32), label=label)
+    cfg = _config(tmp_path, [other], tmp_path / "out", eval_metric={"name": "MeanIoU"})
+    assert run_here(capsys, "predict", "--config", str(cfg))[0] == 0
+    data = yaml.safe_load(cfg.read_text())
+    data["loaders"]["test"]["file_paths"] = [str(mine)]  # same output name, other input
+    cfg.write_text(yaml.safe_dump(data))
+    code, _, err = run_here(capsys, "evaluate", "--config", str(cfg))
+    assert code == 1 and str(other) in err and str(mine) in err, err
+    assert not (tmp_path / "out" / "evaluation.json").exists()
+
+
 # -- class 4: temporary files are never inputs; signals leave nothing behind ----------------------
 def test_folder_expansion_skips_hidden_and_unfinished_files(tmp_path):
     from unet_core.io.paths import expand_file_paths
