@@ -50,15 +50,15 @@ def run_here(capsys, *args):
     return code, out.out, out.err
 
 
-def _workspace(tmp_path: Path) -> tuple[Path, Path]:
+def _workspace(tmp_path: Path, shape=(12, 20, 20)) -> tuple[Path, Path]:
     """tmp/data/vol.h5 (raw + label) with a user's unrelated files beside it; a config whose
     outputs go next to the inputs."""
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
-    label = np.zeros((12, 20, 20), np.uint16)
+    label = np.zeros(shape, np.uint16)
     label[2:8, 3:9, 3:9] = 1
-    write_volume(data / "vol.h5", rng.random((12, 20, 20)).astype(np.float32), label=label)
+    write_volume(data / "vol.h5", rng.random(shape).astype(np.float32), label=label)
     (data / "notes.txt").write_text("my notes\n")
     (data / "vol_predictions_evaluation.csv").write_text("sample,volume\nA,3\n")  # unrelated
     (data / "evaluation.json").write_text('{"owner": "me"}\n')  # unrelated
@@ -121,7 +121,7 @@ def test_every_command_leaves_inputs_and_unrelated_files_alone(tmp_path, capsys)
 
 
 def test_demo_refuses_data_inside_its_output_folder(tmp_path, capsys):
-    data, _ = _workspace(tmp_path)
+    data, _ = _workspace(tmp_path, shape=(40, 24, 24))  # big enough for the demo's split
     volume = data / "vol.h5"
     before = snapshot(tmp_path)
     for given in (volume, data / "train.h5"):

@@ -46,7 +46,8 @@ def _config(tmp_path: Path, files, out_dir, **kw) -> Path:
 
 
 def _temporaries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if "~unet-" in p.name or "partial" in p.name)
+    """Hidden files: unfinished outputs and scratch files (whatever their naming)."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 def run_here(capsys, *args):
@@ -84,6 +85,17 @@ def test_inputs_sharing_an_output_are_refused_before_any_work(tmp_path, capsys, 
     assert str(first) in err and str(second) in err and "vol_predictions.h5" in err
     assert "Traceback" not in err
     assert not (out_dir / "vol_predictions.h5").exists()  # refused before any work
+
+
+def test_an_existing_output_stops_the_run_before_any_work(tmp_path, capsys):
+    first, second = _volume(tmp_path / "a.h5"), _volume(tmp_path / "b.h5", seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b_predictions_preview.png").write_bytes(b"my picture")
+    cfg = _config(tmp_path, [first, second], out)
+    code, _, err = run_here(capsys, "predict", "--config", str(cfg), "--preview")
+    assert code == 1 and "b_predictions_preview.png" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["b_predictions_preview.png"]
 
 
 def test_an_output_that_is_an_input_is_refused(tmp_path, capsys):
@@ -205,9 +217,10 @@ def _start_lazy(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
 
 
 def _wait_for(folder: Path, marker: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until a hidden file with ``marker`` in its name exists (the kill lands mid-work)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if any(marker in p.name for p in folder.iterdir()):
+        if any(marker in p.name for p in folder.iterdir() if p.name.startswith(".")):
             return
         if proc.poll() is not None:
             raise AssertionError(f"finished before {marker} appeared: {proc.communicate()}")
@@ -218,7 +231,7 @@ def _wait_for(folder: Path, marker: str, proc: subprocess.Popen, timeout: float 
 
 def test_sigterm_stops_prediction_and_leaves_no_temporary_file(tmp_path):
     proc, folder, _ = _start_lazy(tmp_path)
-    _wait_for(folder, "~unet-scratch~", proc)
+    _wait_for(folder, "blocks", proc)  # the spilled-blocks scratch file
     assert _temporaries(folder)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -230,11 +243,10 @@ def test_sigterm_stops_prediction_and_leaves_no_temporary_file(tmp_path):
 
 def test_after_sigkill_the_next_folder_run_ignores_and_cleans_the_leftovers(tmp_path):
     proc, folder, cfg = _start_lazy(tmp_path)
-    _wait_for(folder, "~unet-partial~", proc)
+    _wait_for(folder, "partial", proc)
     proc.kill()
     proc.wait(timeout=60)
-    leftovers = _temporaries(folder)
-    assert any("~unet-partial~" in n for n in leftovers)
+    assert any("partial" in n for n in _temporaries(folder))
     again = subprocess.run(
         [*UNET, "predict", "--config", str(cfg)], capture_output=True, text=True, env=ENV
     )

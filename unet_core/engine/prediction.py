@@ -19,7 +19,12 @@ import numpy as np
 
 from unet_core import registry
 from unet_core.config.schema import ExperimentConfig
-from unet_core.engine.prediction_output import Written
+from unet_core.engine.prediction_output import (
+    HDF5_SUFFIXES,
+    Written,
+    check_writable,
+    preview_path,
+)
 from unet_core.engine.prediction_stop import raise_if_stopped, stop_on_signals
 from unet_core.errors import ConfigError
 
@@ -117,8 +122,12 @@ def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
         yield from build_test_datasets(narrowed)
 
 
-def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Written]:
-    """Predict every test file; returns the written files with their metrics and timings."""
+def run_prediction(
+    config: ConfigLike, *, overwrite: bool = False, preview: bool = False
+) -> list[Written]:
+    """Predict every test file; returns the written files with their metrics and timings.
+    ``preview``: the caller will write ``<output stem>_preview.png`` beside each HDF5 output
+    (checked for collisions with the rest)."""
     from unet_core.engine.device import resolve_device
     from unet_core.hooks import plugin_manager
 
@@ -127,7 +136,7 @@ def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Writt
     device = resolve_device(cfg.device)
     model = build_model(cfg)
     predictor = build_predictor(cfg, model, device, overwrite=overwrite)
-    cfg = prepare_outputs(cfg, predictor)
+    cfg = prepare_outputs(cfg, predictor, preview=preview)
     hook = plugin_manager().hook
     written: list[Written] = []
     with stop_on_signals():
@@ -140,7 +149,9 @@ def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Writt
     return written
 
 
-def prepare_outputs(cfg: ExperimentConfig, predictor: Any) -> ExperimentConfig:
+def prepare_outputs(
+    cfg: ExperimentConfig, predictor: Any, *, preview: bool = False
+) -> ExperimentConfig:
     """Before any work: skip earlier outputs of this config found among the inputs, refuse
     shared outputs (or outputs that are inputs), and remove the temporary files a killed
     earlier run left in the output folders (with a note). Returns the config to run."""
@@ -151,7 +162,14 @@ def prepare_outputs(cfg: ExperimentConfig, predictor: Any) -> ExperimentConfig:
     planned = getattr(predictor, "planned_outputs", None)
     if not callable(planned):
         return cfg
-    plan, dropped = without_own_outputs(make_plan(input_files(cfg, "test"), planned))
+
+    def outputs_of(source: str) -> list[Path]:
+        outputs = [Path(p) for p in planned(source)]
+        if preview and outputs and outputs[0].suffix.lower() in HDF5_SUFFIXES:
+            outputs.append(preview_path(outputs[0]))
+        return outputs
+
+    plan, dropped = without_own_outputs(make_plan(input_files(cfg, "test"), outputs_of))
     if dropped:
         warnings.warn(
             f"Skipped {len(dropped)} earlier prediction(s) of these inputs found among the "
@@ -160,6 +178,10 @@ def prepare_outputs(cfg: ExperimentConfig, predictor: Any) -> ExperimentConfig:
         )
         cfg = _with_test_files(cfg, [source for source, _ in plan])
     check_plan(plan)
+    replace = bool(getattr(predictor, "overwrite", False))
+    for _, outputs in plan:  # an existing output stops the run before any work, not midway
+        for out in outputs:
+            check_writable(out, replace)
     folders = {out.parent for _, outputs in plan for out in outputs}
     for folder in sorted(folders):
         removed = remove_stale(folder)

@@ -46,6 +46,11 @@ def output_path(
     return folder / f"{name}{suffix}{extension}"
 
 
+def preview_path(output: Path) -> Path:
+    """Where ``unet predict --preview`` draws an output: ``<output stem>_preview.png``."""
+    return output.with_name(f"{output.stem}_preview.png")
+
+
 def check_writable(path: Path, overwrite: bool) -> None:
     """Refuse an existing output unless ``overwrite``; make the folder."""
     if path.exists() and not overwrite:

@@ -59,9 +59,13 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         durable_replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        from unet_core.io.space import is_storage_error, storage_error
+
+        if is_storage_error(exc):  # a full or failing disk: one paragraph naming the file
+            raise storage_error(exc, final, None) from None  # type: ignore[arg-type]
         raise
 
 
