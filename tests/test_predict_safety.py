@@ -326,3 +326,41 @@ def test_finished_outputs_are_renamed_durably(tmp_path, monkeypatch):
     assert target.read_bytes() == b"data"
     assert str(tmp_path) in synced  # the folder entry, after the rename
     assert any(Path(s).parent == tmp_path and s != str(tmp_path) for s in synced)  # the file
+
+
+BLOCKWISE_UNDER_SIGTERM = """
+import os, signal, sys
+import numpy as np
+from unet_core.engine.prediction_stop import PredictionInterrupted, stop_on_signals
+from unet_plugins.postprocessors.blockwise import connected_components_blockwise
+
+folder = sys.argv[1]
+calls = []
+
+def foreground(index):
+    calls.append(index)
+    if len(calls) == 2:  # mid-way through pass 1, with the scratch file open
+        os.kill(os.getpid(), signal.SIGTERM)
+    return np.ones([s.stop - s.start for s in index], bool)
+
+try:
+    with stop_on_signals():
+        connected_components_blockwise(
+            foreground, (8, 16, 16), (4, 8, 8), lambda n: lambda i, v: None, scratch_dir=folder
+        )
+except PredictionInterrupted as exc:
+    print(len(calls), file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_sigterm_stops_blockwise_labelling_between_blocks_and_removes_its_scratch(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKWISE_UNDER_SIGTERM, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "2"  # stopped before the third block
+    assert list(tmp_path.iterdir()) == []
