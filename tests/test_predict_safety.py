@@ -247,8 +247,9 @@ def test_after_sigkill_the_next_folder_run_ignores_and_cleans_the_leftovers(tmp_
     proc.kill()
     proc.wait(timeout=60)
     assert any("partial" in n for n in _temporaries(folder))
+    fast = ["--set", "predictor.max_block_memory_mb=256"]  # no spilling: the rerun is quick
     again = subprocess.run(
-        [*UNET, "predict", "--config", str(cfg)], capture_output=True, text=True, env=ENV
+        [*UNET, "predict", "--config", str(cfg), *fast], capture_output=True, text=True, env=ENV
     )
     assert again.returncode == 0, again.stderr
     assert "Removed" in again.stderr and "unfinished file" in again.stderr
