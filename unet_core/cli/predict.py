@@ -36,12 +36,13 @@ def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, previ
     from unet_core.engine.prediction import run_prediction
 
     cfg = load_config(config_path, overrides)
-    written = run_prediction(cfg, overwrite=overwrite)
+    written = run_prediction(cfg, overwrite=overwrite, preview=preview)
     previews = _previews(cfg, written) if preview else {}
     _report(written, previews)
 
 
 def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
+    from unet_core.engine.prediction_output import preview_path
     from unet_core.engine.preview import write_preview
 
     raw = "raw"
@@ -54,7 +55,7 @@ def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
         path = Path(item.path)
         if path.suffix.lower() not in (".h5", ".hdf5", ".hdf", ".hd5"):
             continue  # previews read HDF5 outputs
-        png = path.with_name(f"{path.stem}_preview.png")
+        png = preview_path(path)
         source = item.source if item.source and Path(item.source).is_file() else None
         out[item.path] = write_preview(
             path, png, source=source, raw_name=raw, prediction_name=dataset

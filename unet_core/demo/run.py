@@ -54,12 +54,39 @@ class _Recorder:
 def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
     import h5py
 
-    tmp = path.with_suffix(".tmp.h5")
-    with h5py.File(tmp, "w") as f:
+    from unet_core.io.atomic import atomic_output
+
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("raw", data=raw, compression="gzip")
         f.create_dataset("label", data=label, compression="gzip")
-    tmp.replace(path)
     return path
+
+
+#: What the demo writes into its output folder (folders: everything inside them).
+DEMO_FOLDERS = ("data", "checkpoints", "predictions")
+DEMO_FILES = ("config.json", "metrics.json", "demo.png")
+
+
+def check_inputs_outside_outputs(out: Path, inputs: dict[str, str | None]) -> None:
+    """Refuse a --data/--labels file that the demo would overwrite (it writes its crops to
+    ``out/data``): the user's volume must survive the demo."""
+    from unet_core.errors import UsageError
+
+    owned = [out / name for name in DEMO_FOLDERS]
+    for option, given in inputs.items():
+        if given is None:
+            continue
+        real = Path(given).resolve()
+        inside = real in [out / n for n in DEMO_FILES] or any(
+            real.is_relative_to(folder) for folder in owned
+        )
+        if inside:
+            raise UsageError(
+                f"{option} {given} lies in the demo's output folder {out}, where the demo "
+                f"writes its own files ({', '.join(DEMO_FOLDERS)}/, {', '.join(DEMO_FILES)}); "
+                "running would replace your volume. Choose another output folder with -o, or "
+                "move the volume out of it."
+            )
 
 
 def prepare_data(data_dir: Path, data: str | None, labels: str | None) -> dict[str, Path]:
@@ -206,6 +233,7 @@ def run_demo(
 
     start = time.perf_counter()
     out = Path(output_dir).resolve()
+    check_inputs_outside_outputs(out, {"--data": data, "--labels": labels})
     out.mkdir(parents=True, exist_ok=True)
     echo(f"[1/5] Preparing data in {out / 'data'} ...")
     files = prepare_data(out / "data", data, labels)

@@ -289,12 +289,13 @@ class BlockAccumulator:
         if self._scratch is None:
             import h5py
 
-            fd, path = tempfile.mkstemp(
-                prefix=".unet-blocks-", suffix=".h5", dir=self.scratch_dir or None
-            )
-            os.close(fd)
+            from unet_core.io.scratch import temp_file
+
+            folder = self.scratch_dir or tempfile.gettempdir()
+            path = str(temp_file(folder, "blocks", "scratch", ".h5"))
             self._scratch_path = path
-            self._scratch = h5py.File(path, "w")
+            # no chunk cache: a full disk fails the write, not HDF5's close (see open_h5)
+            self._scratch = h5py.File(path, "w", rdcc_nbytes=0)
             chunks = (1, *self.block_shape)
             self._scratch.create_dataset(
                 "values",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import numpy as np
 from unet_core import registry
 from unet_core.config.schema import ExperimentConfig
 from unet_core.contracts import declared
-from unet_core.engine.prediction_output import Written
+from unet_core.engine.prediction_output import (
+    HDF5_SUFFIXES,
+    Written,
+    check_writable,
+    preview_path,
+)
+from unet_core.engine.prediction_stop import raise_if_stopped, stop_on_signals
 from unet_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -116,8 +123,12 @@ def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
         yield from build_test_datasets(narrowed)
 
 
-def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Written]:
-    """Predict every test file; returns the written files with their metrics and timings."""
+def run_prediction(
+    config: ConfigLike, *, overwrite: bool = False, preview: bool = False
+) -> list[Written]:
+    """Predict every test file; returns the written files with their metrics and timings.
+    ``preview``: the caller will write ``<output stem>_preview.png`` beside each HDF5 output
+    (checked for collisions with the rest)."""
     from unet_core.engine.device import resolve_device
     from unet_core.hooks import plugin_manager
 
@@ -126,14 +137,68 @@ def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Writt
     device = resolve_device(cfg.device)
     model = build_model(cfg)
     predictor = build_predictor(cfg, model, device, overwrite=overwrite)
+    cfg = prepare_outputs(cfg, predictor, preview=preview)
     hook = plugin_manager().hook
     written: list[Written] = []
-    for dataset in test_datasets(cfg, predictor):
-        for item in predictor(dataset):
-            hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
-            written.append(item)
+    with stop_on_signals():
+        for dataset in test_datasets(cfg, predictor):
+            raise_if_stopped()
+            for item in predictor(dataset):
+                hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
+                written.append(item)
     _log_metrics(written)
     return written
+
+
+def prepare_outputs(
+    cfg: ExperimentConfig, predictor: Any, *, preview: bool = False
+) -> ExperimentConfig:
+    """Before any work: skip earlier outputs of this config found among the inputs, refuse
+    shared outputs (or outputs that are inputs), and remove the temporary files a killed
+    earlier run left in the output folders (with a note). Returns the config to run."""
+    from unet_core.engine.data import input_files
+    from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
+    from unet_core.io.scratch import remove_stale
+
+    planned = getattr(predictor, "planned_outputs", None)
+    if not callable(planned):
+        return cfg
+
+    def outputs_of(source: str) -> list[Path]:
+        outputs = [Path(p) for p in planned(source)]
+        if preview and outputs and outputs[0].suffix.lower() in HDF5_SUFFIXES:
+            outputs.append(preview_path(outputs[0]))
+        return outputs
+
+    plan, dropped = without_own_outputs(make_plan(input_files(cfg, "test"), outputs_of))
+    if dropped:
+        warnings.warn(
+            f"Skipped {len(dropped)} earlier prediction(s) of these inputs found among the "
+            f"input files: {', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}.",
+            stacklevel=2,
+        )
+        cfg = _with_test_files(cfg, [source for source, _ in plan])
+    check_plan(plan)
+    replace = bool(getattr(predictor, "overwrite", False))
+    for _, outputs in plan:  # an existing output stops the run before any work, not midway
+        for out in outputs:
+            check_writable(out, replace)
+    folders = {out.parent for _, outputs in plan for out in outputs}
+    for folder in sorted(folders):
+        removed = remove_stale(folder)
+        if removed:
+            warnings.warn(
+                f"Removed {len(removed)} unfinished file(s) that a killed earlier prediction "
+                f"left in {folder}: {', '.join(p.name for p in removed)}.",
+                stacklevel=2,
+            )
+    return cfg
+
+
+def _with_test_files(cfg: ExperimentConfig, files: list[str]) -> ExperimentConfig:
+    data = cfg.model_dump()
+    data["loaders"]["test"]["file_paths"] = files
+    return ExperimentConfig.model_validate(data)
 
 
 def predict(config: ConfigLike, *, overwrite: bool = False) -> list[str]:

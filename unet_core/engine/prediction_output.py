@@ -8,7 +8,6 @@ output is an error unless ``overwrite`` is set; a failure removes the temporary 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +46,11 @@ def output_path(
     return folder / f"{name}{suffix}{extension}"
 
 
+def preview_path(output: Path) -> Path:
+    """Where ``unet predict --preview`` draws an output: ``<output stem>_preview.png``."""
+    return output.with_name(f"{output.stem}_preview.png")
+
+
 def check_writable(path: Path, overwrite: bool) -> None:
     """Refuse an existing output unless ``overwrite``; make the folder."""
     if path.exists() and not overwrite:
@@ -65,22 +69,40 @@ def check_writable(path: Path, overwrite: bool) -> None:
 
 
 @contextmanager
-def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+def atomic_output(path: Path, overwrite: bool, needed: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` (durably) if the block
+    succeeds. A full or failing disk becomes a :class:`StorageError` naming ``path``."""
+    from unet_core.io.atomic import durable_replace
+    from unet_core.io.scratch import temp_file
+    from unet_core.io.space import is_storage_error, storage_error
+
     check_writable(path, overwrite)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent
-    )
-    os.close(fd)
+    tmp = temp_file(path.parent, path.stem, "partial", path.suffix)
     os.unlink(tmp)  # h5py/tifffile create it themselves
     try:
-        yield Path(tmp)
+        yield tmp
         check_writable(path, overwrite)  # someone else may have written it meanwhile
-        os.replace(tmp, path)
-    except BaseException:
+        durable_replace(tmp, path)
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if is_storage_error(exc):
+            raise storage_error(exc, path, needed) from None  # type: ignore[arg-type]
         raise
+
+
+def open_h5(path: Path, mode: str = "w") -> Any:
+    """An HDF5 output file without a chunk cache: every write reaches the disk at once, so a
+    full disk fails that write (caught above) instead of crashing HDF5 when the file is
+    closed with cached chunks it can no longer flush (a segfault in HDF5 2.0)."""
+    import h5py
+
+    return h5py.File(path, mode, rdcc_nbytes=0)
+
+
+def record_source(f: Any, source: str | os.PathLike[str]) -> None:
+    """Note in the output which input it was predicted from (``unet evaluate`` checks it)."""
+    f.attrs["unet_source"] = os.path.realpath(source)
 
 
 def h5_compression(compression: str | int | None) -> dict[str, Any]:

@@ -83,7 +83,12 @@ def write_preview(
                 ax.imshow(plane, cmap=kind, interpolation="nearest")
             ax.set_title(f"{title}, {'z' if row == 0 else 'y'} mid-slice", fontsize=9)
     fig.tight_layout()
+    from unet_core.io.atomic import atomic_output
+
     png = Path(png_path)
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
+    try:
+        with atomic_output(png) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+    finally:
+        plt.close(fig)
     return png

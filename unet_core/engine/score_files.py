@@ -9,12 +9,11 @@ layout here as during validation. uint8-quantised probabilities are mapped back 
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +184,32 @@ def config_pairs(cfg: Any) -> list[tuple[str, str]]:
 
     if cfg.loaders is None or cfg.loaders.test is None:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")
-    files = input_files(cfg, "test")
-    return [(str(output_path(f, cfg.loaders.output_dir)), f) for f in files]
+    from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
+
+    plan = make_plan(input_files(cfg, "test"), lambda f: [output_path(f, cfg.loaders.output_dir)])
+    plan, _ = without_own_outputs(plan)  # earlier predictions in an input folder
+    check_plan(plan)  # two inputs, one prediction: ambiguous, refused
+    return [(str(outputs[0]), source) for source, outputs in plan]
+
+
+def check_recorded_source(prediction: str | Path, source: str | Path) -> None:
+    """Refuse a prediction that records (``unet_source``) another input than ``source``."""
+    import h5py
+
+    try:
+        with h5py.File(prediction, "r") as f:
+            recorded = f.attrs.get("unet_source")
+    except OSError:
+        return  # read_prediction reports unreadable files
+    if recorded is None:
+        return  # written by an older version or another tool: paired by name only
+    if os.path.realpath(str(recorded)) != os.path.realpath(source):
+        raise DataError(
+            f"The prediction {prediction} was predicted from {recorded}, not from {source}, "
+            "whose ground truth the config pairs it with (by name). Scoring it would compare "
+            "unrelated volumes. Predict again with this config (loaders.test and "
+            "loaders.output_dir as here), or score the file with --prediction/--ground-truth."
+        )
 
 
 def evaluate_config(
@@ -206,7 +229,11 @@ def evaluate_config(
     val = cfg.loaders.val if cfg.loaders is not None else None
     pipeline = val.transformer.label if val is not None else None
     scores: list[Score] = []
-    for pred, source in config_pairs(cfg):
+    pairs = config_pairs(cfg)
+    for pred, source in pairs:
+        if Path(pred).is_file():
+            check_recorded_source(pred, source)
+    for pred, source in pairs:
         scores += score_file(
             pred, dataset, source, gt_name, specs, label_pipeline=pipeline, raw_name=raw_name
         )
@@ -215,13 +242,6 @@ def evaluate_config(
 
 def write_reports(scores: Sequence[Score], json_path: Path | None, csv_path: Path | None) -> None:
     """The scores as JSON (``{"scores": [records]}``) and CSV (one row per score)."""
-    rows = [asdict(s) for s in scores]
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({"scores": rows}, indent=2, allow_nan=False) + "\n")
-    if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with csv_path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(Score.__dataclass_fields__))
-            writer.writeheader()
-            writer.writerows(rows)
+    from unet_core.engine.score_reports import write_reports as write
+
+    write(scores, json_path, csv_path, list(Score.__dataclass_fields__))

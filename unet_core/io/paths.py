@@ -8,10 +8,12 @@ names are sorted, so the order no longer depends on the file system.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from unet_core.errors import ConfigError, DataError
+from unet_core.io.scratch import is_temporary
 
 HDF5_EXTENSIONS: tuple[str, ...] = (".h5", ".hdf", ".hdf5", ".hd5")
 TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
@@ -27,8 +29,22 @@ def is_tiff(path: str | os.PathLike[str]) -> bool:
 
 
 def list_folder(folder: Path, extensions: Sequence[str] = VOLUME_EXTENSIONS) -> list[str]:
-    """Files of ``folder`` with the given extensions: grouped by extension, sorted in a group."""
+    """Files of ``folder`` with the given extensions: grouped by extension, sorted in a group.
+
+    Hidden and unfinished files (``.name``, ``*.partial.*``, our temporary files) are never
+    inputs: a killed run's leftovers must not be read as data. Skipping one is noted."""
     entries = [p for p in folder.iterdir() if p.is_file()]
+    skipped = sorted(
+        p.name for p in entries if is_temporary(p.name) and p.name.endswith(tuple(extensions))
+    )
+    if skipped:
+        warnings.warn(
+            f"Ignored {len(skipped)} hidden or unfinished file(s) in {folder} (temporary files "
+            f"are never inputs; list a file by name to use it): {', '.join(skipped[:5])}"
+            f"{' ...' if len(skipped) > 5 else ''}.",
+            stacklevel=2,
+        )
+    entries = [p for p in entries if not is_temporary(p.name)]
     out: list[str] = []
     for ext in extensions:
         # exact suffix match, as the reference's glob("*.h5") (case-sensitive on Linux)

@@ -22,8 +22,10 @@ from unet_core.engine.prediction_output import (
     check_output,
     check_writable,
     h5_compression,
+    open_h5,
     output_path,
     quantize,
+    record_source,
     segmentation_dtype,
 )
 from unet_core.errors import ConfigError, DataError
@@ -74,6 +76,7 @@ class DSB2018Predictor(PredictorBase):
                 "float16, uint8."
             )
         super().__init__(config, **context)
+        self._planned: dict[str, str] = {}  # output -> image, over the whole run
         self.forward = PatchForward(
             self.model,
             self.device,
@@ -96,7 +99,16 @@ class DSB2018Predictor(PredictorBase):
     def __call__(self, dataset: Any) -> list[Written]:
         """One output file per image of ``dataset``; returns them in the dataset's order."""
         for image in getattr(dataset, "paths", []):
-            check_writable(output_path(image, self.output_dir), self.overwrite)
+            path = output_path(image, self.output_dir)
+            first = self._planned.setdefault(str(path), str(image))
+            if first != str(image):
+                raise DataError(
+                    f"Two images would write the same output {path}: {first} and {image} "
+                    "(outputs are named after the image's name). Nothing of this folder was "
+                    "predicted; --overwrite does not change this. Predict the folders in "
+                    "separate runs with a different loaders.output_dir for each."
+                )
+            check_writable(path, self.overwrite)
         written = []
         for batch, paths in self._loader(dataset):
             if batch.dim() == 4:  # (N,C,Y,X) without expand_dims: add the singleton z
@@ -113,8 +125,6 @@ class DSB2018Predictor(PredictorBase):
 
     def _write(self, prob: np.ndarray, image: str) -> Written:
         """``prob`` (C,1,Y,X) of one image -> its output file."""
-        import h5py
-
         cfg = self.config
         channel = cfg.prediction_channel or 0
         if channel >= prob.shape[0]:
@@ -129,7 +139,8 @@ class DSB2018Predictor(PredictorBase):
             arrays["segmentation"] = self._segment(prob, channel)
         path = output_path(image, self.output_dir)
         comp = h5_compression(cfg.compression)
-        with atomic_output(path, self.overwrite) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_output(path, self.overwrite) as tmp, open_h5(tmp) as f:
+            record_source(f, image)
             for name, array in arrays.items():
                 write_array(f, name, array, compression=comp)
         return Written(str(path), list(arrays), source=image)

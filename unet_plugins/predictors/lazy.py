@@ -25,7 +25,9 @@ from unet_core.engine.prediction_output import (
     check_output,
     check_writable,
     h5_compression,
+    open_h5,
     quantize,
+    record_source,
     segmentation_dtype,
 )
 from unet_core.engine.prediction_scores import ScoreCounter, segment
@@ -91,16 +93,16 @@ class LazyPredictor(StandardPredictor):
         return chunks, block
 
     def __call__(self, dataset: Any) -> list[Written]:
-        import h5py
-
         volume = self._check(dataset)
         path = self.output_file(dataset)
         check_writable(path, self.overwrite)
+        needed = self._check_space(path, volume)
         cfg = self.config
         chunks, block = self.geometry(volume)
         indices = [spatial(s) for s in dataset.raw_slices]
         start = time.perf_counter()
-        with atomic_output(path, self.overwrite) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_output(path, self.overwrite, needed) as tmp, open_h5(tmp) as f:
+            record_source(f, str(dataset.file_path))
             sink, counter, close_gt = self._sink(f, dataset, volume, chunks)
             acc = BlockAccumulator(
                 indices,

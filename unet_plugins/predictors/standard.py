@@ -25,8 +25,10 @@ from unet_core.engine.prediction_output import (
     check_writable,
     h5_chunks,
     h5_compression,
+    open_h5,
     output_path,
     quantize,
+    record_source,
     segmentation_dtype,
 )
 from unet_core.engine.prediction_scores import ScoreCounter, segment
@@ -142,8 +144,34 @@ class StandardPredictor(PredictorBase):
         return 1 if self.config.prediction_channel is not None else self.out_channels
 
     def output_file(self, dataset: Any) -> Path:
+        return self._output_for(dataset.file_path)
+
+    def _output_for(self, input_path: str) -> Path:
         ext = ".tif" if self.config.output_format == "tiff" else ".h5"
-        return output_path(dataset.file_path, self.output_dir, extension=ext)
+        return output_path(input_path, self.output_dir, extension=ext)
+
+    def planned_outputs(self, input_path: str) -> list[Path]:
+        """Every file predicting ``input_path`` writes (checked for collisions up front)."""
+        path = self._output_for(input_path)
+        if self.config.output_format != "tiff" or self.postprocessor is None:
+            return [path]
+        return [path, path.with_name(f"{path.stem}_segmentation{path.suffix}")]
+
+    def output_bytes(self, volume: Sequence[int]) -> int:
+        """Uncompressed size of the output of a (Z,Y,X) volume: the free space it needs."""
+        voxels = int(np.prod([int(v) for v in volume]))
+        if self.config.save_segmentation:
+            size = voxels * 2
+        else:
+            size = voxels * self.channels * np.dtype(self.config.output_dtype).itemsize
+        return size + (voxels * 4 if self.postprocessor is not None else 0)
+
+    def _check_space(self, path: Path, volume: Sequence[int]) -> int:
+        from unet_core.io.space import check_space
+
+        needed = self.output_bytes(volume)
+        check_space(path, needed, compressed=self.config.compression not in ("none", 0))
+        return needed
 
     def batch_for(self, dataset: Any) -> int:
         """Patches per forward: the configured number, or the automatic one for small patches
@@ -221,6 +249,7 @@ class StandardPredictor(PredictorBase):
         volume = self._check(dataset)
         path = self.output_file(dataset)
         check_writable(path, self.overwrite)
+        needed = self._check_space(path, volume)
         log.info("Predicting %s -> %s", dataset.file_path, path)
         start = time.perf_counter()
         acc = VolumeAccumulator(self.channels, volume, self.settings.blending)  # type: ignore[arg-type]
@@ -231,11 +260,11 @@ class StandardPredictor(PredictorBase):
         check_output(values, self._checked_dtype, str(dataset.file_path))
         arrays = self._arrays(values)
         metrics = self._score(dataset, arrays, values)
-        with atomic_output(path, self.overwrite) as tmp:
+        with atomic_output(path, self.overwrite, needed) as tmp:
             if self.config.output_format == "tiff":
                 names = _write_tiffs(tmp, path, arrays, self.overwrite)
             else:
-                names = self._write_h5(tmp, arrays)
+                names = self._write_h5(tmp, arrays, str(dataset.file_path))
         return [Written(str(path), names, metrics, stats, str(dataset.file_path))]
 
     @property
@@ -255,11 +284,10 @@ class StandardPredictor(PredictorBase):
             out["segmentation"] = labels.astype(segmentation_dtype(int(labels.max(initial=0))))
         return out
 
-    def _write_h5(self, tmp: Path, arrays: dict[str, np.ndarray]) -> list[str]:
-        import h5py
-
+    def _write_h5(self, tmp: Path, arrays: dict[str, np.ndarray], source: str) -> list[str]:
         comp = h5_compression(self.config.compression)
-        with h5py.File(tmp, "w") as f:
+        with open_h5(tmp) as f:
+            record_source(f, source)
             for name, array in arrays.items():
                 chunks = h5_chunks(array.shape, self.config.chunks, default=None)
                 ds = write_array(f, name, array, chunks=chunks, compression=comp)
