@@ -40,32 +40,24 @@ class Score:
 
 
 def read_prediction(path: str | Path, dataset: str) -> np.ndarray:
-    """A prediction dataset as float32 (uint8 probabilities rescaled) or integer labels."""
-    import h5py
+    """A prediction dataset as float32 (uint8 probabilities rescaled) or integer labels; read
+    through the volume format that claims the file."""
+    from unet_core import formats
 
-    from unet_core.io.volume import list_datasets
-
-    if not Path(path).is_file():
+    if formats.scheme_of(str(path)) is None and not Path(path).exists():
         raise DataError(
             f"The prediction file {path} does not exist. Run `unet predict` first or fix the path."
         )
+    reader = formats.for_path(str(path), key="--prediction").open(
+        str(path), primary=dataset, key="--prediction"
+    )
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(
-            f"Cannot open the prediction file {path}: {exc}. Expected an HDF5 file written by "
-            "`unet predict`."
-        ) from None
-    with f:
-        if dataset not in f:
-            raise DataError(
-                f"The prediction file {path} has no dataset {dataset!r}; it holds "
-                f"{', '.join(list_datasets(f)) or 'nothing'}. Pick one with --dataset."
-            )
-        ds = f[dataset]
-        array = ds[...]
-        if "quantization" in ds.attrs and array.dtype == np.uint8:
-            return np.asarray(array, dtype=np.float32) / 255.0
+        array = np.asarray(reader.array(dataset, key="--dataset", in_memory=True))
+        quantized = "quantization" in reader.info(dataset).attrs
+    finally:
+        reader.close()
+    if quantized and array.dtype == np.uint8:
+        return np.asarray(array, dtype=np.float32) / 255.0
     if np.issubdtype(array.dtype, np.floating):
         return np.asarray(array, dtype=np.float32)
     return np.asarray(array)
@@ -144,12 +136,13 @@ def score_file(
 def config_pairs(cfg: Any) -> list[tuple[str, str]]:
     """(prediction file, input file) per test file of a config, as `unet predict` names them."""
     from unet_core.engine.data import input_files
-    from unet_core.engine.prediction_output import output_path
+    from unet_core.output_files import output_file
 
     if cfg.loaders is None or cfg.loaders.test is None:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")
     files = input_files(cfg, "test")
-    return [(str(output_path(f, cfg.loaders.output_dir)), f) for f in files]
+    fmt = str((cfg.predictor or {}).get("output_format", "hdf5"))
+    return [(str(output_file(f, cfg.loaders.output_dir, fmt)), f) for f in files]
 
 
 def evaluate_config(
