@@ -18,7 +18,7 @@ import numpy as np
 from unet_core.errors import DataError
 from unet_core.formats import VolumeInfo
 from unet_core.interfaces import ComponentConfig
-from unet_core.io.paths import tiff_sibling
+from unet_core.io import tiff_sibling
 
 log = logging.getLogger(__name__)
 

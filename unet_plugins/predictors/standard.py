@@ -248,7 +248,7 @@ class StandardPredictor(PredictorBase):
 
 def read_gt(file_path: str, name: str | None) -> np.ndarray:
     """The whole ground-truth volume of an input file."""
-    from unet_core.io.volume import Source
+    from unet_core.io import Source
 
     with Source(str(file_path)) as src:
         return src.volume(str(name), key="predictor.gt_internal_path").read()
