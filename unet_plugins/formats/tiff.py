@@ -104,7 +104,9 @@ def read_info(path: str) -> VolumeInfo:
 
 
 def write_tiff(path: str, array: np.ndarray, info: VolumeInfo | None, compress: bool) -> None:
-    """An ImageJ hyperstack when the dtype allows (voxel size in Fiji), else a shaped TIFF."""
+    """An ImageJ hyperstack when the dtype allows and no axis is singleton (ImageJ readers
+    squeeze those), so Fiji shows the voxel size; else a tifffile shaped TIFF, which keeps the
+    exact shape and the voxel size in its JSON description and resolution tags."""
     import tifffile
 
     array = np.asarray(array)
@@ -112,7 +114,7 @@ def write_tiff(path: str, array: np.ndarray, info: VolumeInfo | None, compress: 
     voxel = info.voxel_size if info is not None else None
     if voxel is not None:
         kwargs["resolution"] = (1.0 / voxel[2], 1.0 / voxel[1])
-    if array.dtype.type in IMAGEJ_DTYPES and array.ndim in (3, 4):
+    if array.dtype.type in IMAGEJ_DTYPES and array.ndim in (3, 4) and min(array.shape) > 1:
         data = np.moveaxis(array, 0, 1) if array.ndim == 4 else array  # CZYX -> ZCYX
         meta: dict[str, Any] = {"axes": "ZCYX" if array.ndim == 4 else "ZYX"}
         if voxel is not None:
