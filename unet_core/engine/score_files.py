@@ -141,8 +141,18 @@ def config_pairs(cfg: Any) -> list[tuple[str, str]]:
     if cfg.loaders is None or cfg.loaders.test is None:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")
     files = input_files(cfg, "test")
-    fmt = str((cfg.predictor or {}).get("output_format", "hdf5"))
+    fmt = _output_format(cfg)
     return [(str(output_file(f, cfg.loaders.output_dir, fmt)), f) for f in files]
+
+
+def _output_format(cfg: Any) -> str:
+    """The predictor's output format (its own default when the YAML does not set it)."""
+    from unet_core import registry
+
+    if not cfg.predictor:
+        return "hdf5"
+    _, predictor = registry.validate("predictors", cfg.predictor)
+    return str(getattr(predictor, "output_format", "hdf5"))
 
 
 def evaluate_config(
