@@ -85,3 +85,32 @@ def test_an_unknown_output_format_is_a_config_error_naming_the_installed_ones() 
 
     with pytest.raises(ConfigError, match="output_format.*'zarr' is not an installed.*hdf5"):
         registry.validate("predictors", {"name": "LazyPredictor", "output_format": "zarr"})
+
+
+def test_preview_reads_a_tiff_output_and_its_segmentation(tmp_path: Path) -> None:
+    """`unet predict --preview` drew HDF5 outputs only; it now reads any format's output."""
+    from unet_core.engine.preview import write_preview
+
+    raw = np.random.default_rng(2).normal(size=(10, 20, 24)).astype(np.float32)
+    source = tmp_path / "vol.h5"
+    with h5py.File(source, "w") as f:
+        f.create_dataset("raw", data=raw)
+    predictor = {"name": "StandardPredictor", "output_format": "tiff"}
+    model, spec = tiny_unet(seed=1)
+    ckpt = save_weights(model, tmp_path / "m.pytorch")
+    cfg = config(
+        spec,
+        ckpt,
+        [source],
+        tmp_path / "out",
+        predictor=predictor,
+        raw_transforms=RAW_ONLY,
+        postprocessor={"name": "ConnectedComponents", "threshold": 0.5},
+    )
+    (written,) = run_prediction(cfg)
+    assert written.datasets == ["predictions", "segmentation"]
+    png = write_preview(written.path, tmp_path / "p.png", source=str(source))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    assert matplotlib.image.imread(png).shape[1] > 3 * 4 * 80 - 10  # raw | predictions | labels

@@ -51,14 +51,16 @@ class _Recorder:
         self.val_scores.append((iteration, float(score)))
 
 
-def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
-    import h5py
+#: The format of the demo's own train/val/test files.
+DEMO_FORMAT = "hdf5"
 
-    tmp = path.with_suffix(".tmp.h5")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("raw", data=raw, compression="gzip")
-        f.create_dataset("label", data=label, compression="gzip")
-    tmp.replace(path)
+
+def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
+    from unet_core.output_files import open_output
+
+    with open_output(path, DEMO_FORMAT, overwrite=True) as out:
+        out.write("raw", raw, compression="gzip")
+        out.write("label", label, compression="gzip")
     return path
 
 
@@ -198,11 +200,10 @@ def run_demo(
     echo: Any = print,
 ) -> DemoResult:
     """Run the whole demo into ``output_dir`` and return where everything went."""
-    import h5py
-
     import unet_core
     from unet_core.config import config_from_dict
     from unet_core.demo.figure import save_figure
+    from unet_core.io import Source
 
     start = time.perf_counter()
     out = Path(output_dir).resolve()
@@ -211,8 +212,8 @@ def run_demo(
     files = prepare_data(out / "data", data, labels)
     shapes = {}
     for phase, path in files.items():
-        with h5py.File(path, "r") as f:
-            shapes[phase] = f["raw"].shape
+        with Source(str(path)) as src:
+            shapes[phase] = src.volume("raw", key="raw").shape
     cfg_dict = demo_config(out, files, iterations, shapes)
     write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
     cfg = config_from_dict(cfg_dict)
@@ -232,11 +233,11 @@ def run_demo(
         config_from_dict(cfg_dict, ["loaders.output_dir=" + str(out / "predictions")])
     )
     pred_path = Path(outputs[0])
-    with h5py.File(pred_path, "r") as f:
-        prediction = f["predictions"][0]
-        segmentation = f["segmentation"][:]
-    with h5py.File(files["test"], "r") as f:
-        raw, truth = f["raw"][:], f["label"][:]
+    with Source(str(pred_path), raw_name="predictions") as src:
+        prediction = src.volume("predictions", key="predictions").read()[0]
+        segmentation = src.volume("segmentation", key="segmentation").read()
+    with Source(str(files["test"])) as src:
+        raw, truth = src.volume("raw", key="raw").read(), src.volume("label", key="label").read()
 
     echo("[4/5] Scoring against the ground truth ...")
     scores = score(prediction, segmentation, truth)
