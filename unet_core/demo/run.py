@@ -55,6 +55,12 @@ class _Recorder:
 DEMO_FORMAT = "hdf5"
 
 
+def _suffix() -> str:
+    from unet_core import formats
+
+    return formats.for_output(DEMO_FORMAT).suffixes[0]
+
+
 def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
     from unet_core.output_files import open_output
 
@@ -71,13 +77,13 @@ def prepare_data(data_dir: Path, data: str | None, labels: str | None) -> dict[s
         from unet_core.demo.synthetic import make_nuclei_volume
 
         return {
-            phase: _write_h5(data_dir / f"{phase}.h5", *make_nuclei_volume(seed=seed))
+            phase: _write_h5(data_dir / f"{phase}{_suffix()}", *make_nuclei_volume(seed=seed))
             for phase, seed in (("train", 0), ("val", 1), ("test", 2))
         }
     from unet_core.demo.user_data import split_user_volume
 
     return {
-        phase: _write_h5(data_dir / f"{phase}.h5", raw, label)
+        phase: _write_h5(data_dir / f"{phase}{_suffix()}", raw, label)
         for phase, (raw, label) in split_user_volume(data, labels).items()
     }
 
