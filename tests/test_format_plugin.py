@@ -79,6 +79,14 @@ def _unet(fenv: PluginEnv, *args: object, check: bool = True):
     return _run([fenv.python, "-m", "unet_core.cli.main", *args], check=check)
 
 
+@pytest.fixture(scope="module")
+def predicted(fenv: PluginEnv, data: dict) -> Path:
+    """`unet predict` with the plugin's predictor: .npy in, .npy out; returns the config."""
+    cfg = _config(data, "plugin", {"name": "WholeArrayPredictor"})
+    _unet(fenv, "predict", "--config", cfg)
+    return cfg
+
+
 def test_format_and_predictor_are_listed_from_the_plugin(fenv: PluginEnv) -> None:
     listing = _unet(fenv, "plugins", "list").stdout
     assert "npy" in listing and "WholeArrayPredictor" in listing
@@ -86,11 +94,9 @@ def test_format_and_predictor_are_listed_from_the_plugin(fenv: PluginEnv) -> Non
 
 
 def test_unet_predict_reads_and_writes_npy_with_either_predictor(
-    fenv: PluginEnv, data: dict
+    fenv: PluginEnv, data: dict, predicted: Path
 ) -> None:
     expected = predict_array(data["model"], data["raw"], patch=PATCH, stride=STRIDE, halo=HALO)
-    plugin = _config(data, "plugin", {"name": "WholeArrayPredictor"})
-    _unet(fenv, "predict", "--config", plugin)
     got = np.load(data["tmp"] / "plugin" / "vol_raw_predictions.npy")
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
@@ -104,11 +110,9 @@ def test_unet_predict_reads_and_writes_npy_with_either_predictor(
 
 
 def test_unet_evaluate_scores_npy_predictions_against_npy_ground_truth(
-    fenv: PluginEnv, data: dict
+    fenv: PluginEnv, data: dict, predicted: Path
 ) -> None:
-    plugin = _config(data, "evaluated", {"name": "WholeArrayPredictor"})
-    _unet(fenv, "predict", "--config", plugin)
-    pred = np.load(data["tmp"] / "evaluated" / "vol_raw_predictions.npy")
+    pred = np.load(data["tmp"] / "plugin" / "vol_raw_predictions.npy")
     label = np.load(data["tmp"] / "vol_label.npy")
     metric = registry.create("metrics", "MeanIoU")
     expected = float(metric(batch_of(pred), batch_of(label)))
@@ -118,7 +122,7 @@ def test_unet_evaluate_scores_npy_predictions_against_npy_ground_truth(
         fenv,
         "evaluate",
         "--prediction",
-        data["tmp"] / "evaluated" / "vol_raw_predictions.npy",
+        data["tmp"] / "plugin" / "vol_raw_predictions.npy",
         "--ground-truth",
         data["tmp"] / "vol_raw.npy",
         "--gt-dataset",
@@ -132,7 +136,7 @@ def test_unet_evaluate_scores_npy_predictions_against_npy_ground_truth(
     assert score["value"] == pytest.approx(expected, abs=1e-6)
 
     by_config = data["tmp"] / "config.json"
-    _unet(fenv, "evaluate", "--config", plugin, "--json", by_config)
+    _unet(fenv, "evaluate", "--config", predicted, "--json", by_config)
     (score,) = json.loads(by_config.read_text())["scores"]
     assert score["prediction"].endswith("vol_raw_predictions.npy")
     assert score["value"] == pytest.approx(expected, abs=1e-6)
