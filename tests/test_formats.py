@@ -114,3 +114,60 @@ def test_preview_reads_a_tiff_output_and_its_segmentation(tmp_path: Path) -> Non
     import matplotlib.image
 
     assert matplotlib.image.imread(png).shape[1] > 3 * 4 * 80 - 10  # raw | predictions | labels
+
+
+MEMORY: dict[str, np.ndarray] = {}
+
+
+class _MemoryReader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def array(self, name: str, *, key: str, in_memory: bool = False) -> np.ndarray:
+        if self.path not in MEMORY:
+            raise DataError(f"{self.path} ({key}) is not in memory")
+        return MEMORY[self.path]
+
+    def info(self, name: str) -> formats.VolumeInfo:
+        return formats.VolumeInfo((3.0, 1.0, 1.0))
+
+    def names(self) -> list[str]:
+        return ["raw"]
+
+    def close(self) -> None:
+        pass
+
+
+class _MemoryFormat:
+    """Arrays behind ``mem://`` URLs: a format claimed by scheme, registered at run time."""
+
+    from unet_core.interfaces import ComponentConfig as Config
+
+    suffixes = ()
+    schemes = ("mem",)
+    single_array = True
+
+    def open(self, path: str, *, primary: str = "raw", key: str = "file_paths") -> _MemoryReader:
+        return _MemoryReader(path)
+
+
+def test_a_format_claimed_by_url_scheme_feeds_unet_predict(tmp_path: Path) -> None:
+    from unet_core import predict_array, registry
+
+    raw = np.random.default_rng(4).normal(size=(10, 20, 24)).astype(np.float32)
+    MEMORY["mem://bucket/vol"] = raw
+    registry.register("formats", "mem", _MemoryFormat)
+    try:
+        assert formats.claim("mem://bucket/vol")[0] == "mem"
+        model, spec = tiny_unet(seed=3)
+        ckpt = save_weights(model, tmp_path / "m.pytorch")
+        cfg = config(spec, ckpt, [], tmp_path / "out", raw_transforms=RAW_ONLY)
+        cfg["loaders"]["test"]["file_paths"] = ["mem://bucket/vol"]
+        (written,) = run_prediction(cfg)
+    finally:
+        registry.default_registry.unregister("formats", "mem")
+    assert written.path == str(tmp_path / "out" / "vol_predictions.h5")
+    expected = predict_array(model, raw, patch=(8, 16, 16), stride=(5, 12, 12), halo=(2, 4, 4))
+    with h5py.File(written.path) as f:
+        np.testing.assert_allclose(f["predictions"][...], expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(f["predictions"].attrs["element_size_um"], [3.0, 1.0, 1.0])

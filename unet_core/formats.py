@@ -137,7 +137,7 @@ class VolumeFormat(Protocol):
 
 
 # -- choosing a format -------------------------------------------------------------------------
-_INSTANCES: dict[str, Any] = {}
+_INSTANCES: dict[tuple[str, int], Any] = {}
 
 
 def names() -> list[str]:
@@ -148,12 +148,13 @@ def names() -> list[str]:
 
 
 def get(name: str) -> VolumeFormat:
-    """The format registered as ``name`` (one instance per name)."""
+    """The format registered as ``name`` (one instance per registered class)."""
     from unet_core import registry
 
-    if name not in _INSTANCES:
-        _INSTANCES[name] = registry.create(KIND, {"name": name})
-    fmt: VolumeFormat = _INSTANCES[name]
+    key = (name, id(registry.get(KIND, name)))
+    if key not in _INSTANCES:
+        _INSTANCES[key] = registry.create(KIND, {"name": name})
+    fmt: VolumeFormat = _INSTANCES[key]
     return fmt
 
 

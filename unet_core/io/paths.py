@@ -48,8 +48,14 @@ def expand_file_paths(
     extensions: Sequence[str] | None = None,
 ) -> list[str]:
     """Files and folders -> input files; DataError for a missing path or an empty folder."""
+    from unet_core import formats
+
     results: list[str] = []
     for raw in paths:
+        if formats.scheme_of(str(raw)) is not None:  # a URL: its format opens it
+            formats.for_path(str(raw), key=key)
+            results.append(str(raw))
+            continue
         path = Path(os.path.expanduser(str(raw)))
         if path.is_dir():
             extensions = volume_suffixes() if extensions is None else extensions
