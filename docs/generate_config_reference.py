@@ -48,6 +48,8 @@ KIND_INTRO = {
     "postprocessors": "Top-level `postprocessor` section: instance segmentation of a prediction.",
     "optimizers": "Top-level `optimizer` section (`name` defaults to Adam).",
     "lr_schedulers": "Top-level `lr_scheduler` section; stepped as described for each one.",
+    "formats": "Volume formats: chosen for inputs by suffix or URL scheme, for outputs by "
+    "`predictor.output_format`; no keys.",
 }
 
 

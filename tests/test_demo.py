@@ -62,7 +62,7 @@ def test_user_volume_split_and_errors(tmp_path):
         split_user_volume(str(tmp_path / "missing.h5"), None)
     with h5py.File(tmp_path / "nolabel.h5", "w") as f:
         f["raw"] = raw
-    with pytest.raises(DataError, match="has no dataset 'label'; it has: raw"):
+    with pytest.raises(DataError, match="'label'.*does not exist.*Datasets in this file: 'raw'"):
         split_user_volume(str(tmp_path / "nolabel.h5"), None)
 
 

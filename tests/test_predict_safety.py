@@ -129,7 +129,7 @@ def test_prediction_records_its_input(tmp_path, capsys):
     cfg = _config(tmp_path, [source], tmp_path / "out")
     assert run_here(capsys, "predict", "--config", str(cfg))[0] == 0
     with h5py.File(tmp_path / "out" / "vol_predictions.h5", "r") as f:
-        assert f.attrs["unet_source"] == os.path.realpath(source)
+        assert f["predictions"].attrs["unet_source"] == os.path.realpath(source)
 
 
 def test_evaluate_refuses_a_prediction_of_another_input(tmp_path, capsys):

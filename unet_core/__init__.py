@@ -1,6 +1,7 @@
 """unet-core: validated, pluggable U-Nets for volumetric microscopy.
 
-The public API is small: the registry verbs, ``load_config``, ``train`` and ``predict``.
+The public API is small: the registry verbs, ``load_config``, ``train``, ``predict`` and
+``predict_array`` (sliding-window inference on any array-like).
 Heavy modules (torch, the engines) are imported only when these are called.
 """
 
@@ -20,12 +21,14 @@ __all__ = [
     "__version__",
     "load_config",
     "predict",
+    "predict_array",
     "registry",
     "train",
 ]
 
 if TYPE_CHECKING:
     from unet_core import registry
+    from unet_core.array_prediction import predict_array
     from unet_core.config import ExperimentConfig
 
 
@@ -35,6 +38,10 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module("unet_core.registry")
+    if name == "predict_array":  # numpy and the window code only when used
+        from unet_core.array_prediction import predict_array
+
+        return predict_array
     raise AttributeError(f"module 'unet_core' has no attribute {name!r}")
 
 

@@ -53,8 +53,6 @@ def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
     out = {}
     for item in written:
         path = Path(item.path)
-        if path.suffix.lower() not in (".h5", ".hdf5", ".hdf", ".hd5"):
-            continue  # previews read HDF5 outputs
         png = preview_path(path)
         source = item.source if item.source and Path(item.source).is_file() else None
         out[item.path] = write_preview(

@@ -51,14 +51,22 @@ class _Recorder:
         self.val_scores.append((iteration, float(score)))
 
 
+#: The format of the demo's own train/val/test files.
+DEMO_FORMAT = "hdf5"
+
+
+def _suffix() -> str:
+    from unet_core import formats
+
+    return formats.for_output(DEMO_FORMAT).suffixes[0]
+
+
 def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
-    import h5py
+    from unet_core.output_files import open_output
 
-    from unet_core.io.atomic import atomic_output
-
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("raw", data=raw, compression="gzip")
-        f.create_dataset("label", data=label, compression="gzip")
+    with open_output(path, DEMO_FORMAT, overwrite=True) as out:
+        out.write("raw", raw, compression="gzip")
+        out.write("label", label, compression="gzip")
     return path
 
 
@@ -96,13 +104,13 @@ def prepare_data(data_dir: Path, data: str | None, labels: str | None) -> dict[s
         from unet_core.demo.synthetic import make_nuclei_volume
 
         return {
-            phase: _write_h5(data_dir / f"{phase}.h5", *make_nuclei_volume(seed=seed))
+            phase: _write_h5(data_dir / f"{phase}{_suffix()}", *make_nuclei_volume(seed=seed))
             for phase, seed in (("train", 0), ("val", 1), ("test", 2))
         }
     from unet_core.demo.user_data import split_user_volume
 
     return {
-        phase: _write_h5(data_dir / f"{phase}.h5", raw, label)
+        phase: _write_h5(data_dir / f"{phase}{_suffix()}", raw, label)
         for phase, (raw, label) in split_user_volume(data, labels).items()
     }
 
@@ -225,11 +233,10 @@ def run_demo(
     echo: Any = print,
 ) -> DemoResult:
     """Run the whole demo into ``output_dir`` and return where everything went."""
-    import h5py
-
     import unet_core
     from unet_core.config import config_from_dict
     from unet_core.demo.figure import save_figure
+    from unet_core.io import Source
 
     start = time.perf_counter()
     out = Path(output_dir).resolve()
@@ -239,8 +246,8 @@ def run_demo(
     files = prepare_data(out / "data", data, labels)
     shapes = {}
     for phase, path in files.items():
-        with h5py.File(path, "r") as f:
-            shapes[phase] = f["raw"].shape
+        with Source(str(path)) as src:
+            shapes[phase] = src.volume("raw", key="raw").shape
     cfg_dict = demo_config(out, files, iterations, shapes)
     write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
     cfg = config_from_dict(cfg_dict)
@@ -262,11 +269,11 @@ def run_demo(
         config_from_dict(cfg_dict, ["loaders.output_dir=" + str(out / "predictions")])
     )
     pred_path = Path(outputs[0])
-    with h5py.File(pred_path, "r") as f:
-        prediction = f["predictions"][0]
-        segmentation = f["segmentation"][:]
-    with h5py.File(files["test"], "r") as f:
-        raw, truth = f["raw"][:], f["label"][:]
+    with Source(str(pred_path), raw_name="predictions") as src:
+        prediction = src.volume("predictions", key="predictions").read()[0]
+        segmentation = src.volume("segmentation", key="segmentation").read()
+    with Source(str(files["test"])) as src:
+        raw, truth = src.volume("raw", key="raw").read(), src.volume("label", key="label").read()
 
     echo("[4/5] Scoring against the ground truth ...")
     scores = score(prediction, segmentation, truth)

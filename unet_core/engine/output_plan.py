@@ -52,19 +52,25 @@ def check_plan(plan: Plan, *, key: str = "loaders.test.file_paths") -> None:
 
 
 def recorded_source(path: str | os.PathLike[str]) -> str | None:
-    """The input an HDF5 output of ``unet predict`` records (``unet_source``), if any."""
-    from unet_core.io.paths import is_hdf5
+    """The input an output of ``unet predict`` records (``unet_source``), if its format keeps
+    array attributes and the file has one; None otherwise."""
+    from unet_core import formats
+    from unet_core.errors import UserError
 
-    if not is_hdf5(path):
+    try:
+        reader = formats.for_path(str(path)).open(str(path), key="prediction")
+    except (UserError, OSError):
         return None
     try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get("unet_source")
-    except OSError:
+        for name in reader.names():
+            value = reader.info(name).attrs.get("unet_source")
+            if value is not None:
+                return value.decode() if isinstance(value, bytes) else str(value)
+    except (UserError, OSError):
         return None
-    return str(value) if value is not None else None
+    finally:
+        reader.close()
+    return None
 
 
 def without_own_outputs(plan: Plan) -> tuple[Plan, list[str]]:

@@ -21,7 +21,6 @@ from unet_core import registry
 from unet_core.config.schema import ExperimentConfig
 from unet_core.contracts import declared
 from unet_core.engine.prediction_output import (
-    HDF5_SUFFIXES,
     Written,
     check_writable,
     preview_path,
@@ -166,7 +165,7 @@ def prepare_outputs(
 
     def outputs_of(source: str) -> list[Path]:
         outputs = [Path(p) for p in planned(source)]
-        if preview and outputs and outputs[0].suffix.lower() in HDF5_SUFFIXES:
+        if preview and outputs:  # previews read any format's output
             outputs.append(preview_path(outputs[0]))
         return outputs
 

@@ -8,7 +8,7 @@ output is an error unless ``overwrite`` is set; a failure removes the temporary 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +17,6 @@ from typing import Any
 import numpy as np
 
 from unet_core.errors import DataError
-
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".hd5")
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
@@ -91,39 +88,10 @@ def atomic_output(path: Path, overwrite: bool, needed: int | None = None) -> Ite
         raise
 
 
-def open_h5(path: Path, mode: str = "w") -> Any:
-    """An HDF5 output file without a chunk cache: every write reaches the disk at once, so a
-    full disk fails that write (caught above) instead of crashing HDF5 when the file is
-    closed with cached chunks it can no longer flush (a segfault in HDF5 2.0)."""
-    import h5py
-
-    return h5py.File(path, mode, rdcc_nbytes=0)
-
-
-def record_source(f: Any, source: str | os.PathLike[str]) -> None:
-    """Note in the output which input it was predicted from (``unet evaluate`` checks it)."""
-    f.attrs["unet_source"] = os.path.realpath(source)
-
-
-def h5_compression(compression: str | int | None) -> dict[str, Any]:
-    """``gzip``/``lzf``/``none``/a gzip level -> h5py create_dataset keywords."""
-    if compression in (None, "none", False):
-        return {}
-    if compression == "gzip":
-        return {"compression": "gzip"}
-    if compression == "lzf":
-        return {"compression": "lzf"}
-    if isinstance(compression, int) and not isinstance(compression, bool):
-        return {"compression": "gzip", "compression_opts": int(compression)}
-    raise ValueError(f"unknown compression {compression!r}")
-
-
-def h5_chunks(shape: Sequence[int], chunks: Sequence[int] | None, default: Any = True) -> Any:
-    """Chunk shape for a (C,)Z,Y,X dataset from spatial ``chunks`` (channel chunk 1)."""
-    if chunks is None:
-        return default
-    spatial = tuple(min(int(c), int(s)) for c, s in zip(chunks, shape[-3:]))
-    return (1,) * (len(shape) - 3) + spatial
+def source_attrs(source: str | os.PathLike[str]) -> dict[str, str]:
+    """The attribute that notes which input an output was predicted from (``unet evaluate``
+    and folder runs check it); formats that keep array attributes store it."""
+    return {"unet_source": os.path.realpath(source)}
 
 
 #: float16's largest finite value: anything beyond becomes inf.
@@ -188,19 +156,3 @@ def quantize(values: np.ndarray, dtype: str) -> np.ndarray:
 def segmentation_dtype(max_label: int) -> np.dtype[Any]:
     """uint16 while labels fit (the reference's dtype), uint32 beyond."""
     return np.dtype(np.uint16) if max_label < 2**16 else np.dtype(np.uint32)
-
-
-def write_tiff(path: Path, arrays: dict[str, np.ndarray]) -> list[str]:
-    """TIFF output: the first array at ``path``, the others as ``<stem>_<name>.tif``."""
-    import tifffile
-
-    names = []
-    for i, (name, array) in enumerate(arrays.items()):
-        target = path if i == 0 else path.with_name(f"{path.stem}_{name}{path.suffix}")
-        tifffile.imwrite(target, array, compression="zlib", metadata={"axes": _axes(array)})
-        names.append(name)
-    return names
-
-
-def _axes(array: np.ndarray) -> str:
-    return {2: "YX", 3: "ZYX", 4: "CZYX"}.get(array.ndim, "Q" * array.ndim)

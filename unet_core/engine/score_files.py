@@ -41,32 +41,24 @@ class Score:
 
 
 def read_prediction(path: str | Path, dataset: str) -> np.ndarray:
-    """A prediction dataset as float32 (uint8 probabilities rescaled) or integer labels."""
-    import h5py
+    """A prediction dataset as float32 (uint8 probabilities rescaled) or integer labels; read
+    through the volume format that claims the file."""
+    from unet_core import formats
 
-    from unet_core.io.volume import list_datasets
-
-    if not Path(path).is_file():
+    if formats.scheme_of(str(path)) is None and not Path(path).exists():
         raise DataError(
             f"The prediction file {path} does not exist. Run `unet predict` first or fix the path."
         )
+    reader = formats.for_path(str(path), key="--prediction").open(
+        str(path), primary=dataset, key="--prediction"
+    )
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(
-            f"Cannot open the prediction file {path}: {exc}. Expected an HDF5 file written by "
-            "`unet predict`."
-        ) from None
-    with f:
-        if dataset not in f:
-            raise DataError(
-                f"The prediction file {path} has no dataset {dataset!r}; it holds "
-                f"{', '.join(list_datasets(f)) or 'nothing'}. Pick one with --dataset."
-            )
-        ds = f[dataset]
-        array = ds[...]
-        if "quantization" in ds.attrs and array.dtype == np.uint8:
-            return np.asarray(array, dtype=np.float32) / 255.0
+        array = np.asarray(reader.array(dataset, key="--dataset", in_memory=True))
+        quantized = "quantization" in reader.info(dataset).attrs
+    finally:
+        reader.close()
+    if quantized and array.dtype == np.uint8:
+        return np.asarray(array, dtype=np.float32) / 255.0
     _refuse_nonfinite(array, f"prediction dataset {dataset!r} of {path}")
     if np.issubdtype(array.dtype, np.floating):
         return np.asarray(array, dtype=np.float32)
@@ -180,13 +172,16 @@ def score_file(
 def config_pairs(cfg: Any) -> list[tuple[str, str]]:
     """(prediction file, input file) per test file of a config, as `unet predict` names them."""
     from unet_core.engine.data import input_files
-    from unet_core.engine.prediction_output import output_path
+    from unet_core.output_files import output_file
 
     if cfg.loaders is None or cfg.loaders.test is None:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")
     from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
 
-    plan = make_plan(input_files(cfg, "test"), lambda f: [output_path(f, cfg.loaders.output_dir)])
+    fmt = _output_format(cfg)
+    plan = make_plan(
+        input_files(cfg, "test"), lambda f: [output_file(f, cfg.loaders.output_dir, fmt)]
+    )
     plan, _ = without_own_outputs(plan)  # earlier predictions in an input folder
     check_plan(plan)  # two inputs, one prediction: ambiguous, refused
     return [(str(outputs[0]), source) for source, outputs in plan]
@@ -194,13 +189,9 @@ def config_pairs(cfg: Any) -> list[tuple[str, str]]:
 
 def check_recorded_source(prediction: str | Path, source: str | Path) -> None:
     """Refuse a prediction that records (``unet_source``) another input than ``source``."""
-    import h5py
+    from unet_core.engine.output_plan import recorded_source
 
-    try:
-        with h5py.File(prediction, "r") as f:
-            recorded = f.attrs.get("unet_source")
-    except OSError:
-        return  # read_prediction reports unreadable files
+    recorded = recorded_source(prediction)
     if recorded is None:
         return  # written by an older version or another tool: paired by name only
     if os.path.realpath(str(recorded)) != os.path.realpath(source):
@@ -210,6 +201,16 @@ def check_recorded_source(prediction: str | Path, source: str | Path) -> None:
             "unrelated volumes. Predict again with this config (loaders.test and "
             "loaders.output_dir as here), or score the file with --prediction/--ground-truth."
         )
+
+
+def _output_format(cfg: Any) -> str:
+    """The predictor's output format (its own default when the YAML does not set it)."""
+    from unet_core import registry
+
+    if not cfg.predictor:
+        return "hdf5"
+    _, predictor = registry.validate("predictors", cfg.predictor)
+    return str(getattr(predictor, "output_format", "hdf5"))
 
 
 def evaluate_config(

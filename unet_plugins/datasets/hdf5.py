@@ -1,4 +1,4 @@
-"""``StandardHDF5Dataset`` and ``LazyHDF5Dataset``: patches of HDF5 (or TIFF) volumes.
+"""``StandardHDF5Dataset`` and ``LazyHDF5Dataset``: patches of HDF5, TIFF or any format's volumes.
 
 One dataset per input file; ``file_paths`` entries may be files or folders (see
 :func:`unet_core.io.expand_file_paths`). TIFF inputs use the same keys, with the internal
@@ -18,9 +18,8 @@ from typing import Any
 
 from unet_core.config.schema import LoadersConfig
 from unet_core.errors import ConfigError
-from unet_core.io import Source, expand_file_paths
+from unet_core.io import Source, drop_companions, expand_file_paths, is_single_array
 from unet_core.io.finite import FiniteView, NonFinitePolicy, apply_policy
-from unet_core.io.paths import drop_tiff_companions, is_tiff
 from unet_plugins.datasets.configs import HDF5DatasetConfig
 from unet_plugins.datasets.patches import PatchDataset, phase_section
 from unet_plugins.datasets.scaling import RandomScale
@@ -38,11 +37,11 @@ class _HDF5Dataset(PatchDataset):
         """The files a phase reads (folders expanded, TIFF label/weight siblings removed)."""
         section = phase_section(loaders, phase)
         files = expand_file_paths(section.file_paths, key=f"loaders.{phase}.file_paths")
-        if any(is_tiff(f) for f in files):
+        if any(is_single_array(f) for f in files):
             names = [n for n in (config.label_internal_path, config.weight_internal_path) if n]
             words = [n if isinstance(n, str) else n[0] for n in names]
             raw = config.raw_internal_path
-            files = drop_tiff_companions(files, words, raw if isinstance(raw, str) else raw[0])
+            files = drop_companions(files, words, raw if isinstance(raw, str) else raw[0])
         return files
 
     @classmethod

@@ -1,4 +1,5 @@
-"""DSB2018Predictor: whole 2D images in, one ``<stem>_predictions.h5`` per image out.
+"""DSB2018Predictor: whole 2D images in, one ``<stem>_predictions.h5`` per image out (or the
+suffix of ``output_format``).
 
 The reference's version cannot run (its constructor does not match how predictors are built,
 and it ships CUDA tensors to a process pool; REFERENCE.md §12.20). This one does what it was
@@ -13,24 +14,22 @@ import logging
 from typing import Any
 
 import numpy as np
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 
-from unet_core.engine.inference import PatchForward
-from unet_core.engine.prediction_output import (
+from unet_core.errors import ConfigError, DataError
+from unet_core.formats import output_format_name
+from unet_core.interfaces import ComponentConfig
+from unet_core.prediction_api import (
+    PatchForward,
     Written,
-    atomic_output,
     check_output,
     check_writable,
-    h5_compression,
-    open_h5,
-    output_path,
+    open_output,
+    output_file,
     quantize,
-    record_source,
     segmentation_dtype,
+    source_attrs,
 )
-from unet_core.errors import ConfigError, DataError
-from unet_core.interfaces import ComponentConfig
-from unet_core.io.h5write import write_array
 from unet_plugins.predictors.base import PredictorBase
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,11 @@ class DSBConfig(ComponentConfig):
     output_dtype: str = Field("float32", description="float32, float16 or uint8 (round(255 p)).")
     compression: str | int = Field("gzip", description="gzip, a gzip level, lzf or none.")
     overwrite: bool = Field(False, description="Replace existing output files.")
+    output_format: str = Field(
+        "hdf5", description="Volume format of the outputs (any installed: hdf5, tiff, ...)."
+    )
+
+    _format = field_validator("output_format")(output_format_name)
 
 
 class DSB2018Predictor(PredictorBase):
@@ -99,7 +103,7 @@ class DSB2018Predictor(PredictorBase):
     def __call__(self, dataset: Any) -> list[Written]:
         """One output file per image of ``dataset``; returns them in the dataset's order."""
         for image in getattr(dataset, "paths", []):
-            path = output_path(image, self.output_dir)
+            path = self._path(str(image))
             first = self._planned.setdefault(str(path), str(image))
             if first != str(image):
                 raise DataError(
@@ -123,6 +127,9 @@ class DSB2018Predictor(PredictorBase):
                 written.append(self._write(prob, str(image)))
         return written
 
+    def _path(self, image: str) -> Any:
+        return output_file(image, self.output_dir, self.config.output_format)
+
     def _write(self, prob: np.ndarray, image: str) -> Written:
         """``prob`` (C,1,Y,X) of one image -> its output file."""
         cfg = self.config
@@ -137,12 +144,10 @@ class DSB2018Predictor(PredictorBase):
         arrays = {cfg.output_dataset: quantize(np.squeeze(saved), cfg.output_dtype)}
         if cfg.save_segmentation or self.postprocessor is not None:
             arrays["segmentation"] = self._segment(prob, channel)
-        path = output_path(image, self.output_dir)
-        comp = h5_compression(cfg.compression)
-        with atomic_output(path, self.overwrite) as tmp, open_h5(tmp) as f:
-            record_source(f, image)
+        path = self._path(image)
+        with open_output(path, cfg.output_format, overwrite=self.overwrite) as out:
             for name, array in arrays.items():
-                write_array(f, name, array, compression=comp)
+                out.write(name, array, compression=cfg.compression, attrs=source_attrs(image))
         return Written(str(path), list(arrays), source=image)
 
     def _segment(self, prob: np.ndarray, channel: int) -> np.ndarray:
