@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from unet_core import interfaces as i
+from unet_core.formats import VolumeFormat
 from unet_core.kinds import singular
 
 
@@ -66,6 +67,11 @@ CONTRACTS: dict[str, Contract] = {
         ("step", "state_dict", "load_state_dict"),
         built_by_factory=True,
         call="from_config(config, optimizer) -> a torch LR scheduler",
+    ),
+    "formats": Contract(
+        VolumeFormat,
+        ("open",),  # ``create`` only for formats that can be written (read-only ones exist)
+        call="format.open(path) -> reader of lazy arrays; format.create(tmp, final) -> writer",
     ),
 }
 

@@ -223,7 +223,13 @@ def for_output(name: str, *, key: str = "predictor.output_format") -> VolumeForm
             f"{key}: {name!r} is not an installed volume format. Installed formats: "
             f"{describe()}. Pick one of them or install the package that adds {name!r}."
         )
-    return get(name)
+    fmt = get(name)
+    if not callable(getattr(fmt, "create", None)):
+        raise DataError(
+            f"{key}: the volume format {name!r} can only be read, not written. Pick a format "
+            f"that writes outputs: {describe()}."
+        )
+    return fmt
 
 
 def output_format_name(cls: Any, value: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from unet_core import formats
@@ -47,6 +47,7 @@ def open_output(
         try:
             yield writer
         except BaseException:
-            writer.abort()
+            with suppress(Exception):  # a failing disk fails the abort too: report the cause
+                writer.abort()
             raise
         writer.close()

@@ -34,6 +34,7 @@ from unet_core.engine.prediction_output import (
 )
 from unet_core.engine.prediction_scores import ScoreCounter, segment
 from unet_core.formats import VolumeInfo, VolumeWriter
+from unet_core.io.space import check_space
 from unet_core.output_files import open_output, output_file
 from unet_core.tiling import (
     FAST_BATCH,
@@ -66,6 +67,7 @@ __all__ = [
     "blend_in_memory",
     "check_halo",
     "check_output",
+    "check_space",
     "check_writable",
     "default_channels_last",
     "fast_max_tile",

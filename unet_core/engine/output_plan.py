@@ -51,23 +51,30 @@ def check_plan(plan: Plan, *, key: str = "loaders.test.file_paths") -> None:
                 )
 
 
-def recorded_source(path: str | os.PathLike[str]) -> str | None:
-    """The input an output of ``unet predict`` records (``unet_source``), if its format keeps
-    array attributes and the file has one; None otherwise."""
+#: The arrays an output of ``unet predict`` may hold (the predictor's default names).
+OUTPUT_ARRAYS = ("predictions", "segmentation")
+
+
+def recorded_source(
+    path: str | os.PathLike[str], arrays: tuple[str, ...] = OUTPUT_ARRAYS
+) -> str | None:
+    """The input an output of ``unet predict`` records (``unet_source`` on its arrays), if its
+    format keeps array attributes and the file has one; None otherwise."""
     from unet_core import formats
     from unet_core.errors import UserError
 
     try:
-        reader = formats.for_path(str(path)).open(str(path), key="prediction")
+        reader = formats.for_path(str(path)).open(str(path), primary=arrays[0], key="prediction")
     except (UserError, OSError):
         return None
     try:
-        for name in reader.names():
-            value = reader.info(name).attrs.get("unet_source")
+        for name in arrays:
+            try:
+                value = reader.info(name).attrs.get("unet_source")
+            except (UserError, OSError, KeyError):
+                continue
             if value is not None:
                 return value.decode() if isinstance(value, bytes) else str(value)
-    except (UserError, OSError):
-        return None
     finally:
         reader.close()
     return None

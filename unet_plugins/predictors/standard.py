@@ -28,6 +28,7 @@ from unet_core.prediction_api import (
     blend_in_memory,
     check_halo,
     check_output,
+    check_space,
     check_writable,
     forward_patches,
     open_output,
@@ -160,8 +161,6 @@ class StandardPredictor(PredictorBase):
         return size + (voxels * 4 if self.postprocessor is not None else 0)
 
     def _check_space(self, path: Path, volume: Sequence[int]) -> int:
-        from unet_core.io.space import check_space
-
         needed = self.output_bytes(volume)
         check_space(path, needed, compressed=self.config.compression not in ("none", 0))
         return needed
