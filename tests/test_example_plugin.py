@@ -365,7 +365,7 @@ def test_plugin_model_loss_and_metric_validate_build_and_compute(penv: PluginEnv
         from unet_core.errors import ConfigError, DataError
         res = {{}}
         cfg = load_config({str(good)!r})
-        res["names"] = [cfg.model["name"], cfg.loss["name"], cfg.eval_metric["name"]]
+        res["names"] = [cfg.model.name, cfg.loss.name, cfg.eval_metric.name]
         res["problems"] = []
         for path in ({str(groups)!r}, {str(softmax)!r}):
             try:

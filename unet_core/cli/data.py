@@ -115,20 +115,19 @@ def _model(cfg: Any, report: Report) -> tuple[Any, Any] | None:
     from unet_core.errors import UserError
 
     try:
-        _, model_cfg = registry.validate("models", cfg.model)
-        return registry.get("models", cfg.model["name"]), model_cfg
+        return registry.get("models", cfg.model.name), cfg.model.config
     except UserError as exc:
         report.problems.append(f"model: {exc}")
         return None
 
 
 def _check_patch_shape(cfg: Any, phase: str, section: Any, model: Any, report: Report) -> None:
-    spec = section.slice_builder
-    if model is None or not isinstance(spec, dict) or spec.get("patch_shape") is None:
+    patch = section.patch_shape
+    if model is None or patch is None:
         return
     check_patch = getattr(model[0], "check_patch_shape", None)
     if callable(check_patch):
-        message = check_patch(model[1], tuple(spec["patch_shape"]))
+        message = check_patch(model[1], patch)
         if message:
             report.problems.append(f"loaders.{phase}.slice_builder.patch_shape: {message}")
 
@@ -247,10 +246,10 @@ def _loss_problem(cfg: Any, model: Any, sample: tuple[Any, ...]) -> str | None:
         loss = registry.create("losses", cfg.loss)
         loss(logits, target, weight) if weight is not None else loss(logits, target)
     except UserError as exc:
-        return f"the label does not fit loss {cfg.loss['name']}: {exc}"
+        return f"the label does not fit loss {cfg.loss.name}: {exc}"
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         return (
-            f"loss {cfg.loss['name']} fails on a label of shape {tuple(sample[1].shape)} "
+            f"loss {cfg.loss.name} fails on a label of shape {tuple(sample[1].shape)} "
             f"{sample[1].dtype} with logits {tuple(logits.shape)}: {exc}. Check the label "
             f"transforms (ToTensor dtype, expand_dims) and model.out_channels."
         )

@@ -46,9 +46,9 @@ def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
 
     raw = "raw"
     if cfg.loaders is not None:
-        name = cfg.loaders.dataset_params().get("raw_internal_path", "raw")
+        name = cfg.loaders.dataset_setting("raw_internal_path", "raw")
         raw = name if isinstance(name, str) else name[0]
-    dataset = cfg.predictor.get("output_dataset", "predictions")
+    dataset = getattr(cfg.predictor.config, "output_dataset", "predictions")
     out = {}
     for item in written:
         path = Path(item.path)

@@ -8,7 +8,6 @@ completed; each one is announced through the ``unet_prediction_written`` hook.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from unet_core import registry
-from unet_core.config.schema import ExperimentConfig
+from unet_core.config.refs import ComponentRef
+from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig
 from unet_core.engine.prediction_output import Written
 from unet_core.errors import ConfigError
 
@@ -54,7 +54,7 @@ def build_model(cfg: ExperimentConfig) -> Any:
 
     model = registry.create("models", cfg.model)
     assert cfg.model_path is not None
-    load_model_weights(model, cfg.model_path, model_config=cfg.model)
+    load_model_weights(model, cfg.model_path, model_config=cfg.model.dump())
     return model
 
 
@@ -76,27 +76,35 @@ def build_predictor(
     )
 
 
-def _file_config(cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]) -> Any:
-    """The config narrowed to one file, with the predictor's patch/stride/halo."""
-    data = cfg.model_dump()
-    test = data["loaders"]["test"]
-    test["file_paths"] = [str(file_path)]
-    builder = dict(test.get("slice_builder") or {"name": "SliceBuilder"})
-    builder.update(copy.deepcopy(dict(overrides)))
-    builder.setdefault("name", "SliceBuilder")
-    if builder["name"] == "FilterSliceBuilder":  # no label at test time: a plain grid
-        builder["name"] = "SliceBuilder"
-        for key in ("threshold", "slack_acceptance", "ignore_index"):
-            builder.pop(key, None)
-    test["slice_builder"] = builder
-    return ExperimentConfig.model_validate(data)
+def _file_config(
+    cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]
+) -> ExperimentConfig:
+    """A typed copy of ``cfg`` narrowed to one file, with the predictor's patch/stride/halo.
+
+    At test time there is no label, so every slice builder is a plain grid; the predictor's
+    values (already typed) replace the builder's, and nothing is validated again.
+    """
+    assert cfg.loaders is not None and cfg.loaders.test is not None
+    test = cfg.loaders.test
+    builder = test.slice_builder
+    if builder is None:
+        builder = ComponentRef.from_spec(
+            "slice_builders",
+            {"name": DEFAULT_NAMES["slice_builder"], **overrides},
+            ("loaders", "test", "slice_builder"),
+        )
+    else:
+        builder = builder.with_params(**overrides)
+    test = test.model_copy(update={"file_paths": [str(file_path)], "slice_builder": builder})
+    loaders = cfg.loaders.model_copy(update={"test": test})
+    return cfg.model_copy(update={"loaders": loaders})
 
 
 def _volume_shape(cfg: ExperimentConfig, file_path: str) -> tuple[int, ...]:
     from unet_core.io.volume import Source
 
     assert cfg.loaders is not None
-    raw = cfg.loaders.dataset_params().get("raw_internal_path", "raw")
+    raw = cfg.loaders.dataset_setting("raw_internal_path", "raw")
     with Source(file_path, raw_name=raw if isinstance(raw, str) else raw[0]) as src:
         return src.volume(raw, key="loaders.raw_internal_path").spatial_shape
 

@@ -106,8 +106,8 @@ def target_of(gt: np.ndarray, pipeline_specs: Sequence[Any] | None) -> Any:
 
 
 def _metric(spec: MetricSpec) -> tuple[str, Any]:
-    name = spec if isinstance(spec, str) else str(spec.get("name"))
-    return name, registry.create("metrics", spec)
+    name, config = registry.validate("metrics", spec)
+    return name, registry.build(registry.get("metrics", name), config)
 
 
 def score_file(
@@ -161,11 +161,11 @@ def evaluate_config(
         raise ConfigError(
             "No metric to evaluate: the config has no eval_metric and no --metric was given."
         )
-    params = cfg.loaders.dataset_params() if cfg.loaders is not None else {}
-    gt_name = params.get("label_internal_path", "label")
-    raw_name = params.get("raw_internal_path", "raw")
+    loaders = cfg.loaders
+    gt_name = loaders.dataset_setting("label_internal_path", "label") if loaders else "label"
+    raw_name = loaders.dataset_setting("raw_internal_path", "raw") if loaders else "raw"
     raw_name = raw_name if isinstance(raw_name, str) else raw_name[0]
-    dataset = dataset or cfg.predictor.get("output_dataset", "predictions")
+    dataset = dataset or getattr(cfg.predictor.config, "output_dataset", "predictions")
     val = cfg.loaders.val if cfg.loaders is not None else None
     pipeline = val.transformer.label if val is not None else None
     scores: list[Score] = []

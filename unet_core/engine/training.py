@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
     from unet_core.config.schema import ExperimentConfig
 
-DEFAULT_METRIC = {"name": "MeanIoU"}
-
 
 def train(
     config: ExperimentConfig | Mapping[str, Any] | str | os.PathLike[str],
@@ -91,14 +89,14 @@ def build_trainer(
     loss = registry.create("losses", cfg.loss)
     if isinstance(loss, torch.nn.Module):
         loss = loss.to(dev)
-    metric = registry.create("metrics", cfg.eval_metric or dict(DEFAULT_METRIC))
+    metric = registry.create("metrics", cfg.metric)
     higher = tcfg.eval_score_higher_is_better
     if higher is None:
         higher = bool(getattr(metric, "higher_is_better", True))
     optimizer = registry.create("optimizers", cfg.optimizer, params=model.parameters())
     scheduler, needs_metric = _scheduler(cfg, optimizer, higher)
     if tcfg.pre_trained and ckpt is None:
-        load_model_weights(model, tcfg.pre_trained, model_config=cfg.model)
+        load_model_weights(model, tcfg.pre_trained, model_config=cfg.model.dump())
 
     parts = Components(
         config=cfg,
@@ -193,8 +191,7 @@ def seed_everything(seed: int | None, rank: int = 0) -> None:
 def _scheduler(cfg: ExperimentConfig, optimizer: Any, higher: bool) -> tuple[Any, bool]:
     if cfg.lr_scheduler is None:
         return None, False
-    name, _ = registry.split_spec("lr_schedulers", cfg.lr_scheduler)
-    component = registry.get("lr_schedulers", name)
+    component = registry.get("lr_schedulers", cfg.lr_scheduler.name)
     context: dict[str, Any] = {"optimizer": optimizer}
     if getattr(component, "needs_metric", False):
         context["higher_is_better"] = higher
