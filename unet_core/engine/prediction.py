@@ -123,16 +123,21 @@ def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
         yield from build_test_datasets(narrowed)
 
 
-def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Written]:
-    """Predict every test file; returns the written files with their metrics and timings."""
+def run_prediction(
+    config: ConfigLike, *, device: str | None = None, overwrite: bool = False
+) -> list[Written]:
+    """Predict every test file; returns the written files with their metrics and timings.
+
+    ``device`` overrides the config's ``device`` key.
+    """
     from unet_core.engine.device import resolve_device
     from unet_core.hooks import plugin_manager
 
     cfg = _as_config(config)
     check_predict_config(cfg)
-    device = resolve_device(cfg.device)
+    torch_device = resolve_device(device or cfg.device)
     model = build_model(cfg)
-    predictor = build_predictor(cfg, model, device, overwrite=overwrite)
+    predictor = build_predictor(cfg, model, torch_device, overwrite=overwrite)
     hook = plugin_manager().hook
     written: list[Written] = []
     for dataset in test_datasets(cfg, predictor):

@@ -37,18 +37,20 @@ def train(
     *,
     resume: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    overwrite: bool = True,
 ) -> Trainer:
     """Train from a config (object, mapping or YAML path); returns the finished Trainer.
 
     ``resume`` (or ``trainer.resume``) continues a run from its checkpoint; ``device``
-    overrides the config's ``device`` key.
+    overrides the config's ``device`` key; ``overwrite=False`` refuses to start a new run in
+    a folder that holds another run's checkpoints (``unet_core.train`` asks for that).
     """
     from unet_core.config import as_config
 
     cfg = as_config(config if not isinstance(config, os.PathLike) else os.fspath(config))
     ctx = dist.from_environment()
     try:
-        trainer = build_trainer(cfg, resume=resume, device=device, ctx=ctx)
+        trainer = build_trainer(cfg, resume=resume, device=device, ctx=ctx, overwrite=overwrite)
         return trainer.fit()
     finally:
         dist.shutdown()
@@ -60,6 +62,7 @@ def build_trainer(
     resume: str | os.PathLike[str] | None = None,
     device: str | None = None,
     ctx: dist.DistContext | None = None,
+    overwrite: bool = True,
 ) -> Trainer:
     """Everything :meth:`Trainer.fit` needs, built and restored but not yet run."""
     import torch
@@ -72,6 +75,8 @@ def build_trainer(
         os.path.dirname(os.path.abspath(resume_path)) if resume_path else tcfg.checkpoint_dir
     )
     if ctx.is_main:
+        if not overwrite and resume_path is None:
+            refuse_other_run(checkpoint_dir)
         ensure_writable(checkpoint_dir, resumed=resume_path is not None)
     ckpt = load_checkpoint(resume_path) if resume_path else None
     dist.init(ctx, dev)
@@ -151,6 +156,18 @@ def _check_sections(cfg: ExperimentConfig) -> Any:
             "them (see examples/configs/ for complete training configs)."
         )
     return cfg.trainer
+
+
+def refuse_other_run(directory: Path) -> None:
+    """CheckpointError if ``directory`` already holds a run's checkpoints (nothing is touched)."""
+    found = [name for name in (LAST, BEST) if (directory / name).exists()]
+    if found:
+        raise CheckpointError(
+            f"{str(directory)!r} (trainer.checkpoint_dir) already holds {', '.join(found)} of "
+            "another run; a new run would replace them. Continue that run with "
+            "resume=<its last_checkpoint.pytorch>, choose another trainer.checkpoint_dir, or "
+            "pass overwrite=True to replace its checkpoints."
+        )
 
 
 def ensure_writable(directory: Path, *, resumed: bool = False) -> None:
