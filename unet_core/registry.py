@@ -21,11 +21,14 @@ from unet_core.errors import ConfigError, PluginError
 from unet_core.kinds import KINDS, singular
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from pydantic import BaseModel, ValidationError
 
     from unet_core.config.refs import ComponentRef
 
-    Spec = Mapping[str, Any] | str | ComponentRef[BaseModel]
+    #: A component section: ``{"name": X, ...}``, ``"X"`` or an already validated ref.
+    Spec: TypeAlias = Mapping[str, Any] | str | ComponentRef[BaseModel]
 
 
 class PluginWarning(UserWarning):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from unet_core.config.validate import (
 from unet_core.config.yaml_source import YamlSource
 
 
-def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> ExperimentConfig:
     """Read ``path``, apply overrides, validate every section; raises ConfigError listing all."""
     return validate_source(YamlSource.from_file(path), overrides)
 

@@ -223,7 +223,7 @@ def run_demo(
     pm = plugin_manager()
     pm.register(recorder)
     try:
-        unet_core.train(cfg)
+        unet_core.train(cfg, overwrite=True)  # a rerun replaces the demo's own checkpoints
     finally:
         pm.unregister(recorder)
 
@@ -231,7 +231,7 @@ def run_demo(
     outputs = unet_core.predict(
         config_from_dict(cfg_dict, ["loaders.output_dir=" + str(out / "predictions")])
     )
-    pred_path = Path(outputs[0])
+    pred_path = outputs.paths[0]
     with h5py.File(pred_path, "r") as f:
         prediction = f["predictions"][0]
         segmentation = f["segmentation"][:]

@@ -15,16 +15,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from unet_core import registry
 from unet_core.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from unet_core.config import ComponentRef, ExperimentConfig
+
 log = logging.getLogger(__name__)
 
-MetricSpec = Mapping[str, Any] | str
+MetricSpec = Union[Mapping[str, Any], str, "ComponentRef[BaseModel]"]
 
 
 @dataclass
@@ -141,7 +146,7 @@ def score_file(
     return out
 
 
-def config_pairs(cfg: Any) -> list[tuple[str, str]]:
+def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     """(prediction file, input file) per test file of a config, as `unet predict` names them."""
     from unet_core.engine.data import input_files
     from unet_core.engine.prediction_output import output_path
@@ -153,7 +158,7 @@ def config_pairs(cfg: Any) -> list[tuple[str, str]]:
 
 
 def evaluate_config(
-    cfg: Any, metrics: Sequence[MetricSpec] = (), dataset: str | None = None
+    cfg: ExperimentConfig, metrics: Sequence[MetricSpec] = (), dataset: str | None = None
 ) -> list[Score]:
     """Score each test file's prediction against its ``label_internal_path``."""
     specs = list(metrics) or ([cfg.eval_metric] if cfg.eval_metric else [])
@@ -162,10 +167,12 @@ def evaluate_config(
             "No metric to evaluate: the config has no eval_metric and no --metric was given."
         )
     loaders = cfg.loaders
-    gt_name = loaders.dataset_setting("label_internal_path", "label") if loaders else "label"
+    gt_name = str(
+        (loaders.dataset_setting("label_internal_path", None) if loaders else None) or "label"
+    )
     raw_name = loaders.dataset_setting("raw_internal_path", "raw") if loaders else "raw"
     raw_name = raw_name if isinstance(raw_name, str) else raw_name[0]
-    dataset = dataset or getattr(cfg.predictor.config, "output_dataset", "predictions")
+    dataset = dataset or str(getattr(cfg.predictor.config, "output_dataset", "predictions"))
     val = cfg.loaders.val if cfg.loaders is not None else None
     pipeline = val.transformer.label if val is not None else None
     scores: list[Score] = []
