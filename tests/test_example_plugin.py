@@ -206,7 +206,7 @@ def test_config_naming_the_plugin_validates_and_builds(penv: PluginEnv) -> None:
         print(json.dumps({{"type": type(lion).__name__, "betas": lion.defaults["betas"],
                           "trace": trace, "momentum": lion.state[p]["exp_avg"].tolist(),
                           "lrs": lrs, "needs_metric": registry.get("lr_schedulers",
-                          "WarmupCosine").needs_metric, "scheduler": cfg.lr_scheduler}}))
+                          "WarmupCosine").needs_metric, "scheduler": cfg.lr_scheduler.dump()}}))
     """,
     )
     assert out["type"] == "Lion" and out["betas"] == [0.9, 0.99]

@@ -9,7 +9,10 @@ train/val overlap. All problems are listed; the exit status is non-zero if there
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig, PhaseConfig
 
 import click
 
@@ -72,7 +75,7 @@ def check(config_path: str, overrides: tuple[str, ...], phases: tuple[str, ...])
 
 
 # -- checks ------------------------------------------------------------------------------------
-def run_checks(cfg: Any, phases: tuple[str, ...] | list[str] = PHASES) -> Report:
+def run_checks(cfg: ExperimentConfig, phases: tuple[str, ...] | list[str] = PHASES) -> Report:
     """All checks of ``cfg`` (an ExperimentConfig) as a :class:`Report`."""
     from unet_core.engine import data as engine
     from unet_core.errors import ConfigError, UserError
@@ -103,14 +106,15 @@ def run_checks(cfg: Any, phases: tuple[str, ...] | list[str] = PHASES) -> Report
     return report
 
 
-def with_files(cfg: Any, phase: str, files: list[str]) -> Any:
+def with_files(cfg: ExperimentConfig, phase: str, files: list[str]) -> ExperimentConfig:
     """A copy of ``cfg`` whose ``loaders.<phase>.file_paths`` is ``files``."""
+    assert cfg.loaders is not None
     section = getattr(cfg.loaders, phase).model_copy(update={"file_paths": files})
     loaders = cfg.loaders.model_copy(update={phase: section})
     return cfg.model_copy(update={"loaders": loaders})
 
 
-def _model(cfg: Any, report: Report) -> tuple[Any, Any] | None:
+def _model(cfg: ExperimentConfig, report: Report) -> tuple[Any, Any] | None:
     from unet_core import registry
     from unet_core.errors import UserError
 
@@ -121,7 +125,9 @@ def _model(cfg: Any, report: Report) -> tuple[Any, Any] | None:
         return None
 
 
-def _check_patch_shape(cfg: Any, phase: str, section: Any, model: Any, report: Report) -> None:
+def _check_patch_shape(
+    cfg: ExperimentConfig, phase: str, section: PhaseConfig, model: Any, report: Report
+) -> None:
     patch = section.patch_shape
     if model is None or patch is None:
         return
@@ -132,7 +138,7 @@ def _check_patch_shape(cfg: Any, phase: str, section: Any, model: Any, report: R
             report.problems.append(f"loaders.{phase}.slice_builder.patch_shape: {message}")
 
 
-def check_file(cfg: Any, phase: str, path: str, model: Any) -> FileReport:
+def check_file(cfg: ExperimentConfig, phase: str, path: str, model: Any) -> FileReport:
     """Inspect one file and build its dataset; problems are collected, not raised."""
     from unet_core.engine import data as engine
     from unet_core.errors import UserError
@@ -152,7 +158,7 @@ def check_file(cfg: Any, phase: str, path: str, model: Any) -> FileReport:
     return row
 
 
-def _describe_volumes(cfg: Any, phase: str, path: str, row: FileReport) -> None:
+def _describe_volumes(cfg: ExperimentConfig, phase: str, path: str, row: FileReport) -> None:
     """Shapes, dtypes, value range and label classes, read block by block."""
     from unet_core.engine import data as engine
     from unet_core.io import Source
@@ -204,7 +210,9 @@ def _classes(values: Any) -> str:
     return f"{len(values)} values in [{values[0]:g}, {values[-1]:g}]"
 
 
-def _check_sample(cfg: Any, dataset: Any, phase: str, model: Any, row: FileReport) -> None:
+def _check_sample(
+    cfg: ExperimentConfig, dataset: Any, phase: str, model: Any, row: FileReport
+) -> None:
     """One sample through the transforms; its channels vs the model, its label vs the loss."""
     if len(dataset) == 0:
         row.problems.append("no samples")
@@ -225,13 +233,14 @@ def _check_sample(cfg: Any, dataset: Any, phase: str, model: Any, row: FileRepor
             row.problems.append(problem)
 
 
-def _loss_problem(cfg: Any, model: Any, sample: tuple[Any, ...]) -> str | None:
+def _loss_problem(cfg: ExperimentConfig, model: Any, sample: tuple[Any, ...]) -> str | None:
     """The configured loss applied to zero logits and this label: its complaint, if any."""
     import torch
 
     from unet_core import registry
     from unet_core.errors import UserError
 
+    assert cfg.loss is not None
     target = sample[1][None]
     weight = sample[2][None] if len(sample) > 2 else None
     out_channels = getattr(model[1], "out_channels", 1)

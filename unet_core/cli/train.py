@@ -11,11 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from unet_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig
 
 
 @click.command("train")
@@ -71,7 +74,9 @@ def train(
         )
 
 
-def _load(config_path: str | None, overrides: tuple[str, ...], resume: str | None) -> Any:
+def _load(
+    config_path: str | None, overrides: tuple[str, ...], resume: str | None
+) -> ExperimentConfig:
     from unet_core.config import config_from_dict, load_config
 
     if config_path is not None:

@@ -10,7 +10,7 @@ saved in checkpoints and exported as YAML/JSON keep their shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -27,8 +27,13 @@ ComponentSpec = Mapping[str, Any] | str
 
 
 @dataclass(frozen=True)
-class ComponentRef(Generic[ConfigT]):
-    """Which component of ``kind`` to build (``name``) and its validated ``config``."""
+class ComponentRef(Mapping[str, Any], Generic[ConfigT]):
+    """Which component of ``kind`` to build (``name``) and its validated ``config``.
+
+    It is also a read-only mapping in the reference's form (``ref["name"]``, ``{**ref}``), so
+    scripts and third-party plugins written against plain ``{name: X, ...}`` sections keep
+    working; the engines use ``name`` and ``config``.
+    """
 
     kind: str
     name: str
@@ -55,10 +60,20 @@ class ComponentRef(Generic[ConfigT]):
         """The reference's ``{name: X, ...params}`` form."""
         return {"name": self.name, **self.params(mode)}
 
-    def with_params(self, **update: Any) -> ComponentRef[ConfigT]:
+    def with_params(self, **update: object) -> ComponentRef[ConfigT]:
         """A copy whose config has ``update`` applied (values must already be typed)."""
         config = self.config.model_copy(update=update)
         return ComponentRef(self.kind, self.name, config, self.location)
+
+    # -- the read-only mapping view (what the section looked like in YAML) -------------------
+    def __getitem__(self, key: str) -> Any:
+        return self.dump()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.dump())
+
+    def __len__(self) -> int:
+        return len(self.dump())
 
     @property
     def where(self) -> str:
@@ -77,7 +92,7 @@ class RefOf:
     kind: str
     description: str = ""
 
-    def validate(self, value: object, info: core_schema.ValidationInfo) -> ComponentRef[Any]:
+    def validate(self, value: object, info: core_schema.ValidationInfo) -> ComponentRef[BaseModel]:
         if isinstance(value, ComponentRef):
             if value.kind != self.kind:
                 raise ValueError(f"expected a {self.kind} component, got a {value.kind} one")
@@ -107,5 +122,5 @@ class RefOf:
         return {"type": "object", "additionalProperties": True}
 
 
-def _serialize(ref: ComponentRef[Any], info: core_schema.SerializationInfo) -> dict[str, Any]:
+def _serialize(ref: ComponentRef[BaseModel], info: core_schema.SerializationInfo) -> dict[str, Any]:
     return ref.dump("json" if info.mode_is_json() else "python")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,12 @@ from unet_core.config.refs import ComponentRef
 from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig
 from unet_core.engine.prediction_output import Written
 from unet_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
+
+    from unet_core.interfaces import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ def check_predict_config(cfg: ExperimentConfig) -> None:
         )
 
 
-def build_model(cfg: ExperimentConfig) -> Any:
+def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The configured model with the weights of ``model_path`` (strict)."""
     from unet_core.engine.checkpoint import load_model_weights
 
@@ -59,8 +65,12 @@ def build_model(cfg: ExperimentConfig) -> Any:
 
 
 def build_predictor(
-    cfg: ExperimentConfig, model: Any, device: Any, *, overwrite: bool = False
-) -> Any:
+    cfg: ExperimentConfig,
+    model: torch.nn.Module,
+    device: torch.device,
+    *,
+    overwrite: bool = False,
+) -> Predictor:
     """The configured predictor, with the postprocessor it should apply."""
     post = registry.create("postprocessors", cfg.postprocessor) if cfg.postprocessor else None
     loaders = cfg.loaders
@@ -109,7 +119,7 @@ def _volume_shape(cfg: ExperimentConfig, file_path: str) -> tuple[int, ...]:
         return src.volume(raw, key="loaders.raw_internal_path").spatial_shape
 
 
-def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
+def test_datasets(cfg: ExperimentConfig, predictor: Predictor) -> Iterator[Dataset[Any]]:
     """The test datasets, one file at a time; re-tiled when the predictor chooses tiles."""
     from unet_core.engine.data import build_test_datasets, input_files
 

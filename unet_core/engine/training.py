@@ -29,7 +29,7 @@ from unet_core.errors import CheckpointError, ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from unet_core.config.schema import ExperimentConfig
+    from unet_core.config.schema import ExperimentConfig, TrainerConfig
 
 
 def train(
@@ -141,7 +141,7 @@ def build_trainer(
     return trainer
 
 
-def _check_sections(cfg: ExperimentConfig) -> Any:
+def _check_sections(cfg: ExperimentConfig) -> TrainerConfig:
     missing = [
         key
         for key, value in (("trainer", cfg.trainer), ("loss", cfg.loss), ("loaders", cfg.loaders))
@@ -155,6 +155,7 @@ def _check_sections(cfg: ExperimentConfig) -> Any:
             f"Training needs the config section(s) {', '.join(missing)}, which are missing. Add "
             "them (see examples/configs/ for complete training configs)."
         )
+    assert cfg.trainer is not None
     return cfg.trainer
 
 
