@@ -154,13 +154,19 @@ def count_component_validations(monkeypatch):
     counts: Counter[str] = Counter()
     original_validate = ComponentConfig.model_validate.__func__  # type: ignore[attr-defined]
     original_init = ComponentConfig.__init__
+    inside = [0]  # a Config class made after the patch runs __init__ inside model_validate
 
     def model_validate(cls, obj, *args, **kwargs):
         counts[cls.__qualname__] += 1
-        return original_validate(cls, obj, *args, **kwargs)
+        inside[0] += 1
+        try:
+            return original_validate(cls, obj, *args, **kwargs)
+        finally:
+            inside[0] -= 1
 
     def init(self, /, **data):
-        counts[type(self).__qualname__] += 1
+        if not inside[0]:
+            counts[type(self).__qualname__] += 1
         original_init(self, **data)
 
     monkeypatch.setattr(ComponentConfig, "model_validate", classmethod(model_validate))
