@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from pydantic import BaseModel
 
-    from unet_core.config import ComponentRef, ExperimentConfig
+    from unet_core.config import ComponentRef, ExperimentConfig, PhaseConfig
 
     ComponentSpec = Mapping[str, Any] | ComponentRef[BaseModel]
 
@@ -84,7 +84,7 @@ def _model_spec(
 def _train_patch(cfg: ExperimentConfig) -> tuple[int, ...] | None:
     loaders = cfg.loaders
     for phase in ("train", "test", "val"):
-        section = getattr(loaders, phase, None) if loaders is not None else None
+        section: PhaseConfig | None = getattr(loaders, phase) if loaders is not None else None
         shape = section.patch_shape if section is not None else None
         if shape:
             return shape

@@ -96,8 +96,8 @@ def patch_for(shape: tuple[int, ...]) -> list[int]:
 
 
 def demo_config(
-    out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple]
-) -> dict:
+    out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, Any]:
     """A pytorch-3dunet-style config (plus our opt-in keys) for the demo's train and test."""
     from unet_core.config.sections import phase_section
     from unet_core.engine.device import available_device

@@ -58,7 +58,7 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The configured model with the weights of ``model_path`` (strict)."""
     from unet_core.engine.checkpoint import load_model_weights
 
-    model = registry.create("models", cfg.model)
+    model: torch.nn.Module = registry.create("models", cfg.model)
     assert cfg.model_path is not None
     load_model_weights(model, cfg.model_path, model_config=cfg.model.dump())
     return model
@@ -74,7 +74,7 @@ def build_predictor(
     """The configured predictor, with the postprocessor it should apply."""
     post = registry.create("postprocessors", cfg.postprocessor) if cfg.postprocessor else None
     loaders = cfg.loaders
-    return registry.create(
+    predictor: Predictor = registry.create(
         "predictors",
         cfg.predictor,
         model=model,
@@ -84,6 +84,7 @@ def build_predictor(
         postprocessor=post,
         overwrite=overwrite,
     )
+    return predictor
 
 
 def _file_config(
