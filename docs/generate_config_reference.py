@@ -22,6 +22,7 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def _plain(value: Any) -> Any:
         return value.model_dump(mode="json")
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dicts and ComponentRefs (``{name: X, ...}``)
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, enum.Enum):
         return value.value

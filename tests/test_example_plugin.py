@@ -149,7 +149,7 @@ def test_config_naming_the_plugin_validates_and_builds(penv: PluginEnv) -> None:
         print(json.dumps({{"type": type(lion).__name__, "betas": lion.defaults["betas"],
                           "trace": trace, "momentum": lion.state[p]["exp_avg"].tolist(),
                           "lrs": lrs, "needs_metric": registry.get("lr_schedulers",
-                          "WarmupCosine").needs_metric, "scheduler": cfg.lr_scheduler}}))
+                          "WarmupCosine").needs_metric, "scheduler": cfg.lr_scheduler.dump()}}))
     """,
     )
     assert out["type"] == "Lion" and out["betas"] == [0.9, 0.99]
@@ -308,7 +308,7 @@ def test_plugin_model_loss_and_metric_validate_build_and_compute(penv: PluginEnv
         from unet_core.errors import ConfigError, DataError
         res = {{}}
         cfg = load_config({str(good)!r})
-        res["names"] = [cfg.model["name"], cfg.loss["name"], cfg.eval_metric["name"]]
+        res["names"] = [cfg.model.name, cfg.loss.name, cfg.eval_metric.name]
         res["problems"] = []
         for path in ({str(groups)!r}, {str(softmax)!r}):
             try:

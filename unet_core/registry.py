@@ -21,7 +21,14 @@ from unet_core.errors import ConfigError, PluginError
 from unet_core.kinds import KINDS, singular
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from pydantic import BaseModel, ValidationError
+
+    from unet_core.config.refs import ComponentRef
+
+    #: A component section: ``{"name": X, ...}``, ``"X"`` or an already validated ref.
+    Spec: TypeAlias = Mapping[str, Any] | str | ComponentRef[BaseModel]
 
 
 class PluginWarning(UserWarning):
@@ -168,10 +175,22 @@ class Registry:
         obj = self._declared(kind, name)
         return obj.light(attr) if isinstance(obj, Deferred) else getattr(obj, attr, None)
 
-    def validate(self, kind: str, spec: Mapping[str, Any] | str) -> tuple[str, BaseModel]:
-        """Split ``spec`` into its name and validated ``Config``; raises ConfigError."""
+    def validate(self, kind: str, spec: Spec) -> tuple[str, BaseModel]:
+        """Split ``spec`` into its name and validated ``Config``; raises ConfigError.
+
+        A :class:`~unet_core.config.refs.ComponentRef` is already validated: it is returned as
+        it is, never validated again.
+        """
         from pydantic import ValidationError
 
+        from unet_core.config.refs import ComponentRef
+
+        if isinstance(spec, ComponentRef):
+            if spec.kind != kind:
+                raise ConfigError(
+                    f"{spec.where} names a {singular(spec.kind)}, not a {singular(kind)}."
+                )
+            return spec.name, spec.config
         name, params = split_spec(kind, spec)
         config_cls = self.config_model(kind, name)
         try:
@@ -179,8 +198,8 @@ class Registry:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(f"{singular(kind)} {name!r}", exc)) from None
 
-    def create(self, kind: str, spec: Mapping[str, Any] | str, **context: Any) -> Any:
-        """Validate ``spec`` (``{"name": ..., **params}``) and build the component."""
+    def create(self, kind: str, spec: Spec, **context: Any) -> Any:
+        """Build the component of a ref, or of ``{"name": ..., **params}`` after validating it."""
         name, config = self.validate(kind, spec)
         return build(self.get(kind, name), config, **context)
 

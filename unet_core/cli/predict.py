@@ -8,7 +8,11 @@ existing output is refused unless ``--overwrite``. ``--preview`` also writes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig
+    from unet_core.engine.prediction_output import Written
 
 import click
 
@@ -41,15 +45,15 @@ def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, previ
     _report(written, previews)
 
 
-def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
+def _previews(cfg: ExperimentConfig, written: list[Written]) -> dict[str, Path]:
     from unet_core.engine.prediction_output import preview_path
     from unet_core.engine.preview import write_preview
 
     raw = "raw"
     if cfg.loaders is not None:
-        name = cfg.loaders.dataset_params().get("raw_internal_path", "raw")
+        name = cfg.loaders.dataset_setting("raw_internal_path", "raw")
         raw = name if isinstance(name, str) else name[0]
-    dataset = cfg.predictor.get("output_dataset", "predictions")
+    dataset = getattr(cfg.predictor.config, "output_dataset", "predictions")
     out = {}
     for item in written:
         path = Path(item.path)
@@ -61,7 +65,7 @@ def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
     return out
 
 
-def _report(written: list[Any], previews: dict[str, Path]) -> None:
+def _report(written: list[Written], previews: dict[str, Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 

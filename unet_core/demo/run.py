@@ -131,8 +131,8 @@ def patch_for(shape: tuple[int, ...]) -> list[int]:
 
 
 def demo_config(
-    out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple]
-) -> dict:
+    out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, Any]:
     """A pytorch-3dunet-style config (plus our opt-in keys) for the demo's train and test."""
     from unet_core.config.sections import phase_section
     from unet_core.engine.device import available_device
@@ -268,7 +268,7 @@ def run_demo(
     outputs = unet_core.predict(
         config_from_dict(cfg_dict, ["loaders.output_dir=" + str(out / "predictions")])
     )
-    pred_path = Path(outputs[0])
+    pred_path = outputs.paths[0]
     with Source(str(pred_path), raw_name="predictions") as src:
         prediction = src.volume("predictions", key="predictions").read()[0]
         segmentation = src.volume("segmentation", key="segmentation").read()

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATASET = "StandardHDF5Dataset"
-
 
 def loaders_config(config: ExperimentConfig) -> LoadersConfig:
     if config.loaders is None:
@@ -35,19 +33,15 @@ def loaders_config(config: ExperimentConfig) -> LoadersConfig:
 
 def dataset_component(config: ExperimentConfig) -> tuple[Any, Any]:
     """(dataset class, its validated Config) for ``loaders.dataset``."""
-    loaders = loaders_config(config)
-    name = loaders.dataset or DEFAULT_DATASET
-    _, dataset_config = registry.validate("datasets", {"name": name, **loaders.dataset_params()})
-    return registry.get("datasets", name), dataset_config
+    ref = loaders_config(config).dataset_ref
+    return registry.get("datasets", ref.name), ref.config
 
 
 def needs_weight(config: ExperimentConfig) -> bool:
     """Whether the configured loss takes a per-voxel weight map (``Loss.needs_weight``)."""
-    spec = config.loss
-    if not spec:
+    if config.loss is None:
         return False
-    name = spec["name"] if isinstance(spec, dict) else spec
-    return bool(declared("losses", registry.get("losses", name), "needs_weight"))
+    return bool(declared("losses", registry.get("losses", config.loss.name), "needs_weight"))
 
 
 def input_files(config: ExperimentConfig, phase: str) -> list[str]:

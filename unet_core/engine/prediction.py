@@ -8,17 +8,17 @@ completed; each one is announced through the ``unet_prediction_written`` hook.
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from unet_core import registry
-from unet_core.config.schema import ExperimentConfig
+from unet_core.config.refs import ComponentRef
+from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig
 from unet_core.contracts import declared
 from unet_core.engine.prediction_output import (
     Written,
@@ -27,6 +27,12 @@ from unet_core.engine.prediction_output import (
 )
 from unet_core.engine.prediction_stop import raise_if_stopped, stop_on_signals
 from unet_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
+
+    from unet_core.interfaces import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -55,23 +61,27 @@ def check_predict_config(cfg: ExperimentConfig) -> None:
         )
 
 
-def build_model(cfg: ExperimentConfig) -> Any:
+def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The configured model with the weights of ``model_path`` (strict)."""
     from unet_core.engine.checkpoint import load_model_weights
 
-    model = registry.create("models", cfg.model)
+    model: torch.nn.Module = registry.create("models", cfg.model)
     assert cfg.model_path is not None
-    load_model_weights(model, cfg.model_path, model_config=cfg.model)
+    load_model_weights(model, cfg.model_path, model_config=cfg.model.dump())
     return model
 
 
 def build_predictor(
-    cfg: ExperimentConfig, model: Any, device: Any, *, overwrite: bool = False
-) -> Any:
+    cfg: ExperimentConfig,
+    model: torch.nn.Module,
+    device: torch.device,
+    *,
+    overwrite: bool = False,
+) -> Predictor:
     """The configured predictor, with the postprocessor it should apply."""
     post = registry.create("postprocessors", cfg.postprocessor) if cfg.postprocessor else None
     loaders = cfg.loaders
-    return registry.create(
+    predictor: Predictor = registry.create(
         "predictors",
         cfg.predictor,
         model=model,
@@ -81,34 +91,43 @@ def build_predictor(
         postprocessor=post,
         overwrite=overwrite,
     )
+    return predictor
 
 
-def _file_config(cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]) -> Any:
-    """The config narrowed to one file, with the predictor's patch/stride/halo."""
-    data = cfg.model_dump()
-    test = data["loaders"]["test"]
-    test["file_paths"] = [str(file_path)]
-    builder = dict(test.get("slice_builder") or {"name": "SliceBuilder"})
-    builder.update(copy.deepcopy(dict(overrides)))
-    builder.setdefault("name", "SliceBuilder")
-    if builder["name"] == "FilterSliceBuilder":  # no label at test time: a plain grid
-        builder["name"] = "SliceBuilder"
-        for key in ("threshold", "slack_acceptance", "ignore_index"):
-            builder.pop(key, None)
-    test["slice_builder"] = builder
-    return ExperimentConfig.model_validate(data)
+def _file_config(
+    cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]
+) -> ExperimentConfig:
+    """A typed copy of ``cfg`` narrowed to one file, with the predictor's patch/stride/halo.
+
+    At test time there is no label, so every slice builder is a plain grid; the predictor's
+    values (already typed) replace the builder's, and nothing is validated again.
+    """
+    assert cfg.loaders is not None and cfg.loaders.test is not None
+    test = cfg.loaders.test
+    builder = test.slice_builder
+    if builder is None:
+        builder = ComponentRef.from_spec(
+            "slice_builders",
+            {"name": DEFAULT_NAMES["slice_builder"], **overrides},
+            ("loaders", "test", "slice_builder"),
+        )
+    else:
+        builder = builder.with_params(**overrides)
+    test = test.model_copy(update={"file_paths": [str(file_path)], "slice_builder": builder})
+    loaders = cfg.loaders.model_copy(update={"test": test})
+    return cfg.model_copy(update={"loaders": loaders})
 
 
 def _volume_shape(cfg: ExperimentConfig, file_path: str) -> tuple[int, ...]:
     from unet_core.io.volume import Source
 
     assert cfg.loaders is not None
-    raw = cfg.loaders.dataset_params().get("raw_internal_path", "raw")
+    raw = cfg.loaders.dataset_setting("raw_internal_path", "raw")
     with Source(file_path, raw_name=raw if isinstance(raw, str) else raw[0]) as src:
         return src.volume(raw, key="loaders.raw_internal_path").spatial_shape
 
 
-def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
+def test_datasets(cfg: ExperimentConfig, predictor: Predictor) -> Iterator[Dataset[Any]]:
     """The test datasets, one file at a time; re-tiled when the predictor chooses tiles."""
     from unet_core.engine.data import build_test_datasets, input_files
 
@@ -123,19 +142,25 @@ def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
 
 
 def run_prediction(
-    config: ConfigLike, *, overwrite: bool = False, preview: bool = False
+    config: ConfigLike,
+    *,
+    device: str | None = None,
+    overwrite: bool = False,
+    preview: bool = False,
 ) -> list[Written]:
     """Predict every test file; returns the written files with their metrics and timings.
-    ``preview``: the caller will write ``<output stem>_preview.png`` beside each HDF5 output
-    (checked for collisions with the rest)."""
+
+    ``device`` overrides the config's ``device`` key. ``preview``: the caller will write
+    ``<output stem>_preview.png`` beside each output (checked for collisions with the rest).
+    """
     from unet_core.engine.device import resolve_device
     from unet_core.hooks import plugin_manager
 
     cfg = _as_config(config)
     check_predict_config(cfg)
-    device = resolve_device(cfg.device)
+    torch_device = resolve_device(device or cfg.device)
     model = build_model(cfg)
-    predictor = build_predictor(cfg, model, device, overwrite=overwrite)
+    predictor = build_predictor(cfg, model, torch_device, overwrite=overwrite)
     cfg = prepare_outputs(cfg, predictor, preview=preview)
     hook = plugin_manager().hook
     written: list[Written] = []

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -23,9 +23,14 @@ from unet_core import registry
 from unet_core.contracts import declared
 from unet_core.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from unet_core.config import ComponentRef, ExperimentConfig
+
 log = logging.getLogger(__name__)
 
-MetricSpec = Mapping[str, Any] | str
+MetricSpec = Union[Mapping[str, Any], str, "ComponentRef[BaseModel]"]
 
 
 @dataclass
@@ -133,8 +138,8 @@ def target_of(gt: np.ndarray, pipeline_specs: Sequence[Any] | None) -> Any:
 
 
 def _metric(spec: MetricSpec) -> tuple[str, Any]:
-    name = spec if isinstance(spec, str) else str(spec.get("name"))
-    return name, registry.create("metrics", spec)
+    name, config = registry.validate("metrics", spec)
+    return name, registry.build(registry.get("metrics", name), config)
 
 
 def score_file(
@@ -169,7 +174,7 @@ def score_file(
     return out
 
 
-def config_pairs(cfg: Any) -> list[tuple[str, str]]:
+def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     """(prediction file, input file) per test file of a config, as `unet predict` names them."""
     from unet_core.engine.data import input_files
     from unet_core.output_files import output_file
@@ -178,10 +183,8 @@ def config_pairs(cfg: Any) -> list[tuple[str, str]]:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")
     from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
 
-    fmt = _output_format(cfg)
-    plan = make_plan(
-        input_files(cfg, "test"), lambda f: [output_file(f, cfg.loaders.output_dir, fmt)]
-    )
+    fmt, out_dir = _output_format(cfg), cfg.loaders.output_dir
+    plan = make_plan(input_files(cfg, "test"), lambda f: [output_file(f, out_dir, fmt)])
     plan, _ = without_own_outputs(plan)  # earlier predictions in an input folder
     check_plan(plan)  # two inputs, one prediction: ambiguous, refused
     return [(str(outputs[0]), source) for source, outputs in plan]
@@ -203,18 +206,16 @@ def check_recorded_source(prediction: str | Path, source: str | Path) -> None:
         )
 
 
-def _output_format(cfg: Any) -> str:
-    """The predictor's output format (its own default when the YAML does not set it)."""
-    from unet_core import registry
-
-    if not cfg.predictor:
+def _output_format(cfg: ExperimentConfig) -> str:
+    """The predictor's output format (its own default when the YAML does not set it; a
+    third-party predictor without the key writes HDF5)."""
+    if cfg.predictor is None:
         return "hdf5"
-    _, predictor = registry.validate("predictors", cfg.predictor)
-    return str(getattr(predictor, "output_format", "hdf5"))
+    return str(getattr(cfg.predictor.config, "output_format", "hdf5"))
 
 
 def evaluate_config(
-    cfg: Any, metrics: Sequence[MetricSpec] = (), dataset: str | None = None
+    cfg: ExperimentConfig, metrics: Sequence[MetricSpec] = (), dataset: str | None = None
 ) -> list[Score]:
     """Score each test file's prediction against its ``label_internal_path``."""
     specs = list(metrics) or ([cfg.eval_metric] if cfg.eval_metric else [])
@@ -222,11 +223,13 @@ def evaluate_config(
         raise ConfigError(
             "No metric to evaluate: the config has no eval_metric and no --metric was given."
         )
-    params = cfg.loaders.dataset_params() if cfg.loaders is not None else {}
-    gt_name = params.get("label_internal_path", "label")
-    raw_name = params.get("raw_internal_path", "raw")
+    loaders = cfg.loaders
+    gt_name = str(
+        (loaders.dataset_setting("label_internal_path", None) if loaders else None) or "label"
+    )
+    raw_name = loaders.dataset_setting("raw_internal_path", "raw") if loaders else "raw"
     raw_name = raw_name if isinstance(raw_name, str) else raw_name[0]
-    dataset = dataset or cfg.predictor.get("output_dataset", "predictions")
+    dataset = dataset or str(getattr(cfg.predictor.config, "output_dataset", "predictions"))
     val = cfg.loaders.val if cfg.loaders is not None else None
     pipeline = val.transformer.label if val is not None else None
     scores: list[Score] = []

@@ -34,9 +34,7 @@ from unet_core.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from unet_core.config.schema import ExperimentConfig
-
-DEFAULT_METRIC = {"name": "MeanIoU"}
+    from unet_core.config.schema import ExperimentConfig, TrainerConfig
 
 
 def train(
@@ -124,14 +122,14 @@ def _build(
     loss = registry.create("losses", cfg.loss)
     if isinstance(loss, torch.nn.Module):
         loss = loss.to(dev)
-    metric = registry.create("metrics", cfg.eval_metric or dict(DEFAULT_METRIC))
+    metric = registry.create("metrics", cfg.metric)
     higher = tcfg.eval_score_higher_is_better
     if higher is None:
         higher = bool(declared("metrics", metric, "higher_is_better"))
     optimizer = registry.create("optimizers", cfg.optimizer, params=model.parameters())
     scheduler, needs_metric = _scheduler(cfg, optimizer, higher)
     if tcfg.pre_trained and ckpt is None:
-        load_model_weights(model, tcfg.pre_trained, model_config=cfg.model)
+        load_model_weights(model, tcfg.pre_trained, model_config=cfg.model.dump())
 
     parts = Components(
         config=cfg,
@@ -172,7 +170,7 @@ def _build(
     return trainer
 
 
-def _check_sections(cfg: ExperimentConfig) -> Any:
+def _check_sections(cfg: ExperimentConfig) -> TrainerConfig:
     missing = [
         key
         for key, value in (("trainer", cfg.trainer), ("loss", cfg.loss), ("loaders", cfg.loaders))
@@ -186,6 +184,7 @@ def _check_sections(cfg: ExperimentConfig) -> Any:
             f"Training needs the config section(s) {', '.join(missing)}, which are missing. Add "
             "them (see examples/configs/ for complete training configs)."
         )
+    assert cfg.trainer is not None
     return cfg.trainer
 
 
@@ -207,8 +206,7 @@ def seed_everything(seed: int | None, rank: int = 0) -> None:
 def _scheduler(cfg: ExperimentConfig, optimizer: Any, higher: bool) -> tuple[Any, bool]:
     if cfg.lr_scheduler is None:
         return None, False
-    name, _ = registry.split_spec("lr_schedulers", cfg.lr_scheduler)
-    component = registry.get("lr_schedulers", name)
+    component = registry.get("lr_schedulers", cfg.lr_scheduler.name)
     context: dict[str, Any] = {"optimizer": optimizer}
     needs_metric = bool(declared("lr_schedulers", component, "needs_metric"))
     if needs_metric:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from unet_core.config.schema import LoadersConfig
+from unet_core.config.schema import LoadersConfig, PhaseConfig
 from unet_core.errors import ConfigError
 from unet_core.io import Source, drop_companions, expand_file_paths, is_single_array
 from unet_core.io.finite import FiniteView, NonFinitePolicy, apply_policy
@@ -80,7 +80,7 @@ class _HDF5Dataset(PatchDataset):
             cls(
                 path,
                 phase,
-                slice_builder=dict(section.slice_builder),
+                slice_builder=section.slice_builder,
                 transformer=section.transformer,
                 names=names,
                 global_normalization=config.global_normalization,
@@ -91,13 +91,12 @@ class _HDF5Dataset(PatchDataset):
         ]
 
 
-def _random_scale(loaders: LoadersConfig, section: Any, phase: str) -> RandomScale | None:
+def _random_scale(loaders: LoadersConfig, section: PhaseConfig, phase: str) -> RandomScale | None:
     scale = loaders.random_scale
     if scale is None or phase != "train":
         return None
-    spec = section.slice_builder
-    stride = spec.get("stride_shape") or []
-    patch = spec.get("patch_shape") or []
+    stride = section.stride_shape or ()
+    patch = section.patch_shape or ()
     # axes with a 1-voxel patch (2D z) are never scaled, so their stride does not limit it
     if any(scale >= s for s, p in zip(stride, patch) if p > 1):
         raise ConfigError(
@@ -105,7 +104,7 @@ def _random_scale(loaders: LoadersConfig, section: Any, phase: str) -> RandomSca
             f"loaders.train.slice_builder.stride_shape {list(stride)} (axes with a patch "
             f"size of 1 excepted)."
         )
-    return RandomScale(scale, loaders.random_scale_probability, spec["patch_shape"])
+    return RandomScale(scale, loaders.random_scale_probability, patch)
 
 
 class StandardHDF5Dataset(_HDF5Dataset):

@@ -103,14 +103,18 @@ def check_loss_config(
     name: str,
     config_cls: type[LossConfig],
     config: LossConfig | Mapping[str, Any],
-    model_spec: Mapping[str, Any],
+    model_spec: Any,
 ) -> list[str]:
-    """Problems visible from the config alone (loss vs. ``model`` section), one per line."""
+    """Problems visible from the config alone (loss vs. ``model`` section), one per line.
+
+    ``model_spec`` is the typed model section (a ``ComponentRef``: its validated ``Config``
+    is read) or, for direct callers, a ``{name: X, ...}`` mapping.
+    """
     if not isinstance(config, LossConfig):
         params = {k: v for k, v in config.items() if k != "name"}
         config = validate_loss_config(name, config_cls, params)
     problems: list[str] = []
-    out = model_spec.get("out_channels")
+    out = model_setting(model_spec, "out_channels", None)
     if isinstance(out, int) and out < config.min_classes:
         problems.append(
             f"loss {name} needs one output channel per class (at least 2, "
@@ -132,14 +136,22 @@ def check_loss_config(
     return problems
 
 
-def model_activation(model_spec: Mapping[str, Any]) -> str:
+def model_setting(model_spec: Any, key: str, default: Any) -> Any:
+    """``key`` of the model section: from a ref's typed ``Config``, or a plain mapping."""
+    config = getattr(model_spec, "config", None)
+    if config is not None:
+        return getattr(config, key, default)
+    return model_spec.get(key, default) if isinstance(model_spec, Mapping) else default
+
+
+def model_activation(model_spec: Any) -> str:
     """What the model applies to its logits: "sigmoid", "softmax" or "none" (reference defaults)."""
-    if not model_spec.get("is_segmentation", True):
+    if not model_setting(model_spec, "is_segmentation", True):
         return "none"
-    return "sigmoid" if model_spec.get("final_sigmoid", True) else "softmax"
+    return "sigmoid" if model_setting(model_spec, "final_sigmoid", True) else "softmax"
 
 
-def _activation_problem(name: str, expected: str, actual: str, spec: Mapping[str, Any]) -> str:
+def _activation_problem(name: str, expected: str, actual: str, spec: Any) -> str:
     fix = {
         "sigmoid": "set model.final_sigmoid: true (and is_segmentation: true)",
         "softmax": "set model.final_sigmoid: false (and is_segmentation: true)",
@@ -148,9 +160,10 @@ def _activation_problem(name: str, expected: str, actual: str, spec: Mapping[str
     shown = {"sigmoid": "a sigmoid", "softmax": "a softmax", "none": "no activation"}
     return (
         f"loss {name} trains the logits for {shown[expected]} output, but the model applies "
-        f"{shown[actual]} at prediction time (final_sigmoid: {spec.get('final_sigmoid', True)}, "
-        f"is_segmentation: {spec.get('is_segmentation', True)}), so predictions would not match "
-        f"what was trained; {fix}."
+        f"{shown[actual]} at prediction time (final_sigmoid: "
+        f"{model_setting(spec, 'final_sigmoid', True)}, "
+        f"is_segmentation: {model_setting(spec, 'is_segmentation', True)}), so predictions "
+        f"would not match what was trained; {fix}."
     )
 
 

@@ -27,13 +27,22 @@ class Metric(interfaces.Metric):
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     higher_is_better: ClassVar[bool] = True
 
-    def __init__(self, **params: Any) -> None:
-        try:
-            self.config: Any = self.Config.model_validate(params)
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(f"metric {type(self).__name__!r}", exc)
-            ) from None
+    def __init__(self, config: ComponentConfig | None = None, /, **params: Any) -> None:
+        if config is None:
+            try:
+                config = self.Config.model_validate(params)
+            except ValidationError as exc:
+                raise ConfigError(
+                    format_validation_error(f"metric {type(self).__name__!r}", exc)
+                ) from None
+        elif params:
+            raise TypeError("pass either a Config or keyword parameters, not both")
+        self.config: Any = config
+
+    @classmethod
+    def from_config(cls, config: ComponentConfig) -> Metric:
+        """Build from an already validated ``Config`` (what the registry calls), as it is."""
+        return cls(config)
 
     def __call__(self, prediction: Any, target: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -48,8 +48,8 @@ class PredictorConfig(ComponentConfig):
     )
     patch_halo: list[int] | None = Field(
         None,
-        description="Accepted for compatibility (old reference configs); no effect: the halo "
-        "is loaders.test.slice_builder.halo_shape.",
+        description="Rejected: the reference stopped reading it in 2023. The context around "
+        "each patch is loaders.test.slice_builder.halo_shape.",
     )
     # -- unet-core's opt-in keys ------------------------------------------------------------
     fast: bool = Field(
@@ -125,7 +125,19 @@ class PredictorConfig(ComponentConfig):
             raise ValueError("a gzip level must be 0..9")
         return v
 
-    @field_validator("chunks", "tile_shape", "tile_halo", "patch_halo")
+    @field_validator("patch_halo")
+    @classmethod
+    def _moved(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            raise ValueError(
+                f"predictor.patch_halo is not read (the reference stopped reading it in 2023, "
+                f"so it did nothing there either); the context added around each patch is "
+                f"loaders.test.slice_builder.halo_shape: move the value there (halo_shape: "
+                f"{list(v)}) and delete patch_halo"
+            )
+        return v
+
+    @field_validator("chunks", "tile_shape", "tile_halo")
     @classmethod
     def _three(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and (len(v) != 3 or any(x < 0 for x in v)):

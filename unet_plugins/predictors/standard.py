@@ -123,9 +123,9 @@ class StandardPredictor(PredictorBase):
             stride = stride_for_overlap(tile, s.tile_overlap)  # type: ignore[assignment]
         halo = tuple(0 if t == 1 else h for t, h in zip(tile, s.tile_halo))
         return {
-            "patch_shape": list(tile),
-            "stride_shape": list(stride),
-            "halo_shape": list(halo),
+            "patch_shape": tuple(tile),
+            "stride_shape": tuple(stride),
+            "halo_shape": tuple(halo),
             "skip_shape_check": True,
         }
 
