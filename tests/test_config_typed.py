@@ -196,8 +196,12 @@ def test_f_maps_and_patch_shape_cross_config_registry_component_once(
     tmp_path, counting_components, count_component_validations
 ):
     """load_config -> registry -> component, each section validated once, no dict re-parsing."""
+    from unet_core import formats
     from unet_core.engine.training import build_trainer
 
+    for name in formats.names():  # volume formats: one instance per process, not a section
+        formats.get(name)
+    count_component_validations.clear()
     cfg = load_config(_experiment(tmp_path))
     assert VALIDATIONS == {"model": 1, "slice_builder": 2}  # model once; train + val builders
     after_load = sum(count_component_validations.values())

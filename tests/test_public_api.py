@@ -87,9 +87,9 @@ def test_train_returns_a_typed_result_and_refuses_another_runs_folder(tmp_path):
     assert result.higher_is_better is True
 
     before = _fingerprint(result.last_checkpoint)
-    with pytest.raises(CheckpointError, match="overwrite=True") as err:
+    with pytest.raises(CheckpointError, match="--overwrite") as err:
         unet_core.train(path)
-    assert "resume=" in str(err.value)
+    assert "--resume" in str(err.value)
     assert _fingerprint(result.last_checkpoint) == before  # nothing of that run was touched
 
     again = unet_core.train(path, overwrite=True)
