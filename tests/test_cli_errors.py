@@ -138,13 +138,19 @@ def test_train_pre_trained_weights_of_another_model(capsys, tmp_path):
 
 
 # -- config validation ---------------------------------------------------------------------------
-def test_validate_bad_patch_shape_for_the_model(capsys, tmp_path):
-    cfg = reference_config(tmp_path / "ck")
-    cfg["loaders"]["train"]["slice_builder"]["patch_shape"] = [16, 30, 30]  # 30 not /8
-    cfg["loaders"]["train"]["slice_builder"].pop("skip_shape_check", None)
-    code, err = unet(capsys, "config", "validate", str(write_yaml(cfg, tmp_path / "v.yml")))
-    assert code == 2, err
-    assert "Traceback" not in err and "patch_shape" in err and "v.yml" in err
+def test_bad_patch_shape_for_the_model(capsys, tmp_path):
+    """A patch the model cannot take: `config validate` and `train` both stop with the key,
+    the YAML line and the smallest size that works, before anything runs."""
+    cfg = tiny(reference_config(tmp_path / "ck"))
+    cfg["model"]["num_levels"] = 4
+    cfg["loaders"]["train"]["slice_builder"]["patch_shape"] = [2, 64, 64]  # z 2 -> 1 -> 0
+    path = write_yaml(cfg, tmp_path / "v.yml")
+    for command in (["config", "validate"], ["train", "--config"]):
+        code, err = unet(capsys, *command, str(path))
+        assert code == 2 and "Traceback" not in err, err
+        assert "v.yml" in err and "loaders.train.slice_builder.patch_shape (line" in err
+        assert "too small for UNet3D with 4 levels" in err and "at least [8, 8, 8]" in err
+    assert not (tmp_path / "ck").exists()  # training never started
 
 
 def test_validate_pos_weight_that_does_not_broadcast(capsys, tmp_path):
