@@ -82,7 +82,7 @@ def test_installed_plugin_is_listed_without_importing_it(penv: PluginEnv) -> Non
     ]
     assert out["torch_imported"] is False
 
-    listing = _unet(penv, "plugins", "list").stdout
+    listing = _unet(penv, "plugins", "list", "--long").stdout
     for name, kind in [
         ("AttentionGateUNet3D", "models"),
         ("SoftClDiceLoss", "losses"),
@@ -580,7 +580,7 @@ def test_broken_and_conflicting_plugins_are_isolated(penv: PluginEnv, clash_targ
     assert json.loads((penv.tmp / "clash-hooks.jsonl").read_text())["event"] == "train_end"
 
     # the CLI lists every installed component; the broken ones with their one-line reason
-    listing = _unet(penv, "plugins", "list", extra_path=[clash_target]).stdout
+    listing = _unet(penv, "plugins", "list", "--long", extra_path=[clash_target]).stdout
     lion = re.search(r"^Lion\s+optimizers\s+unet-plugin-\S+\s+\S+\s+broken: (.*)$", listing, re.M)
     assert lion and both in lion[1] and DIST in lion[1] and "unet-plugin-clash" in lion[1]
     assert re.search(r"^GhostMetric\s+metrics\s+unet-plugin-clash\s+0\.2\.0\s+broken: module "
@@ -588,7 +588,8 @@ def test_broken_and_conflicting_plugins_are_isolated(penv: PluginEnv, clash_targ
     assert re.search(r"^Adam\s+optimizers\s+unet-core\s+\S+\s+ok$", listing, re.M)
     assert re.search(rf"^WarmupCosine\s+lr_schedulers\s+{DIST}\s+{VERSION}\s+ok$", listing, re.M)
     # --check imports the (matching) components, so an import failure shows too
-    checked = _unet(penv, "plugins", "list", "--check", "Exploding*", extra_path=[clash_target])
+    checked = _unet(penv, "plugins", "list", "-l", "--check", "Exploding*",
+                    extra_path=[clash_target])  # fmt: skip
     assert re.search(r"^ExplodingLoss\s+losses\s+unet-plugin-clash\s+0\.2\.0\s+broken: import "
                      r".*RuntimeError: unet-plugin-clash is broken on purpose$", checked.stdout,
                      re.M), checked.stdout  # fmt: skip
@@ -616,7 +617,7 @@ def test_uninstalling_the_plugin_removes_its_components(penv: PluginEnv) -> None
         assert out["records"] == []
         assert out["errors"][0].startswith("Unknown optimizer 'Lion'")
         assert out["errors"][1].startswith("Unknown model 'AttentionGateUNet3D'")
-        listing = _unet(penv, "plugins", "list", "*i*").stdout
+        listing = _unet(penv, "plugins", "list", "--long", "*i*").stdout
         assert DIST not in listing
         for name in (
             "Lion",

@@ -59,35 +59,47 @@ def _split_target(value: str) -> tuple[str, str] | None:
 @functools.lru_cache(maxsize=512)
 def module_exists(module: str) -> bool:
     """Whether ``module`` can be found on disk, importing nothing (not even its parents)."""
+    return module_file(module) is not None
+
+
+def module_file(module: str) -> str | None:
+    """The file ``module`` would be imported from (``__init__.py`` for a package), importing
+    nothing, not even its parents; None if it is not on disk."""
     parts = module.split(".")
     try:
         spec = importlib.util.find_spec(parts[0])
     except (ImportError, ValueError):
-        return False
+        return None
     if spec is None:
-        return False
+        return None
+    if len(parts) == 1:
+        return spec.origin
     locations = list(spec.submodule_search_locations or [])
     for i, part in enumerate(parts[1:], start=1):
         if not locations:
-            return False
+            return None
         found = []
+        last = i == len(parts) - 1
         for loc in locations:
             pkg = os.path.join(loc, part)
-            if os.path.isfile(os.path.join(pkg, "__init__.py")) or (
-                os.path.isdir(pkg) and i < len(parts) - 1
-            ):
+            init = os.path.join(pkg, "__init__.py")
+            if os.path.isfile(init):
+                if last:
+                    return init
                 found.append(pkg)
-            elif i == len(parts) - 1 and (
-                os.path.isfile(pkg + ".py")
-                or any(
-                    f.startswith(part + ".") and f.endswith((".so", ".pyd")) for f in _listdir(loc)
-                )
-            ):
-                return True
+            elif os.path.isdir(pkg) and not last:
+                found.append(pkg)
+            elif last and os.path.isfile(pkg + ".py"):
+                return pkg + ".py"
+            elif last:
+                binary = [f for f in _listdir(loc) if f.startswith(part + ".")]
+                binary = [f for f in binary if f.endswith((".so", ".pyd"))]
+                if binary:
+                    return os.path.join(loc, binary[0])
         if not found:
-            return False
+            return None
         locations = found
-    return True
+    return None
 
 
 def _listdir(path: str) -> list[str]:
