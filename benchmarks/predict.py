@@ -84,7 +84,7 @@ def child(cfg_path: str, threads: int, bare: bool = True) -> None:
     import yaml
 
     from unet_core.config import load_config
-    from unet_core.engine.prediction import build_model, run_prediction, test_datasets
+    from unet_core.prediction.run import build_model, run_prediction, test_datasets
 
     torch.set_num_threads(threads)
     cfg = load_config(cfg_path)
@@ -107,7 +107,7 @@ def child(cfg_path: str, threads: int, bare: bool = True) -> None:
         return
 
     from unet_core.engine.device import resolve_device
-    from unet_core.engine.prediction import build_predictor
+    from unet_core.prediction.run import build_predictor
 
     predictor = build_predictor(cfg, build_model(cfg), resolve_device(cfg.device), overwrite=True)
     (dataset,) = list(test_datasets(cfg, predictor))

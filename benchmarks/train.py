@@ -165,8 +165,8 @@ class Clock:
 
 def run_t2(args: argparse.Namespace) -> dict[str, Any]:
     from unet_core.config import config_from_dict
-    from unet_core.engine.training import train
     from unet_core.hooks import plugin_manager
+    from unet_core.training.run import train
 
     clock = Clock()
     plugin_manager().register(clock, name="benchmark-clock")

@@ -197,7 +197,7 @@ def test_f_maps_and_patch_shape_cross_config_registry_component_once(
 ):
     """load_config -> registry -> component, each section validated once, no dict re-parsing."""
     from unet_core import formats
-    from unet_core.engine.training import build_trainer
+    from unet_core.training.run import build_trainer
 
     for name in formats.names():  # volume formats: one instance per process, not a section
         formats.get(name)

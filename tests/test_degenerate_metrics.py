@@ -83,9 +83,9 @@ def test_a_single_object_target_is_scored() -> None:
 
 def test_undefined_batch_scores_are_left_out_of_validation() -> None:
     """The trainer's rule: batches with a NaN score do not count; none counting is an error."""
-    from unet_core.engine.distributed import DistContext
-    from unet_core.engine.evaluation import Evaluation
     from unet_core.errors import TrainingError
+    from unet_core.training.distributed import DistContext
+    from unet_core.training.validation import Evaluation
 
     class Parts:
         metric = create("BoundaryAdaptedRandError")

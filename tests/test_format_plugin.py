@@ -16,7 +16,7 @@ from plugin_env import PluginEnv, _run, plugin_env
 from predict_support import save_weights, tiny_unet
 
 from unet_core import predict_array, registry
-from unet_core.engine.score_files import batch_of
+from unet_core.prediction.score_files import batch_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tests" / "plugins" / "unet-format-test"

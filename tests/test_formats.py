@@ -11,9 +11,9 @@ import tifffile
 from predict_support import config, save_weights, tiny_unet
 
 from unet_core import formats
-from unet_core.engine.prediction import run_prediction
 from unet_core.errors import DataError
 from unet_core.io import Source
+from unet_core.prediction.run import run_prediction
 
 RAW_ONLY = [{"name": "ToTensor", "expand_dims": True}]
 
@@ -89,7 +89,7 @@ def test_an_unknown_output_format_is_a_config_error_naming_the_installed_ones() 
 
 def test_preview_reads_a_tiff_output_and_its_segmentation(tmp_path: Path) -> None:
     """`unet predict --preview` drew HDF5 outputs only; it now reads any format's output."""
-    from unet_core.engine.preview import write_preview
+    from unet_core.prediction.preview import write_preview
 
     raw = np.random.default_rng(2).normal(size=(10, 20, 24)).astype(np.float32)
     source = tmp_path / "vol.h5"

@@ -211,7 +211,7 @@ class Identity(_TestModel):
 
 
 def _identity_run(tmp_path: Path, raw: np.ndarray, scale: float, **predictor: Any) -> Any:
-    from unet_core.engine.prediction import run_prediction
+    from unet_core.prediction.run import run_prediction
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = write_volume(tmp_path / "vol.h5", raw)

@@ -10,8 +10,8 @@ import torch
 from predict_support import config, read, save_weights
 
 from unet_core import registry
-from unet_core.engine.prediction import run_prediction
 from unet_core.hooks import hookimpl, plugin_manager
+from unet_core.prediction.run import run_prediction
 
 PATCH, STRIDE, HALO = (1, 128, 128), (1, 96, 96), (0, 16, 16)
 

@@ -12,7 +12,7 @@ import torch
 from predict_support import config, read, save_weights, tiny_unet, write_volume
 
 from unet_core import predict_array
-from unet_core.engine.prediction import run_prediction
+from unet_core.prediction.run import run_prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_ONLY = [{"name": "ToTensor", "expand_dims": True}]  # no normalisation: same input for both

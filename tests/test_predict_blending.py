@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_core.engine.blending import (
+from unet_core.prediction.blending import (
     BlockAccumulator,
     VolumeAccumulator,
     axis_starts,

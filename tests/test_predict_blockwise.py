@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 from skimage.measure import label
 
 from unet_core import registry
-from unet_core.engine.prediction import run_prediction
+from unet_core.prediction.run import run_prediction
 from unet_plugins.postprocessors.blockwise import block_indices, connected_components_blockwise
 from unet_plugins.postprocessors.instances import ConnectedComponents, remove_small
 

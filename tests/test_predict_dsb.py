@@ -10,8 +10,8 @@ import torch
 from skimage.measure import label
 
 from unet_core import registry
-from unet_core.engine.prediction import run_prediction
 from unet_core.errors import DataError
+from unet_core.prediction.run import run_prediction
 
 SPEC = {"name": "UNet2D", "in_channels": 1, "out_channels": 1, "f_maps": [4, 8], "num_groups": 2}
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from predict_support import PatchMean, Register, config, read, save_weights, tiny_unet, write_volume
 
-from unet_core.engine.prediction import predict
 from unet_core.errors import CheckpointError, ConfigError, DataError
+from unet_core.prediction.run import predict
 
 
 def one_paragraph(exc: pytest.ExceptionInfo) -> str:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from unet_core import registry
-from unet_core.engine.prediction import run_prediction
+from unet_core.prediction.run import run_prediction
 
 
 def ball(shape, centre, radius):

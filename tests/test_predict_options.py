@@ -20,14 +20,14 @@ from predict_support import (
 )
 
 from unet_core import registry
-from unet_core.engine.inference import tta_transforms
-from unet_core.engine.prediction import predict, run_prediction
+from unet_core.prediction.inference import tta_transforms
+from unet_core.prediction.run import predict, run_prediction
 
 NO_NORM = [{"name": "ToTensor", "expand_dims": True}]
 
 
 def _native_bf16() -> bool:
-    from unet_core.engine.inference import _cpu_has_bf16
+    from unet_core.prediction.inference import _cpu_has_bf16
 
     return _cpu_has_bf16()
 

@@ -25,7 +25,7 @@ sys.path.insert(0, sys.argv[1])
 import torch
 torch.set_num_threads(1)
 from predict_support import Pointwise, Register, config, save_weights
-from unet_core.engine.prediction import run_prediction
+from unet_core.prediction.run import run_prediction
 import unet_plugins.predictors.standard, unet_plugins.datasets.hdf5  # noqa: F401 (pre-import)
 
 def vm_mb():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from predict_support import PatchMean, Register, config, read, save_weights, tiny_unet, write_volume
 
-from unet_core.engine.prediction import predict, run_prediction
+from unet_core.prediction.run import predict, run_prediction
 
 
 def starts(size: int, patch: int, stride: int) -> list[int]:

@@ -311,7 +311,7 @@ def test_full_disk_is_one_paragraph_and_keeps_earlier_outputs(
 
 
 def test_finished_outputs_are_renamed_durably(tmp_path, monkeypatch):
-    from unet_core.engine.prediction_output import atomic_output
+    from unet_core.prediction.output import atomic_output
 
     synced: list[str] = []
     real_fsync = os.fsync
@@ -332,7 +332,7 @@ def test_finished_outputs_are_renamed_durably(tmp_path, monkeypatch):
 BLOCKWISE_UNDER_SIGTERM = """
 import os, signal, sys
 import numpy as np
-from unet_core.engine.prediction_stop import PredictionInterrupted, stop_on_signals
+from unet_core.prediction.stop import PredictionInterrupted, stop_on_signals
 from unet_plugins.postprocessors.blockwise import connected_components_blockwise
 
 folder = sys.argv[1]

@@ -28,9 +28,9 @@ from test_train_support import (
 
 from unet_core.config import config_from_dict
 from unet_core.engine.checkpoint import load_checkpoint
-from unet_core.engine.run_lock import LOCK_NAME, FolderLock
-from unet_core.engine.training import train
 from unet_core.errors import CheckpointError, UsageError
+from unet_core.training.run import train
+from unet_core.training.run_lock import LOCK_NAME, FolderLock
 
 LAST = "last_checkpoint.pytorch"
 BEST = "best_checkpoint.pytorch"
@@ -306,7 +306,7 @@ def test_nproc_refuses_an_owned_folder_before_launching_torchrun(tmp_path: Path)
 
 
 def test_a_trainer_built_alone_claims_its_folder_when_it_fits(tmp_path: Path) -> None:
-    from unet_core.engine.training import build_trainer
+    from unet_core.training.run import build_trainer
 
     ck = tmp_path / "ck"
     _train(tiny(reference_config(ck), iterations=1, every=1))
@@ -348,7 +348,7 @@ def test_under_torchrun_rank_0_refuses_and_the_other_rank_does_not_hang(tmp_path
 
 def test_a_new_run_that_saved_nothing_withdraws_its_claim(tmp_path) -> None:
     """A run that failed before its first checkpoint leaves no run.json: re-running works."""
-    from unet_core.engine.run_folder import MANIFEST, claim
+    from unet_core.training.run_folder import MANIFEST, claim
 
     folder = claim(tmp_path / "run")
     folder.start(config_from_dict(tiny(reference_config(tmp_path / "run"))), resumed_from=None)

@@ -14,8 +14,8 @@ from test_train_support import DATA, reference_config, tiny
 
 from unet_core.config import config_from_dict
 from unet_core.engine.checkpoint import load_checkpoint
-from unet_core.engine.training import train
 from unet_core.errors import CheckpointError, ConfigError, TrainingError
+from unet_core.training.run import train
 
 
 def _train(config: dict[str, Any], **kwargs: Any) -> Any:

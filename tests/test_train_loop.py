@@ -18,8 +18,8 @@ from test_train_support import DATA, reference_config, state_hash, tiny
 
 from unet_core.config import config_from_dict
 from unet_core.engine.checkpoint import REFERENCE_KEYS, load_checkpoint
-from unet_core.engine.training import train
 from unet_core.hooks import hookimpl, plugin_manager
+from unet_core.training.run import train
 
 
 class Recorder:
@@ -167,7 +167,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 
 def test_default_metric_and_direction(tmp_path: Path) -> None:
-    from unet_core.engine.training import build_trainer
+    from unet_core.training.run import build_trainer
 
     config = tiny(reference_config(tmp_path / "c"))
     del config["eval_metric"]
@@ -185,7 +185,7 @@ def test_default_metric_and_direction(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("setting", "expected"), [(None, True), (False, False), (True, True)])
 def test_channels_last_default_on_cpu_for_3d(tmp_path: Path, setting: Any, expected: bool) -> None:
     from unet_core.engine.amp import default_channels_last
-    from unet_core.engine.training import build_trainer
+    from unet_core.training.run import build_trainer
 
     config = tiny(reference_config(tmp_path / "c"))
     config["trainer"]["channels_last"] = setting

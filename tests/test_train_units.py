@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from unet_core.engine import data_order, distributed
 from unet_core.engine.amp import Precision, memory_format
 from unet_core.engine.checkpoint import load_checkpoint
 from unet_core.engine.device import resolve_device
 from unet_core.engine.interrupts import InterruptGuard
 from unet_core.engine.progress import LineProgress, Progress, make_progress
-from unet_core.engine.snapshots import CheckpointWriter, cpu_copy, rng_state, set_rng_state
-from unet_core.engine.tensorboard import TensorBoardLogger
 from unet_core.errors import CheckpointError, ConfigError
+from unet_core.training import data_order, distributed
+from unet_core.training.snapshots import CheckpointWriter, cpu_copy, rng_state, set_rng_state
+from unet_core.training.tensorboard import TensorBoardLogger
 
 
 def test_resolve_device() -> None:

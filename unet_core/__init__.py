@@ -79,8 +79,8 @@ def train(
     ``device``; ``overwrite`` starts over in a ``trainer.checkpoint_dir`` that holds another
     run (its files are moved to ``previous-runs/``, never deleted; refused otherwise).
     """
-    from unet_core.engine.training import train as _train
     from unet_core.results import TrainResult
+    from unet_core.training.run import train as _train
 
     trainer = _train(_as_config(config), resume=resume, device=device, overwrite=overwrite)
     return TrainResult.from_trainer(trainer)
@@ -98,7 +98,7 @@ def predict(
     ``model_path`` and ``device`` override the config's keys of the same names;
     ``overwrite`` allows replacing existing output files.
     """
-    from unet_core.engine.prediction import run_prediction
+    from unet_core.prediction.run import run_prediction
     from unet_core.results import PredictedFile, PredictResult
 
     cfg = _as_config(config)

@@ -151,7 +151,7 @@ def blend_in_memory(
     patches: Patches, channels: int, volume: Sequence[int], blending: str
 ) -> np.ndarray:
     """The blended (C,Z,Y,X) float32 volume of all ``patches``."""
-    from unet_core.engine.blending import VolumeAccumulator
+    from unet_core.prediction.blending import VolumeAccumulator
 
     acc = VolumeAccumulator(channels, volume, blending)  # type: ignore[arg-type]
     for prob, index in patches:
@@ -173,7 +173,7 @@ def blend_blocks(
 ) -> dict[str, int]:
     """Blend ``patches`` and hand each finished (C,*block) block to ``sink`` exactly once;
     returns the peak number of open blocks and how many were spilled to scratch."""
-    from unet_core.engine.blending import BlockAccumulator
+    from unet_core.prediction.blending import BlockAccumulator
 
     acc = BlockAccumulator(
         indices,
@@ -227,8 +227,8 @@ def predict_array(
     Returns the (C,Z,Y,X) float32 probabilities, or ``out`` filled block by block.
     """
     from unet_core.engine.amp import default_channels_last
-    from unet_core.engine.inference import PatchForward
     from unet_core.io.volume import Volume
+    from unet_core.prediction.inference import PatchForward
 
     volume = Volume([array], what="the array", path="<array>")
     shape = volume.spatial_shape

@@ -17,7 +17,6 @@ from functools import cache
 from typing import Any
 
 from unet_core import interfaces as i
-from unet_core.formats import VolumeFormat
 from unet_core.kinds import singular
 
 
@@ -69,7 +68,7 @@ CONTRACTS: dict[str, Contract] = {
         call="from_config(config, optimizer) -> a torch LR scheduler",
     ),
     "formats": Contract(
-        VolumeFormat,
+        i.VolumeFormat,
         ("open",),  # ``create`` only for formats that can be written (read-only ones exist)
         call="format.open(path) -> reader of lazy arrays; format.create(tmp, final) -> writer",
     ),

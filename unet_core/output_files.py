@@ -22,7 +22,7 @@ def output_file(
     suffix: str = "_predictions",
 ) -> Path:
     """``<output_dir or input's folder>/<stem><suffix><format's first suffix>``."""
-    from unet_core.engine.prediction_output import output_path
+    from unet_core.prediction.output import output_path
 
     fmt = formats.for_output(format_name)
     return output_path(input_path, output_dir, suffix=suffix, extension=fmt.suffixes[0])
@@ -39,7 +39,7 @@ def open_output(
     """The writer of ``format_name`` for ``path``; the file appears complete or not at all.
 
     ``needed``: uncompressed bytes, named in the message if the disk fills up."""
-    from unet_core.engine.prediction_output import atomic_output
+    from unet_core.prediction.output import atomic_output
 
     fmt = formats.for_output(format_name) if isinstance(format_name, str) else format_name
     with atomic_output(path, overwrite, needed) as tmp:

@@ -19,10 +19,13 @@ from unet_core.array_prediction import (
     predict_array,
 )
 from unet_core.engine.amp import default_channels_last
-from unet_core.engine.blending import BlockAccumulator, VolumeAccumulator
-from unet_core.engine.inference import PatchForward
-from unet_core.engine.memory import return_freed_buffers
-from unet_core.engine.prediction_output import (
+from unet_core.formats import VolumeInfo, VolumeWriter
+from unet_core.io.space import check_space
+from unet_core.output_files import open_output, output_file
+from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
+from unet_core.prediction.inference import PatchForward
+from unet_core.prediction.memory import return_freed_buffers
+from unet_core.prediction.output import (
     Written,
     atomic_output,
     check_output,
@@ -32,10 +35,7 @@ from unet_core.engine.prediction_output import (
     segmentation_dtype,
     source_attrs,
 )
-from unet_core.engine.prediction_scores import ScoreCounter, segment
-from unet_core.formats import VolumeInfo, VolumeWriter
-from unet_core.io.space import check_space
-from unet_core.output_files import open_output, output_file
+from unet_core.prediction.scores import ScoreCounter, segment
 from unet_core.tiling import (
     FAST_BATCH,
     FAST_OVERLAP,

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
     from pydantic import BaseModel, ValidationError
 
-    from unet_core.config.refs import ComponentRef
+    from unet_core.interfaces import ValidatedSection
 
     #: A component section: ``{"name": X, ...}``, ``"X"`` or an already validated ref.
-    Spec: TypeAlias = Mapping[str, Any] | str | ComponentRef[BaseModel]
+    Spec: TypeAlias = Mapping[str, Any] | str | ValidatedSection
 
 
 class PluginWarning(UserWarning):
@@ -183,9 +183,9 @@ class Registry:
         """
         from pydantic import ValidationError
 
-        from unet_core.config.refs import ComponentRef
+        from unet_core.interfaces import ValidatedSection
 
-        if isinstance(spec, ComponentRef):
+        if isinstance(spec, ValidatedSection):
             if spec.kind != kind:
                 raise ConfigError(
                     f"{spec.where} names a {singular(spec.kind)}, not a {singular(kind)}."

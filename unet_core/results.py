@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from unet_core.engine.prediction_output import Written
-    from unet_core.engine.trainer import Trainer
+    from unet_core.prediction.output import Written
+    from unet_core.training.trainer import Trainer
 
 
 @dataclass(frozen=True)

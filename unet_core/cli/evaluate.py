@@ -61,7 +61,7 @@ def evaluate(
     csv_path: str | None,
 ) -> None:
     """Score predictions (probabilities or segmentations) and print a table."""
-    from unet_core.engine import score_files as evaluation
+    from unet_core.prediction import score_files as evaluation
 
     specs = [_metric_spec(m) for m in metrics]
     if config_path is not None:
@@ -90,7 +90,7 @@ def evaluate(
         )
     json_out = Path(json_path) if json_path else default.with_suffix(".json")
     csv_out = Path(csv_path) if csv_path else default.with_suffix(".csv")
-    from unet_core.engine.score_reports import check_targets
+    from unet_core.prediction.score_reports import check_targets
 
     check_targets(
         [(json_out, json_path is not None, "--json"), (csv_out, csv_path is not None, "--csv")],

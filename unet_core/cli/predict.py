@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from unet_core.config import ExperimentConfig
-    from unet_core.engine.prediction_output import Written
+    from unet_core.prediction.output import Written
 
 import click
 
@@ -37,7 +37,7 @@ import click
 def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, preview: bool) -> None:
     """Predict every file of loaders.test with the checkpoint in model_path."""
     from unet_core.config import load_config
-    from unet_core.engine.prediction import run_prediction
+    from unet_core.prediction.run import run_prediction
 
     cfg = load_config(config_path, overrides)
     written = run_prediction(cfg, overwrite=overwrite, preview=preview)
@@ -46,8 +46,8 @@ def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, previ
 
 
 def _previews(cfg: ExperimentConfig, written: list[Written]) -> dict[str, Path]:
-    from unet_core.engine.prediction_output import preview_path
-    from unet_core.engine.preview import write_preview
+    from unet_core.prediction.output import preview_path
+    from unet_core.prediction.preview import write_preview
 
     raw = "raw"
     if cfg.loaders is not None:

@@ -76,7 +76,7 @@ def train(
         _check_folder_before_launch(cfg, resume, overwrite)
         sys.exit(_relaunch(nproc, config_path, overrides, resume, device, overwrite))
 
-    from unet_core.engine.training import train as run_training
+    from unet_core.training.run import train as run_training
 
     trainer = run_training(cfg, resume=resume, device=device, overwrite=overwrite)
     if trainer.is_main:
@@ -117,7 +117,7 @@ def _check_folder_before_launch(cfg: ExperimentConfig, resume: str | None, overw
     Rank 0 claims the folder again (and keeps it); this early claim only spares the user
     torchrun's failure report around the refusal (and does --overwrite's move once).
     """
-    from unet_core.engine.run_folder import claim, emit
+    from unet_core.training.run_folder import claim, emit
 
     if cfg.trainer is None:  # the ranks report the missing section
         return

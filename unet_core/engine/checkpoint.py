@@ -237,7 +237,7 @@ def save_checkpoint(state: Mapping[str, Any], path: StrPath) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # the pid in the name: a temporary is only ever removed by its own process or by the
-        # next run that holds the folder's lock (engine/run_folder.py)
+        # next run that holds the folder's lock (training/run_folder.py)
         fd, tmp = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
         )

@@ -157,16 +157,3 @@ def build_loaders(
         )
         log.info("%s: %d samples from %d file(s)", phase, len(dataset), len(dataset.datasets))
     return out
-
-
-def build_test_loader(
-    config: ExperimentConfig, dataset: Dataset[Any], *, multiprocessing_context: Any = None
-) -> DataLoader[Any]:
-    """A DataLoader over one test dataset with its own ``collate_fn``, in order."""
-    from torch.utils.data import DataLoader
-
-    loaders = loaders_config(config)
-    kwargs = _loader_kwargs(loaders, config, multiprocessing_context)
-    kwargs["persistent_workers"] = False  # one pass per file
-    collate = declared("datasets", dataset, "collate_fn")
-    return DataLoader(dataset, shuffle=False, collate_fn=collate, **kwargs)

@@ -140,8 +140,3 @@ def average_precision(gt: np.ndarray, seg: np.ndarray) -> float:
 def accuracy_at(gt: np.ndarray, seg: np.ndarray, threshold: float = 0.5) -> float:
     """Detection accuracy tp / (tp + fp + fn) at one IoU threshold (strict >)."""
     return MatchScores(*detection_counts(iou_matrix(gt, seg), threshold)).accuracy
-
-
-def match_instances(gt: np.ndarray, seg: np.ndarray, threshold: float = 0.5) -> MatchScores:
-    """Optimal one-to-one matching of instances at ``IoU >= threshold``."""
-    return MatchScores(*matched_counts(iou_matrix(gt, seg), threshold))

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from unet_core.engine import distributed as dist
 from unet_core.engine.checkpoint import load_model_weights, state_dict_of
-from unet_core.engine.snapshots import cpu_copy, rng_state
 from unet_core.errors import CheckpointError
+from unet_core.training import distributed as dist
+from unet_core.training.snapshots import cpu_copy, rng_state
 
 if TYPE_CHECKING:
     import torch
@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from unet_core.config.schema import ExperimentConfig
     from unet_core.engine.amp import Precision
     from unet_core.engine.progress import Progress
-    from unet_core.engine.tensorboard import TensorBoardLogger
+    from unet_core.training.tensorboard import TensorBoardLogger
 
 
 class TrainState:
-    """Mixin of :class:`~unet_core.engine.trainer.Trainer`: (de)serialising its state."""
+    """Mixin of :class:`~unet_core.training.trainer.Trainer`: (de)serialising its state."""
 
     config: ExperimentConfig
     model: torch.nn.Module

@@ -1,7 +1,7 @@
 """``train(config)``: a validated config -> components from the registry -> a finished Trainer.
 
 Order matters for failing fast: the run folder (``trainer.checkpoint_dir``) is claimed
-(locked, checked to belong to no other run: engine/run_folder.py) and a ``resume`` checkpoint is
+(locked, checked to belong to no other run: training/run_folder.py) and a ``resume`` checkpoint is
 matched against the model before any data is read. A resumed run continues into the config's
 ``checkpoint_dir``: in place when the checkpoint lies there, else into that new folder, leaving
 the checkpoint's own folder untouched. Under torchrun (RANK/WORLD_SIZE/LOCAL_RANK) rank 0 claims
@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from unet_core import registry
 from unet_core.contracts import declared
-from unet_core.engine import data_order
-from unet_core.engine import distributed as dist
 from unet_core.engine.amp import default_channels_last, memory_format
 from unet_core.engine.checkpoint import load_checkpoint, load_model_weights
-from unet_core.engine.components import Components
 from unet_core.engine.device import resolve_device
 from unet_core.engine.progress import make_progress
-from unet_core.engine.run_folder import RunFolder, claim, emit
-from unet_core.engine.tensorboard import TensorBoardLogger
-from unet_core.engine.trainer import Trainer
 from unet_core.errors import ConfigError
+from unet_core.training import data_order
+from unet_core.training import distributed as dist
+from unet_core.training.components import Components
+from unet_core.training.run_folder import RunFolder, claim, emit
+from unet_core.training.tensorboard import TensorBoardLogger
+from unet_core.training.trainer import Trainer
 
 if TYPE_CHECKING:
     import torch

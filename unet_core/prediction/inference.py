@@ -125,7 +125,7 @@ class PatchForward:
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         import torch
 
-        from unet_core.engine.prediction_stop import raise_if_stopped
+        from unet_core.prediction.stop import raise_if_stopped
 
         raise_if_stopped()  # a SIGTERM/SIGINT stops prediction between patches
         with torch.inference_mode():

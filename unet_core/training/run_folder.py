@@ -4,7 +4,7 @@ Why: checkpoints are days of compute. A new run into a folder that holds another
 would overwrite them, and a run that stopped before its first validation would leave the old
 run's best checkpoint beside its own last one. So a run:
 
-* takes the folder's OS lock first (:mod:`unet_core.engine.run_lock`), for its whole life;
+* takes the folder's OS lock first (:mod:`unet_core.training.run_lock`), for its whole life;
 * refuses, before any work, a folder that holds another run's checkpoints or ``run.json``,
   unless it continues that run (``--resume`` from a checkpoint in the folder) or was told to
   start over (``--overwrite``: the old run's files are moved to ``previous-runs/<time>_<id>/``);
@@ -27,9 +27,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unet_core.engine.run_lock import FolderLock, describe_holder
 from unet_core.errors import CheckpointError, UsageError
 from unet_core.io.atomic import fsync_path, write_text_atomic
+from unet_core.training.run_lock import FolderLock, describe_holder
 
 if TYPE_CHECKING:
     from unet_core.config.schema import ExperimentConfig

@@ -20,13 +20,13 @@ from unet_core import registry
 from unet_core.config.refs import ComponentRef
 from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig
 from unet_core.contracts import declared
-from unet_core.engine.prediction_output import (
+from unet_core.errors import ConfigError
+from unet_core.prediction.output import (
     Written,
     check_writable,
     preview_path,
 )
-from unet_core.engine.prediction_stop import raise_if_stopped, stop_on_signals
-from unet_core.errors import ConfigError
+from unet_core.prediction.stop import raise_if_stopped, stop_on_signals
 
 if TYPE_CHECKING:
     import torch
@@ -181,8 +181,8 @@ def prepare_outputs(
     shared outputs (or outputs that are inputs), and remove the temporary files a killed
     earlier run left in the output folders (with a note). Returns the config to run."""
     from unet_core.engine.data import input_files
-    from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
     from unet_core.io.scratch import remove_stale
+    from unet_core.prediction.output_plan import check_plan, make_plan, without_own_outputs
 
     planned = getattr(predictor, "planned_outputs", None)
     if not callable(planned):

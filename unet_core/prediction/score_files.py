@@ -181,7 +181,7 @@ def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
 
     if cfg.loaders is None or cfg.loaders.test is None:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")
-    from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
+    from unet_core.prediction.output_plan import check_plan, make_plan, without_own_outputs
 
     fmt, out_dir = _output_format(cfg), cfg.loaders.output_dir
     plan = make_plan(input_files(cfg, "test"), lambda f: [output_file(f, out_dir, fmt)])
@@ -192,7 +192,7 @@ def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
 
 def check_recorded_source(prediction: str | Path, source: str | Path) -> None:
     """Refuse a prediction that records (``unet_source``) another input than ``source``."""
-    from unet_core.engine.output_plan import recorded_source
+    from unet_core.prediction.output_plan import recorded_source
 
     recorded = recorded_source(prediction)
     if recorded is None:
@@ -246,6 +246,6 @@ def evaluate_config(
 
 def write_reports(scores: Sequence[Score], json_path: Path | None, csv_path: Path | None) -> None:
     """The scores as JSON (``{"scores": [records]}``) and CSV (one row per score)."""
-    from unet_core.engine.score_reports import write_reports as write
+    from unet_core.prediction.score_reports import write_reports as write
 
     write(scores, json_path, csv_path, list(Score.__dataclass_fields__))

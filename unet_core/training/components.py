@@ -1,5 +1,6 @@
-"""What the training loop works with: built by :mod:`unet_core.engine.training`, read by the
-loop (:mod:`unet_core.engine.trainer`) and by validation (:mod:`unet_core.engine.evaluation`)."""
+"""What the training loop works with: built by :mod:`unet_core.training.run`, read by the
+loop (:mod:`unet_core.training.trainer`) and by validation
+(:mod:`unet_core.training.validation`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unet_core.engine import distributed as dist
+from unet_core.training import distributed as dist
 
 if TYPE_CHECKING:
     import torch
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Components:
-    """Everything the loop works with, built by :mod:`unet_core.engine.training`."""
+    """Everything the loop works with, built by :mod:`unet_core.training.run`."""
 
     config: ExperimentConfig
     model: torch.nn.Module  # the bare network, on the device

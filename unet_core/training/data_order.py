@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from unet_core.engine.snapshots import generator_state
+from unet_core.training.snapshots import generator_state
 
 
 def capture(loader: Any) -> dict[str, Any]:

@@ -21,23 +21,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unet_core.contracts import declared
-from unet_core.engine import data_order
-from unet_core.engine import distributed as dist
 from unet_core.engine.amp import Precision, to_format
-from unet_core.engine.components import Components
-from unet_core.engine.evaluation import Evaluation
 from unet_core.engine.interrupts import InterruptGuard, TrainingInterrupted
 from unet_core.engine.progress import Progress
-from unet_core.engine.run_folder import BEST, LAST, RunFolder, claim, emit
-from unet_core.engine.snapshots import CheckpointWriter, set_rng_state
-from unet_core.engine.trainstate import TrainState
 from unet_core.errors import DataError, TrainingError
+from unet_core.training import data_order
+from unet_core.training import distributed as dist
+from unet_core.training.components import Components
+from unet_core.training.run_folder import BEST, LAST, RunFolder, claim, emit
+from unet_core.training.snapshots import CheckpointWriter, set_rng_state
+from unet_core.training.trainstate import TrainState
+from unet_core.training.validation import Evaluation
 
 if TYPE_CHECKING:
     import torch
 
     from unet_core.config.schema import TrainerConfig
-    from unet_core.engine.tensorboard import TensorBoardLogger
+    from unet_core.training.tensorboard import TensorBoardLogger
 
 __all__ = ["BEST", "LAST", "Trainer"]
 

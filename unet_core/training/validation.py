@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unet_core.contracts import declared
-from unet_core.engine import distributed as dist
 from unet_core.errors import DataError, TrainingError
+from unet_core.training import distributed as dist
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,14 @@ if TYPE_CHECKING:
 
     from unet_core.config.schema import TrainerConfig
     from unet_core.engine.amp import Precision
-    from unet_core.engine.components import Components
     from unet_core.engine.interrupts import InterruptGuard
     from unet_core.engine.progress import Progress
-    from unet_core.engine.tensorboard import TensorBoardLogger
+    from unet_core.training.components import Components
+    from unet_core.training.tensorboard import TensorBoardLogger
 
 
 class Evaluation:
-    """Mixin of :class:`~unet_core.engine.trainer.Trainer`: validation, scores, logging."""
+    """Mixin of :class:`~unet_core.training.trainer.Trainer`: validation, scores, logging."""
 
     parts: Components
     tcfg: TrainerConfig
