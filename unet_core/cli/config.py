@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from unet_core.cli.options import set_option
+
 
 @click.group()
 def config() -> None:
@@ -16,7 +18,7 @@ def config() -> None:
     "-c", "--config", "config_file", type=click.Path(dir_okay=False),
     help="The config to check (the same as giving FILE; as in every other command).",
 )  # fmt: skip
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@set_option("trainer.max_num_iterations=1000")
 def validate(file: str | None, config_file: str | None, overrides: tuple[str, ...]) -> None:
     """Check FILE (or -c/--config FILE) against every component's schema without running
     anything."""

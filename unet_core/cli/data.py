@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 import click
 
+from unet_core.cli.options import config_option, set_option
+
 PHASES = ("train", "val", "test")
 
 
@@ -50,14 +52,8 @@ def data() -> None:
 
 
 @data.command("check")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Experiment YAML.",
-)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@config_option("Experiment YAML whose loaders to check.")
+@set_option("loaders.num_workers=0")
 @click.option("--phase", "phases", multiple=True, type=click.Choice(PHASES), help="Only these.")
 def check(config_path: str, overrides: tuple[str, ...], phases: tuple[str, ...]) -> None:
     """Run all data checks of --config on every file of every phase."""

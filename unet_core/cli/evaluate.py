@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from unet_core.cli.options import config_option, set_option
 from unet_core.errors import UsageError
 
 
@@ -35,8 +36,8 @@ def _metric_spec(text: str) -> Any:
 
 
 @click.command("evaluate")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
+@config_option("YAML config whose loaders.test predictions to score.", required=False)
+@set_option("loaders.output_dir=predictions")
 @click.option("--prediction", type=click.Path(dir_okay=False), help="Prediction HDF5 file.")
 @click.option("--ground-truth", type=click.Path(dir_okay=False), help="Ground-truth file.")
 @click.option("--dataset", help="Dataset scored in the prediction file (default predictions).")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from unet_core.cli.options import config_option, set_option
 from unet_core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -33,9 +34,9 @@ def models() -> None:
 
 
 @models.command("summary")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Experiment YAML.")
+@config_option("Experiment YAML whose model to summarise.", dest="config_file", required=False)
 @click.option("--name", help="Model name (e.g. UNet3D) when no --config is given.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Model parameter.")
+@set_option("model.f_maps=32 (with --name: f_maps=32)")
 @click.option("--patch", nargs=3, type=int, metavar="Z Y X", help="Patch (default: the config's).")
 @click.option("--batch", default=1, show_default=True, type=int, help="Batch size for memory.")
 def summary(

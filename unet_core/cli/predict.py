@@ -16,22 +16,12 @@ if TYPE_CHECKING:
 
 import click
 
+from unet_core.cli.options import config_option, set_option
+
 
 @click.command("predict")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="YAML config with model, model_path, predictor and loaders.test.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set model_path=best.pytorch (repeatable).",
-)
+@config_option("YAML config with model, model_path, predictor and loaders.test.")
+@set_option("model_path=best.pytorch")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--preview", is_flag=True, help="Also write a PNG of the mid-slices per output.")
 def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, preview: bool) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from unet_core.cli.options import config_option, set_option
 from unet_core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -23,19 +24,11 @@ if TYPE_CHECKING:
 
 
 @click.command("train")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="YAML experiment config (optional with --resume: the checkpoint's config is used).",
+@config_option(
+    "YAML experiment config (optional with --resume: the checkpoint's config is used).",
+    required=False,
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set trainer.max_num_iterations=1000 (repeatable).",
-)
+@set_option("trainer.max_num_iterations=1000")
 @click.option(
     "--resume",
     type=click.Path(dir_okay=False),

@@ -70,12 +70,6 @@ def save_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    from unet_core.io.atomic import atomic_output
+    from unet_core.io.figures import write_png
 
-    target = Path(path)
-    try:
-        with atomic_output(target) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return target
+    return write_png(fig, path, dpi=90)

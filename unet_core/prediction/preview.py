@@ -95,12 +95,6 @@ def write_preview(
                 ax.imshow(plane, cmap=kind, interpolation="nearest")
             ax.set_title(f"{title}, {'z' if row == 0 else 'y'} mid-slice", fontsize=9)
     fig.tight_layout()
-    from unet_core.io.atomic import atomic_output
+    from unet_core.io.figures import write_png
 
-    png = Path(png_path)
-    try:
-        with atomic_output(png) as tmp:
-            fig.savefig(tmp, dpi=80, format="png")
-    finally:
-        plt.close(fig)
-    return png
+    return write_png(fig, png_path, dpi=80)
