@@ -13,7 +13,6 @@ import torch
 from unet_core import registry
 from unet_core.engine.checkpoint import (
     REFERENCE_KEYS,
-    infer_unet_config,
     load_checkpoint,
     load_model_weights,
     save_checkpoint,
@@ -22,6 +21,7 @@ from unet_core.engine.checkpoint import (
     unwrap_model,
 )
 from unet_core.errors import CheckpointError
+from unet_plugins.models.diagnosis import infer_unet_config
 
 
 def tiny(name: str = "UNet3D", **kw: object) -> torch.nn.Module:

@@ -104,6 +104,9 @@ def test_2d_image_and_model_without_out_channels(volume: dict) -> None:
 # -- predictor plugins use the public API only ---------------------------------------------------
 PUBLIC_CORE = {
     "unet_core",
+    "unet_core.config",
+    "unet_core.contracts",
+    "unet_core.dataset_api",
     "unet_core.errors",
     "unet_core.formats",
     "unet_core.interfaces",
@@ -125,8 +128,13 @@ def _core_imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("package", ["predictors", "formats"])
-def test_predictor_and_format_plugins_import_only_public_core_modules(package: str) -> None:
+@pytest.mark.parametrize(
+    "package",
+    sorted(
+        p.name for p in (ROOT / "unet_plugins").iterdir() if p.is_dir() and p.name != "__pycache__"
+    ),
+)
+def test_plugins_import_only_public_core_modules(package: str) -> None:
     files = sorted((ROOT / "unet_plugins" / package).glob("*.py"))
     assert files
     private = {f.name: sorted(_core_imports(f) - PUBLIC_CORE) for f in files}

@@ -72,6 +72,9 @@ class Model(Protocol):
     final_activation: ClassVar[Callable[..., Any] | None] = None
     #: config-time ``check_patch_shape(config, patch_shape) -> str | None`` (torch-free).
     check_patch_shape: ClassVar[Callable[..., Any] | None] = None
+    #: ``explain_mismatch(found_state, expected_state, model_config) -> [phrases]``: which
+    #: ``model.*`` keys probably differ when a checkpoint does not fit (only the plugin knows).
+    explain_mismatch: ClassVar[Callable[..., list[str]] | None] = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 

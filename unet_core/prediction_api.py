@@ -36,6 +36,7 @@ from unet_core.prediction.output import (
     source_attrs,
 )
 from unet_core.prediction.scores import ScoreCounter, segment
+from unet_core.prediction.stop import raise_if_stopped
 from unet_core.tiling import (
     FAST_BATCH,
     FAST_OVERLAP,
@@ -80,6 +81,7 @@ __all__ = [
     "plan_window",
     "predict_array",
     "quantize",
+    "raise_if_stopped",
     "redundancy",
     "return_freed_buffers",
     "segment",

@@ -18,12 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unet_core.engine.checkpoint_diagnosis import (  # noqa: F401 - re-exported
-    _SHOW,
-    describe_mismatch,
-    guess_config_differences,
-    infer_unet_config,
-)
+from unet_core.engine.checkpoint_diagnosis import _SHOW, describe_mismatch  # noqa: F401
 from unet_core.errors import CheckpointError
 from unet_core.io.atomic import fsync_path
 
@@ -173,7 +168,12 @@ def load_model_weights(
     state = ckpt["model_state_dict"]
     expected = target.state_dict()
     state = _squeeze_legacy_2d(state, expected)
-    problem = describe_mismatch(expected, state, model_config=model_config, source=source)
+    from unet_core.contracts import declared
+
+    explain = declared("models", target, "explain_mismatch")
+    problem = describe_mismatch(
+        expected, state, model_config=model_config, source=source, explain=explain
+    )
     if problem is not None:
         raise CheckpointError(problem)
     try:

@@ -18,10 +18,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from unet_core import formats
-from unet_core.config.schema import LoadersConfig
+from unet_core.config import LoadersConfig
 from unet_core.errors import DataError
-from unet_core.io import expand_file_paths
-from unet_core.io.finite import NonFinitePolicy, apply_policy
+from unet_core.io import NonFinitePolicy, apply_policy, expand_file_paths
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.configs import DSB2018DatasetConfig
 from unet_plugins.datasets.patches import as_tensor, phase_section, writable
@@ -101,7 +100,7 @@ class DSB2018Dataset(Dataset):
         expand_dims: bool = True,
         nonfinite: NonFinitePolicy | None = None,
     ) -> None:
-        from unet_core.engine.pipeline import build_pipeline
+        from unet_core.dataset_api import build_pipeline
 
         self.root = Path(root)
         self.nonfinite = nonfinite or NonFinitePolicy()

@@ -16,10 +16,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from unet_core.config.schema import LoadersConfig, PhaseConfig
+from unet_core.config import LoadersConfig, PhaseConfig
 from unet_core.errors import ConfigError
-from unet_core.io import Source, drop_companions, expand_file_paths, is_single_array
-from unet_core.io.finite import FiniteView, NonFinitePolicy, apply_policy
+from unet_core.io import (
+    FiniteView,
+    NonFinitePolicy,
+    Source,
+    apply_policy,
+    drop_companions,
+    expand_file_paths,
+    is_single_array,
+)
 from unet_plugins.datasets.configs import HDF5DatasetConfig
 from unet_plugins.datasets.patches import PatchDataset, phase_section
 from unet_plugins.datasets.scaling import RandomScale

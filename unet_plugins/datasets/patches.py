@@ -24,8 +24,7 @@ from torch.utils.data import Dataset
 from unet_core import registry
 from unet_core.config import ComponentRef
 from unet_core.errors import ConfigError, DataError
-from unet_core.io import Source, Volume, compute_stats, read_padded
-from unet_core.io.finite import FiniteView, NonFinitePolicy
+from unet_core.io import FiniteView, NonFinitePolicy, Source, Volume, compute_stats, read_padded
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.scaling import RandomScale
 
@@ -139,7 +138,7 @@ class PatchDataset(Dataset):
             raise DataError(f"{self.file_path} ({self.phase}): {exc.message}") from None
 
     def _build_pipelines(self, transformer: Any, key_prefix: str) -> None:
-        from unet_core.engine.pipeline import build_pipeline
+        from unet_core.dataset_api import build_pipeline
 
         where = f"{key_prefix}.{self.phase}.transformer"
         self.pipelines = {"raw": build_pipeline(transformer.raw, self.stats, where=f"{where}.raw")}

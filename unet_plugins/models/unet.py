@@ -17,6 +17,7 @@ from torch import nn
 
 from unet_plugins.models import blocks, plan
 from unet_plugins.models.config import UNetConfig, patch_shape_problem, spatial_axes, validated
+from unet_plugins.models.diagnosis import guess_config_differences
 
 #: Constructor parameters in the reference's positional order.
 POSITIONAL = (
@@ -43,6 +44,8 @@ class AbstractUNet(nn.Module):
     """
 
     Config: ClassVar[type[UNetConfig]] = UNetConfig
+    #: names the config keys a non-fitting checkpoint differs in (see models/diagnosis.py)
+    explain_mismatch = staticmethod(guess_config_differences)
 
     def __init__(self, *args: Any, **params: Any) -> None:
         super().__init__()

@@ -90,8 +90,8 @@ def connected_components_blockwise(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from unet_core.io.scratch import temp_file
-    from unet_core.prediction.stop import raise_if_stopped
+    from unet_core.io import temp_file
+    from unet_core.prediction_api import raise_if_stopped
 
     structure = ndi.generate_binary_structure(len(shape), connectivity)
     name = temp_file(scratch_dir or tempfile.gettempdir(), "labels", "scratch", ".h5")
