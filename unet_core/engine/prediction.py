@@ -124,9 +124,17 @@ def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Writt
     check_predict_config(cfg)
     device = resolve_device(cfg.device)
     model = build_model(cfg)
-    predictor = build_predictor(cfg, model, device, overwrite=overwrite)
     hook = plugin_manager().hook
     written: list[Written] = []
+    if cfg.distributed is not None:
+        from unet_core.engine.dask_prediction import run_distributed
+
+        written = run_distributed(cfg, model, device, overwrite=overwrite)
+        for item in written:
+            hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
+        _log_metrics(written)
+        return written
+    predictor = build_predictor(cfg, model, device, overwrite=overwrite)
     for dataset in test_datasets(cfg, predictor):
         for item in predictor(dataset):
             hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))

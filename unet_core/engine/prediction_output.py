@@ -8,6 +8,7 @@ output is an error unless ``overwrite`` is set; a failure removes the temporary 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,8 +41,21 @@ def output_path(
     """``<output_dir or input's folder>/<input stem><suffix><extension>`` (reference naming)."""
     src = Path(input_path)
     folder = Path(output_dir) if output_dir not in (None, "") else src.parent
-    name = src.name if src.is_dir() else src.stem
+    name = _stem(src)
     return folder / f"{name}{suffix}{extension}"
+
+
+def _stem(path: Path) -> str:
+    """The name without the suffix of the format that reads it (``x.ome.zarr`` -> ``x``)."""
+    from unet_core import formats
+
+    found = formats.claim(str(path))
+    lowered = path.name.lower()
+    if found is not None:
+        for suffix in sorted(found[1].suffixes, key=len, reverse=True):
+            if lowered.endswith(suffix):
+                return path.name[: -len(suffix)]
+    return path.name if path.is_dir() else path.stem
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
@@ -73,11 +87,25 @@ def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
     try:
         yield Path(tmp)
         check_writable(path, overwrite)  # someone else may have written it meanwhile
-        os.replace(tmp, path)
+        replace_path(Path(tmp), path)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)  # folder formats (zarr)
+        elif os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def replace_path(tmp: Path, path: Path) -> None:
+    """``os.replace`` that also replaces an existing output folder (zarr outputs are
+    folders, which ``os.replace`` cannot put over a non-empty one)."""
+    if not path.is_dir():
+        os.replace(tmp, path)
+        return
+    old = path.with_name(f".{path.name}.replaced")
+    os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def quantize(values: np.ndarray, dtype: str) -> np.ndarray:

@@ -33,12 +33,19 @@ def list_folder(folder: Path, extensions: Sequence[str] | None = None) -> list[s
     """Files of ``folder`` with the given extensions: grouped by extension, sorted in a group."""
     if extensions is None:
         extensions = volume_suffixes()
-    entries = [p for p in folder.iterdir() if p.is_file()]
+    # folders count where a format stores a volume as a folder (zarr: ``x.ome.zarr/``)
+    entries = [p for p in folder.iterdir() if p.is_file() or _is_volume_folder(p)]
     out: list[str] = []
     for ext in extensions:
         # exact suffix match, as the reference's glob("*.h5") (case-sensitive on Linux)
         out += sorted(str(p) for p in entries if p.name.endswith(ext))
     return out
+
+
+def _is_volume_folder(path: Path) -> bool:
+    from unet_core import formats
+
+    return path.is_dir() and formats.claim(str(path)) is not None
 
 
 def expand_file_paths(
@@ -51,7 +58,7 @@ def expand_file_paths(
     results: list[str] = []
     for raw in paths:
         path = Path(os.path.expanduser(str(raw)))
-        if path.is_dir():
+        if path.is_dir() and not _is_volume_folder(path):
             extensions = volume_suffixes() if extensions is None else extensions
             found = list_folder(path, extensions)
             if not found:
@@ -61,7 +68,7 @@ def expand_file_paths(
                     f"searched). Put the volumes there or list the files themselves in {key}."
                 )
             results += found
-        elif path.is_file():
+        elif path.is_file() or path.is_dir():
             results.append(str(path))
         else:
             parent = path.parent if str(path.parent) else Path(".")
