@@ -38,7 +38,7 @@ def list_folder(folder: Path, extensions: Sequence[str] | None = None) -> list[s
     out: list[str] = []
     for ext in extensions:
         # exact suffix match, as the reference's glob("*.h5") (case-sensitive on Linux)
-        out += sorted(str(p) for p in entries if p.name.endswith(ext))
+        out += sorted(str(p) for p in entries if p.name.endswith(ext) and str(p) not in out)
     return out
 
 
