@@ -1,0 +1,146 @@
+"""Prediction on a real Dask LocalCluster of 2 worker processes: equal to one process,
+resumed after the client is killed, correct after a worker is SIGKILLed, clear errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+from predict_support import config, read, save_weights, tiny_unet, write_volume
+
+from unet_core.engine.prediction import run_prediction
+from unet_core.errors import ConfigError
+
+distributed = pytest.importorskip("distributed")
+
+LAZY = {"name": "LazyPredictor", "chunks": [4, 8, 8]}
+SHAPE = (16, 32, 40)  # 2 x 2 x 3 blocks of (8, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """Input (HDF5 chunks unlike the blocks), checkpoint and the single-process output."""
+    tmp = tmp_path_factory.mktemp("dist")
+    raw = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
+    h5 = write_volume(tmp / "vol.h5", raw)  # h5py's own chunking
+    model, spec = tiny_unet()
+    ckpt = save_weights(model, tmp / "m.pytorch")
+    (single,) = run_prediction(
+        config(spec, ckpt, [h5], tmp / "single", dataset="LazyHDF5Dataset", predictor=LAZY)
+    )
+    return {"tmp": tmp, "h5": h5, "spec": spec, "ckpt": ckpt, "single": read(single.path)}
+
+
+def _cfg(case, out: Path, scheduler: str, **dist):
+    return config(
+        case["spec"],
+        case["ckpt"],
+        [case["h5"]],
+        out,
+        dataset="LazyHDF5Dataset",
+        predictor={**LAZY, "output_format": "zarr"},
+        distributed={"scheduler": scheduler, **dist},
+    )
+
+
+def _result(path: str | Path) -> np.ndarray:
+    return zarr.open(str(path), mode="r")["predictions"][...]
+
+
+def test_distributed_equals_single_process(cluster, case, tmp_path):
+    (written,) = run_prediction(_cfg(case, tmp_path, cluster.scheduler_address))
+    assert written.stats["blocks"] == 12 and written.stats["skipped_blocks"] == 0
+    np.testing.assert_allclose(_result(written.path), case["single"], atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["vol_predictions.ome.zarr"]
+
+
+def _marked(partial: Path) -> int:
+    try:
+        return int(zarr.open(str(partial), mode="r")["_unet_blocks"][...].sum())
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+
+
+def test_worker_killed_mid_run_is_retried(cluster, case, tmp_path):
+    client = distributed.Client(cluster)
+    pids = list(client.run(os.getpid).values())
+    partial = tmp_path / ".vol_predictions.ome.zarr.partial"
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 60
+        while _marked(partial) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(pids[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    (written,) = run_prediction(_cfg(case, tmp_path, cluster.scheduler_address))
+    killer.join()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)
+    np.testing.assert_allclose(_result(written.path), case["single"], atol=1e-6)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+    client.close()
+
+
+CHILD = """
+import sys
+sys.argv = ["unet", "predict", "--config", sys.argv[1]]
+from unet_core.cli.main import main
+main()
+"""
+
+
+def test_client_killed_then_rerun_finishes_only_missing_blocks(cluster, case, tmp_path):
+    cfg_path = tmp_path / "cfg.yml"
+    out = tmp_path / "out"
+    cfg_path.write_text(yaml.safe_dump(_cfg(case, out, cluster.scheduler_address)))
+    partial = out / ".vol_predictions.ome.zarr.partial"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg_path)])
+    deadline = time.monotonic() + 120
+    while _marked(partial) < 1 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done_before = _marked(partial)
+    assert 1 <= done_before < 12, "the client was not killed mid-run"
+    assert not (out / "vol_predictions.ome.zarr").exists()
+    rerun = subprocess.run(
+        [sys.executable, "-c", CHILD, str(cfg_path)], capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    skipped = int(rerun.stderr.split(" of 12 blocks already finished")[0].split()[-1])
+    assert skipped >= done_before
+    np.testing.assert_allclose(_result(out / "vol_predictions.ome.zarr"), case["single"], atol=1e-6)
+    assert not partial.exists()
+
+
+def test_unanswering_scheduler_is_one_paragraph_and_writes_nothing(case, tmp_path):
+    cfg = _cfg(case, tmp_path / "out", "tcp://127.0.0.1:9", connect_timeout=1)
+    with pytest.raises(ConfigError, match="no Dask scheduler answered at 'tcp://127.0.0.1:9'"):
+        run_prediction(cfg)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_output_format_without_concurrent_writes_is_refused(case, tmp_path):
+    cfg = _cfg(case, tmp_path / "out", "tcp://127.0.0.1:9")
+    cfg["predictor"]["output_format"] = "hdf5"
+    with pytest.raises(ConfigError, match="output_format: zarr"):
+        run_prediction(cfg)
