@@ -139,3 +139,26 @@ def test_predict_reads_zarr_in_chunks_and_writes_ome_zarr_equal_to_hdf5(tmp_path
     out = zarr.open(got.path, mode="r")["predictions"]
     assert out.chunks == (1, 4, 8, 8)
     np.testing.assert_allclose(out[...], read(ref.path), atol=1e-6)
+
+
+def test_data_convert_real_volume_to_ome_zarr_with_labels(shared_data, tmp_path):
+    import h5py
+    from click.testing import CliRunner
+
+    from unet_core.cli.main import cli as main
+
+    src = shared_data / "nuclei3d_train_a.h5"
+    out = tmp_path / "a.ome.zarr"
+    args = ["data", "convert", str(src), str(out), "--dataset", "raw", "--dataset", "label"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with h5py.File(src, "r") as f:
+        raw, label = f["raw"][...], f["label"][...]
+        voxel = tuple(float(v) for v in f["raw"].attrs["element_size_um"])
+    with Source(str(out)) as zsrc:
+        np.testing.assert_array_equal(zsrc.volume("raw", key="k").read(), raw)
+        np.testing.assert_array_equal(zsrc.volume("label", key="k").read(), label)
+        assert zsrc.info("raw").voxel_size == pytest.approx(voxel)
+    assert (out / "labels" / "label" / "0").is_dir()
+    again = CliRunner().invoke(main, args)  # never over an existing output
+    assert again.exit_code != 0 and "already exists" in str(again.exception)

@@ -279,3 +279,23 @@ def print_report(report: Report) -> None:
     problems = report.all_problems()
     for i, problem in enumerate(problems, 1):
         console.print(f"[bold red]Problem {i}:[/] {escape(problem)}", markup=True, soft_wrap=True)
+
+
+@data.command("convert")
+@click.argument("source", metavar="IN")
+@click.argument("target", metavar="OUT")
+@click.option(
+    "--dataset",
+    "names",
+    multiple=True,
+    default=("raw",),
+    show_default=True,
+    help="Array to copy (repeatable); integer arrays after the first become OME-Zarr labels.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def convert(source: str, target: str, names: tuple[str, ...], overwrite: bool) -> None:
+    """Copy volumes between formats, e.g. HDF5/TIFF -> OME-Zarr (IN.h5 OUT.ome.zarr)."""
+    from unet_core.io.convert import convert as run
+
+    copied = run(source, target, names, overwrite=overwrite)
+    click.echo(f"{target}: {', '.join(copied)} copied from {source}")
