@@ -162,3 +162,51 @@ def test_data_convert_real_volume_to_ome_zarr_with_labels(shared_data, tmp_path)
     assert (out / "labels" / "label" / "0").is_dir()
     again = CliRunner().invoke(main, args)  # never over an existing output
     assert again.exit_code != 0 and "already exists" in str(again.exception)
+
+
+def test_ome_zarr_reader_sees_image_and_labels_with_voxel_size(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Multiscales, Reader
+
+    path = tmp_path / "vol_predictions.ome.zarr"
+    probs, labels = _write_output(path)
+    nodes = list(Reader(parse_url(str(path)))())
+    image = next(n for n in nodes if any(isinstance(s, Multiscales) for s in n.specs))
+    np.testing.assert_array_equal(np.asarray(image.data[0]), probs)
+    scale = image.metadata["coordinateTransformations"][0][0]["scale"]
+    assert scale == [1.0, 2.0, 0.5, 0.25]
+    label = next(n for n in nodes if any(isinstance(s, Label) for s in n.specs))
+    np.testing.assert_array_equal(np.asarray(label.data[0]), labels)
+    assert label.metadata["name"] == "segmentation"
+
+
+def test_training_dataset_reads_zarr_patches_lazily(tmp_path):
+    from unet_core.config.schema import TransformerConfig
+    from unet_plugins.datasets.hdf5 import LazyHDF5Dataset
+
+    rng = np.random.default_rng(3)
+    raw = rng.normal(size=(8, 32, 32)).astype(np.float32)
+    label = (raw > 0).astype(np.uint8)
+    group = zarr.open_group(str(tmp_path / "train.zarr"), mode="w")
+    group.create_array("raw", data=raw, chunks=(8, 16, 16))
+    group.create_array("label", data=label, chunks=(8, 16, 16))
+    dataset = LazyHDF5Dataset(
+        str(tmp_path / "train.zarr"),
+        "train",
+        slice_builder={
+            "name": "SliceBuilder",
+            "patch_shape": [8, 16, 16],
+            "stride_shape": [8, 16, 16],
+            "skip_shape_check": True,
+        },
+        transformer=TransformerConfig(
+            raw=[{"name": "ToTensor", "expand_dims": True}],
+            label=[{"name": "ToTensor", "expand_dims": True}],
+        ),
+        names={"raw": "raw", "label": "label"},
+    )
+    assert len(dataset) == 4
+    x, y = dataset[3]
+    np.testing.assert_array_equal(x.numpy()[0], raw[:, 16:32, 16:32])
+    np.testing.assert_array_equal(y.numpy()[0], label[:, 16:32, 16:32])
+    assert isinstance(dataset._open("raw")._parts[0].data, zarr.Array)  # never loaded whole
