@@ -18,7 +18,7 @@ import zarr
 from predict_support import config, read, save_weights, tiny_unet, write_volume
 
 from unet_core.engine.prediction import run_prediction
-from unet_core.errors import ConfigError
+from unet_core.errors import ConfigError, DataError
 
 distributed = pytest.importorskip("distributed")
 
@@ -64,9 +64,19 @@ def _result(path: str | Path) -> np.ndarray:
     return zarr.open(str(path), mode="r")["predictions"][...]
 
 
+def _counts(address: str) -> list[dict[str, int]]:
+    from unet_core.engine import dask_blocks
+
+    with distributed.Client(address) as client:
+        return list(client.run(lambda: dict(dask_blocks.COUNTS)).values())
+
+
 def test_distributed_equals_single_process(cluster, case, tmp_path):
     (written,) = run_prediction(_cfg(case, tmp_path, cluster.scheduler_address))
     assert written.stats["blocks"] == 12 and written.stats["skipped_blocks"] == 0
+    counts = _counts(cluster.scheduler_address)
+    assert sum(c["blocks"] for c in counts) == 12  # 12 blocks, the model loaded once each
+    assert all(c["loads"] == (1 if c["blocks"] else 0) for c in counts)
     np.testing.assert_allclose(_result(written.path), case["single"], atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == ["vol_predictions.ome.zarr"]
 
@@ -82,17 +92,20 @@ def test_worker_killed_mid_run_is_retried(cluster, case, tmp_path):
     client = distributed.Client(cluster)
     pids = list(client.run(os.getpid).values())
     partial = tmp_path / ".vol_predictions.ome.zarr.partial"
+    at_kill: list[int] = []
 
     def kill_one() -> None:
         deadline = time.monotonic() + 60
         while _marked(partial) < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         os.kill(pids[0], signal.SIGKILL)
+        at_kill.append(_marked(partial))
 
     killer = threading.Thread(target=kill_one)
     killer.start()
     (written,) = run_prediction(_cfg(case, tmp_path, cluster.scheduler_address))
     killer.join()
+    assert at_kill and at_kill[0] < 12, "the worker was not killed mid-run"
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)
     np.testing.assert_allclose(_result(written.path), case["single"], atol=1e-6)
@@ -144,3 +157,13 @@ def test_output_format_without_concurrent_writes_is_refused(case, tmp_path):
     cfg["predictor"]["output_format"] = "hdf5"
     with pytest.raises(ConfigError, match="output_format: zarr"):
         run_prediction(cfg)
+
+
+def test_zarr_without_the_raw_array_is_one_paragraph_and_writes_nothing(case, tmp_path):
+    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    group.create_array("other", shape=(8, 16, 16), dtype="float32")
+    cfg = _cfg(case, tmp_path / "out", "tcp://127.0.0.1:9")
+    cfg["loaders"]["test"]["file_paths"] = [str(tmp_path / "in.zarr")]
+    with pytest.raises(DataError, match=r"'raw' \(loaders.raw_internal_path\).*'other'"):
+        run_prediction(cfg)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

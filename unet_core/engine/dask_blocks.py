@@ -21,7 +21,10 @@ from unet_core.tiling import Index
 #: Name of the per-block "finished" array inside the output (uint8, one chunk per block).
 BLOCKS_ARRAY = "_unet_blocks"
 
-_PREPARED: set[int] = set()
+#: This worker's predictor, by digest of model weights + predictor settings (one at a time).
+_PREDICTORS: dict[str, Any] = {}
+#: What this worker did: predictors prepared and blocks predicted (tests read these).
+COUNTS = {"loads": 0, "blocks": 0}
 
 
 def block_grid(volume: Sequence[int], block: Sequence[int]) -> tuple[int, ...]:
@@ -64,13 +67,15 @@ class PatchSubset:
         return self.dataset[self.numbers[item]]
 
 
-def _prepare(predictor: Any) -> None:
-    """Once per worker process and predictor: no loader subprocesses (Dask workers are
-    daemons), torch threads = the worker's threads."""
-    if id(predictor) in _PREPARED:
-        return
+def worker_predictor(predictor: Any, digest: str) -> Any:
+    """The predictor of ``digest`` on this worker, prepared once: no loader subprocesses
+    (Dask workers are daemons), torch threads = the worker's threads. Later blocks reuse it."""
+    cached = _PREDICTORS.get(digest)
+    if cached is not None:
+        return cached
     import torch
 
+    _PREDICTORS.clear()  # one model per worker: a new run's model replaces the last one
     predictor.num_workers = 0
     try:
         from distributed import get_worker
@@ -78,11 +83,14 @@ def _prepare(predictor: Any) -> None:
         torch.set_num_threads(max(1, int(get_worker().state.nthreads)))
     except (ImportError, ValueError):
         pass
-    _PREPARED.add(id(predictor))
+    _PREDICTORS[digest] = predictor
+    COUNTS["loads"] += 1
+    return predictor
 
 
 def predict_block(
     predictor: Any,
+    digest: str,
     dataset: Any,
     out: Any,
     marks: Any,
@@ -94,7 +102,7 @@ def predict_block(
     """Predict the block ``ids`` into ``out``, then mark it finished; returns ``ids``."""
     from unet_core.engine.blending import BlockAccumulator
 
-    _prepare(predictor)
+    predictor = worker_predictor(predictor, digest)
     volume = tuple(int(v) for v in dataset.volume_shape)
     mine = block_index(ids, block, volume)
     subset = PatchSubset(dataset, numbers)
@@ -115,6 +123,7 @@ def predict_block(
     if not done:
         raise RuntimeError(f"block {ids} of {dataset.file_path} received no patch")
     marks[ids] = 1
+    COUNTS["blocks"] += 1
     return ids
 
 

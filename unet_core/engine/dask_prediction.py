@@ -124,7 +124,8 @@ def run_distributed(
     if getattr(predictor.config, "performance_metric", None):
         log.warning("predictor.performance_metric is not computed on Dask; run unet evaluate.")
     datasets = list(test_datasets(cfg, predictor))
-    digest = model_digest(model)
+    settings = json.dumps(predictor.config.model_dump(mode="json"), sort_keys=True, default=str)
+    digest = hashlib.sha256((model_digest(model) + settings).encode()).hexdigest()
     written = []
     with dask_client(cfg.distributed) as client:
         log.info("Dask dashboard: %s", client.dashboard_link)
@@ -262,6 +263,7 @@ def _predict_file(
         client.submit(
             predict_block,
             shared,
+            digest,
             shared_ds,
             out,
             marks,
