@@ -37,8 +37,8 @@ def _metric_spec(text: str) -> Any:
 @click.command("evaluate")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config override.")
-@click.option("--prediction", type=click.Path(dir_okay=False), help="Prediction HDF5 file.")
-@click.option("--ground-truth", type=click.Path(dir_okay=False), help="Ground-truth file.")
+@click.option("--prediction", type=click.Path(), help="Prediction file (HDF5, TIFF, OME-Zarr...).")
+@click.option("--ground-truth", type=click.Path(), help="Ground-truth file or zarr folder.")
 @click.option("--dataset", help="Dataset scored in the prediction file (default predictions).")
 @click.option("--gt-dataset", default="label", show_default=True, help="Ground-truth dataset.")
 @click.option(
