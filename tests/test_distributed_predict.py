@@ -11,11 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
 import zarr
-from predict_support import config, read, save_weights, tiny_unet, write_volume
+from predict_support import config, read, save_weights, tiny_unet
 
 from unet_core.engine.prediction import run_prediction
 from unet_core.errors import ConfigError, DataError
@@ -39,7 +40,9 @@ def case(tmp_path_factory):
     """Input (HDF5 chunks unlike the blocks), checkpoint and the single-process output."""
     tmp = tmp_path_factory.mktemp("dist")
     raw = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
-    h5 = write_volume(tmp / "vol.h5", raw)  # h5py's own chunking
+    h5 = tmp / "vol.h5"
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("raw", data=raw, chunks=(5, 7, 9))  # not aligned to the (8,16,16) blocks
     model, spec = tiny_unet()
     ckpt = save_weights(model, tmp / "m.pytorch")
     (single,) = run_prediction(
@@ -141,6 +144,8 @@ def test_client_killed_then_rerun_finishes_only_missing_blocks(cluster, case, tm
     assert rerun.returncode == 0, rerun.stderr
     skipped = int(rerun.stderr.split(" of 12 blocks already finished")[0].split()[-1])
     assert skipped >= done_before
+    assert "Dask dashboard: http" in rerun.stderr
+    assert "vol_predictions.ome.zarr: 12/12 blocks" in rerun.stderr  # plain lines, no TTY
     np.testing.assert_allclose(_result(out / "vol_predictions.ome.zarr"), case["single"], atol=1e-6)
     assert not partial.exists()
 
@@ -167,3 +172,18 @@ def test_zarr_without_the_raw_array_is_one_paragraph_and_writes_nothing(case, tm
     with pytest.raises(DataError, match=r"'raw' \(loaders.raw_internal_path\).*'other'"):
         run_prediction(cfg)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_partial_output_of_another_run_is_started_over(tmp_path):
+    from unet_core import formats
+    from unet_core.engine.dask_prediction import _open_partial
+
+    tmp, final = tmp_path / ".x.ome.zarr.partial", tmp_path / "x.ome.zarr"
+    writer, marks = _open_partial(formats.get("zarr"), tmp, final, (2, 2, 2), "run-a")
+    marks[0, 1, 1] = 1
+    writer.close()
+    writer, marks = _open_partial(formats.get("zarr"), tmp, final, (2, 2, 2), "run-a")
+    assert int(marks[...].sum()) == 1  # same run: resumed
+    writer.close()
+    writer, marks = _open_partial(formats.get("zarr"), tmp, final, (2, 2, 2), "run-b")
+    assert int(marks[...].sum()) == 0 and marks.attrs["fingerprint"] == "run-b"
