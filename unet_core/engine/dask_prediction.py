@@ -279,9 +279,17 @@ def _predict_file(
     ]
     try:
         track(futures, total=finished.size, done=skipped, what=final.name)
-    except BaseException:
+    except BaseException as exc:
         client.cancel(futures)
         writer.close()  # the partial output stays for the next run to finish
+        if type(exc).__name__ == "KilledWorker":
+            raise DataError(
+                f"A block of {dataset.file_path} killed {BLOCK_RETRIES + 1} Dask workers in a "
+                f"row ({exc}); usually a worker ran out of memory. Give the workers more memory "
+                "(LocalCluster memory_limit, your cluster's job size) or make blocks and batches "
+                "smaller (distributed.block_shape, predictor.batch_size), then run the same "
+                f"command again: the finished blocks in {tmp} are kept and skipped."
+            ) from None
         raise
     if not bool(np.asarray(marks[...]).all()):
         writer.close()
