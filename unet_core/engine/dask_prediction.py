@@ -191,6 +191,9 @@ def _input_info(dataset: Any) -> Any:
 
 def _open_partial(fmt: Any, tmp: Path, final: Path, grid: tuple[int, ...], fp: str) -> Any:
     """(writer, marks): the partial output of this very run if there is one, else a new one."""
+    resumable = bool(getattr(fmt, "resumable", False))
+    if tmp.exists() and not resumable:
+        shutil.rmtree(tmp, ignore_errors=True)
     if tmp.exists():
         writer = fmt.create(str(tmp), str(final), resume=True)
         marks = writer.create(BLOCKS_ARRAY, grid, np.uint8, chunks=(1, 1, 1), compression="none")
@@ -199,7 +202,7 @@ def _open_partial(fmt: Any, tmp: Path, final: Path, grid: tuple[int, ...], fp: s
         log.info("%s is from another run (model, input or settings differ); starting over.", tmp)
         writer.abort()
         shutil.rmtree(tmp, ignore_errors=True)
-    writer = fmt.create(str(tmp), str(final), resume=True)
+    writer = fmt.create(str(tmp), str(final), **({"resume": True} if resumable else {}))
     marks = writer.create(
         BLOCKS_ARRAY, grid, np.uint8, chunks=(1, 1, 1), compression="none", attrs={}
     )

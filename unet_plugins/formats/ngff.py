@@ -36,7 +36,11 @@ def read_multiscales(attrs: dict[str, Any], level: int = 0) -> VolumeInfo | None
     top = _scale(first)
     if scale is not None and top is not None and len(top) == len(scale):
         scale = [s * t for s, t in zip(scale, top)]
-    spatial = [i for i, a in enumerate(axes) if a.get("type") == "space" or a.get("name") in "zyx"]
+    spatial = [
+        i
+        for i, a in enumerate(axes)
+        if a.get("type") == "space" or a.get("name") in ("z", "y", "x")
+    ]
     voxel = None
     if scale is not None and len(spatial) >= 3 and len(scale) == len(axes):
         z, y, x = (float(scale[i]) for i in spatial[-3:])
