@@ -24,6 +24,7 @@ from unet_core.errors import ConfigError, DataError
 distributed = pytest.importorskip("distributed")
 
 LAZY = {"name": "LazyPredictor", "chunks": [4, 8, 8]}
+POST = {"name": "ConnectedComponents", "threshold": 0.5}
 SHAPE = (16, 32, 40)  # 2 x 2 x 3 blocks of (8, 16, 16)
 
 
@@ -46,9 +47,24 @@ def case(tmp_path_factory):
     model, spec = tiny_unet()
     ckpt = save_weights(model, tmp / "m.pytorch")
     (single,) = run_prediction(
-        config(spec, ckpt, [h5], tmp / "single", dataset="LazyHDF5Dataset", predictor=LAZY)
+        config(
+            spec,
+            ckpt,
+            [h5],
+            tmp / "single",
+            dataset="LazyHDF5Dataset",
+            predictor=LAZY,
+            postprocessor=POST,
+        )
     )
-    return {"tmp": tmp, "h5": h5, "spec": spec, "ckpt": ckpt, "single": read(single.path)}
+    return {
+        "tmp": tmp,
+        "h5": h5,
+        "spec": spec,
+        "ckpt": ckpt,
+        "single": read(single.path),
+        "labels": read(single.path, "segmentation"),
+    }
 
 
 def _cfg(case, out: Path, scheduler: str, **dist):
@@ -59,6 +75,7 @@ def _cfg(case, out: Path, scheduler: str, **dist):
         out,
         dataset="LazyHDF5Dataset",
         predictor={**LAZY, "output_format": "zarr"},
+        postprocessor=POST,
         distributed={"scheduler": scheduler, **dist},
     )
 
@@ -82,6 +99,9 @@ def test_distributed_equals_single_process(cluster, case, tmp_path):
     assert all(c["loads"] == (1 if c["blocks"] else 0) for c in counts)
     np.testing.assert_allclose(_result(written.path), case["single"], atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == ["vol_predictions.ome.zarr"]
+    labels = zarr.open(written.path, mode="r")["labels/segmentation/0"][...]
+    assert labels.max() > 1  # several objects, labelled block-wise like one process does
+    np.testing.assert_array_equal(labels, case["labels"])
 
 
 def _marked(partial: Path) -> int:

@@ -36,6 +36,7 @@ from unet_core.engine.dask_blocks import (
 )
 from unet_core.engine.prediction_output import Written, check_writable, replace_path
 from unet_core.errors import ConfigError, DataError
+from unet_core.interfaces import BlockwisePostprocessor
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,13 @@ def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
             "take chunks written by many processes at once; set predictor.output_format: zarr "
             "(--set predictor.output_format=zarr)."
         )
-    if cfg.postprocessor is not None:
+    if cfg.postprocessor is not None and not isinstance(
+        predictor.postprocessor, BlockwisePostprocessor
+    ):
         raise ConfigError(
-            "distributed: postprocessor is not run on Dask yet; predict with the distributed "
-            "section, then segment the output (or remove the postprocessor)."
+            f"distributed: the postprocessor {cfg.postprocessor.get('name')} segments the whole "
+            "volume in memory, which a distributed run is meant to avoid; use a block-wise one "
+            "(ConnectedComponents) or segment the output separately."
         )
 
 
@@ -233,6 +237,7 @@ def _predict_file(
     writer, marks = _open_partial(
         fmt, tmp, final, grid, _fingerprint(predictor, dataset, digest, block)
     )
+    info = _input_info(dataset)
     if cfg.save_segmentation:
         shape: tuple[int, ...] = volume
         dtype: Any = np.uint16
@@ -244,7 +249,7 @@ def _predict_file(
         dtype,
         chunks=chunks,
         compression=cfg.compression,
-        info=_input_info(dataset).with_axes(len(shape)),
+        info=info.with_axes(len(shape)),
     )
     finished = np.asarray(marks[...]).astype(bool)
     indices = [tuple(s)[-3:] for s in dataset.raw_slices]
@@ -300,6 +305,9 @@ def _predict_file(
             f"Distributed prediction of {dataset.file_path} ended with unfinished blocks; its "
             f"partial output {tmp} is kept. Run the same command again to finish it."
         )
+    names = [cfg.output_dataset]
+    if predictor.postprocessor is not None:
+        names.append(_segment(predictor, writer, out, chunks, block, tmp, info))
     writer.close()
     _move_into_place(tmp, final, predictor.overwrite)
     seconds = time.perf_counter() - start
@@ -309,7 +317,45 @@ def _predict_file(
         "skipped_blocks": skipped,
         "patches": len(indices),
     }
-    return Written(str(final), [cfg.output_dataset], None, stats, str(dataset.file_path))
+    return Written(str(final), names, None, stats, str(dataset.file_path))
+
+
+def _segment(
+    predictor: Any,
+    writer: Any,
+    source: Any,
+    chunks: tuple[int, ...],
+    block: tuple[int, ...],
+    tmp: Path,
+    info: Any,
+) -> str:
+    """Instances of the finished prediction, block by block in this process (the
+    postprocessor's ``segment_blocks``: equal to labelling the whole volume), written as
+    ``segmentation`` (an NGFF label image in OME-Zarr)."""
+    from unet_core.engine.prediction_output import segmentation_dtype
+
+    cfg = predictor.config
+    scale = 1.0 / 255.0 if cfg.output_dtype == "uint8" and not cfg.save_segmentation else 1.0
+    volume = tuple(int(v) for v in source.shape[-3:])
+
+    def read(index: tuple[slice, ...]) -> np.ndarray:
+        values = source[(slice(None), *index)] if len(source.shape) == 4 else source[index]
+        return np.asarray(values, dtype=np.float32) * np.float32(scale)
+
+    def open_output(n: int) -> Any:
+        labels = writer.create(
+            "segmentation",
+            volume,
+            segmentation_dtype(n),
+            chunks=chunks,
+            compression=cfg.compression,
+        )
+        return labels.__setitem__
+
+    predictor.postprocessor.segment_blocks(
+        read, volume, block, open_output, scratch_dir=str(tmp.parent)
+    )
+    return "segmentation"
 
 
 def _move_into_place(tmp: Path, final: Path, overwrite: bool) -> None:
