@@ -207,3 +207,40 @@ def test_a_partial_output_of_another_run_is_started_over(tmp_path):
     writer.close()
     writer, marks = _open_partial(formats.get("zarr"), tmp, final, (2, 2, 2), "run-b")
     assert int(marks[...].sum()) == 0 and marks.attrs["fingerprint"] == "run-b"
+
+
+@pytest.mark.parametrize("connectivity,min_size", [(1, 0), (3, 4)])
+def test_connected_components_on_dask_equal_whole_volume_labelling(
+    cluster, tmp_path, connectivity, min_size
+):
+    from skimage.measure import label
+
+    from unet_plugins.postprocessors.instances import ConnectedComponents, remove_small
+
+    rng = np.random.default_rng(5)
+    probs = rng.random((1, 12, 20, 22), dtype=np.float32) ** 8  # ~8 % foreground
+    source = zarr.open_array(
+        str(tmp_path / "p.zarr"), mode="w", shape=probs.shape, chunks=(1, 4, 8, 8), dtype="float32"
+    )
+    source[...] = probs
+    out = zarr.open_array(
+        str(tmp_path / "l.zarr"), mode="w", shape=probs.shape[1:], chunks=(4, 8, 8), dtype="uint32"
+    )
+    from unet_core.engine.dask_blocks import BlockReader
+
+    post = ConnectedComponents(
+        ConnectedComponents.Config(threshold=0.5, connectivity=connectivity, min_size=min_size)
+    )
+    with distributed.Client(cluster) as client:
+        n = post.segment_dask(
+            client,
+            BlockReader(source, 1.0),
+            probs.shape[1:],
+            (4, 8, 8),
+            lambda n: out.__setitem__,
+            scratch_dir=str(tmp_path),
+        )
+    expected = remove_small(label(probs[0] > 0.5, connectivity=connectivity), min_size)
+    assert n == len(np.unique(expected)) - 1 and n > 5
+    np.testing.assert_array_equal(out[...], expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.zarr", "p.zarr"]  # no scratch left

@@ -142,3 +142,17 @@ class BlockWriter:
             out[index] = segment(values)
         else:
             out[(slice(None), *index)] = quantize(values, self.output_dtype)
+
+
+class BlockReader:
+    """Probabilities (C,*block) of a finished prediction as float32 (uint8 rescaled);
+    picklable, so block tasks of a postprocessor read the store themselves."""
+
+    def __init__(self, source: Any, scale: float) -> None:
+        self.source = source
+        self.scale = scale
+
+    def __call__(self, index: Index) -> np.ndarray:
+        src = self.source
+        values = src[(slice(None), *index)] if len(src.shape) == 4 else src[index]
+        return np.asarray(values, dtype=np.float32) * np.float32(self.scale)

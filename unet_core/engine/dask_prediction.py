@@ -29,6 +29,7 @@ from unet_core import formats
 from unet_core.config.schema import DistributedConfig, ExperimentConfig
 from unet_core.engine.dask_blocks import (
     BLOCKS_ARRAY,
+    BlockReader,
     BlockWriter,
     block_grid,
     patches_per_block,
@@ -307,7 +308,7 @@ def _predict_file(
         )
     names = [cfg.output_dataset]
     if predictor.postprocessor is not None:
-        names.append(_segment(predictor, writer, out, chunks, block, tmp, info))
+        names.append(_segment(predictor, writer, out, chunks, block, tmp, info, client))
     writer.close()
     _move_into_place(tmp, final, predictor.overwrite)
     seconds = time.perf_counter() - start
@@ -328,19 +329,18 @@ def _segment(
     block: tuple[int, ...],
     tmp: Path,
     info: Any,
+    client: Any = None,
 ) -> str:
-    """Instances of the finished prediction, block by block in this process (the
-    postprocessor's ``segment_blocks``: equal to labelling the whole volume), written as
-    ``segmentation`` (an NGFF label image in OME-Zarr)."""
+    """Instances of the finished prediction, written as ``segmentation`` (an NGFF label
+    image in OME-Zarr): as Dask tasks where the postprocessor can (``segment_dask``), else
+    block by block in this process (``segment_blocks``); both equal labelling the whole
+    volume."""
     from unet_core.engine.prediction_output import segmentation_dtype
 
     cfg = predictor.config
     scale = 1.0 / 255.0 if cfg.output_dtype == "uint8" and not cfg.save_segmentation else 1.0
     volume = tuple(int(v) for v in source.shape[-3:])
-
-    def read(index: tuple[slice, ...]) -> np.ndarray:
-        values = source[(slice(None), *index)] if len(source.shape) == 4 else source[index]
-        return np.asarray(values, dtype=np.float32) * np.float32(scale)
+    read = BlockReader(source, scale)
 
     def open_output(n: int) -> Any:
         labels = writer.create(
@@ -349,12 +349,16 @@ def _segment(
             segmentation_dtype(n),
             chunks=chunks,
             compression=cfg.compression,
+            info=info.with_axes(3),
         )
         return labels.__setitem__
 
-    predictor.postprocessor.segment_blocks(
-        read, volume, block, open_output, scratch_dir=str(tmp.parent)
-    )
+    post = predictor.postprocessor
+    scratch = str(tmp.parent)
+    if client is not None and hasattr(post, "segment_dask"):
+        post.segment_dask(client, read, volume, block, open_output, scratch_dir=scratch)
+    else:
+        post.segment_blocks(read, volume, block, open_output, scratch_dir=scratch)
     return "segmentation"
 
 
