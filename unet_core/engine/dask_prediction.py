@@ -129,6 +129,13 @@ def run_distributed(
     if getattr(predictor.config, "performance_metric", None):
         log.warning("predictor.performance_metric is not computed on Dask; run unet evaluate.")
     datasets = list(test_datasets(cfg, predictor))
+    eager = [d for d in datasets if getattr(d, "lazy", True) is False]
+    if eager:
+        log.warning(
+            "loaders.dataset %s loads the whole volume in every Dask worker; use "
+            "LazyHDF5Dataset so that each block reads only its patches.",
+            type(eager[0]).__name__,
+        )
     settings = json.dumps(predictor.config.model_dump(mode="json"), sort_keys=True, default=str)
     digest = hashlib.sha256((model_digest(model) + settings).encode()).hexdigest()
     written = []
