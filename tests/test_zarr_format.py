@@ -245,3 +245,27 @@ def test_round_trip_hdf5_to_ome_zarr_predict_evaluate_equals_hdf5(shared_data, t
     assert (tmp_path / "zarr" / "nuclei_predictions.ome.zarr").is_dir()
     assert 0.0 <= scores[1] <= 1.0
     assert scores[1] == pytest.approx(scores[0], abs=1e-6)
+
+
+def test_convert_with_a_pyramid_of_levels(tmp_path):
+    import h5py
+
+    from unet_core.io.convert import convert
+
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 255, size=(6, 20, 18)).astype(np.uint8)
+    label = rng.integers(0, 4, size=(6, 20, 18)).astype(np.uint16)
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f.create_dataset("raw", data=raw).attrs["element_size_um"] = [2.0, 1.0, 1.0]
+        f.create_dataset("label", data=label)
+    out = tmp_path / "v.ome.zarr"
+    convert(str(tmp_path / "v.h5"), str(out), ["raw", "label"], chunks=(4, 8, 8), levels=2)
+    root = zarr.open(str(out), mode="r")
+    mean = raw.astype(np.float64).reshape(3, 2, 10, 2, 9, 2).mean(axis=(1, 3, 5))
+    np.testing.assert_array_equal(root["raw_1"][...], np.rint(mean).astype(np.uint8))
+    assert root["raw_2"].shape == (2, 5, 5)
+    np.testing.assert_array_equal(root["labels/label/1"][...], label[::2, ::2, ::2])
+    with Source(str(out)) as src:
+        assert src.info("raw").voxel_size == (2.0, 1.0, 1.0)
+        assert src.info("raw_2").voxel_size == (8.0, 4.0, 4.0)
+        assert src.info("labels/label/1").voxel_size == (2.0, 2.0, 2.0)  # label had none

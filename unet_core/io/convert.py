@@ -32,6 +32,7 @@ def convert(
     *,
     chunks: Sequence[int] = CONVERT_CHUNKS,
     overwrite: bool = False,
+    levels: int = 0,
 ) -> list[str]:
     """Copy the arrays ``names`` of ``source`` into a new ``target``; returns what was copied."""
     from unet_core.output_files import open_output
@@ -64,4 +65,12 @@ def convert(
             lead = (slice(None),) * (volume.ndim - 3)
             for index in boxes(spatial, box):
                 array[(*lead, *index)] = np.asarray(volume[(*lead, *index)])
+            if levels:
+                pyramid = getattr(out, "pyramid", None)
+                if pyramid is None:
+                    raise DataError(
+                        f"--levels: the output format of {target} cannot store a multiscale "
+                        "pyramid; write OME-Zarr (.ome.zarr) or leave --levels out."
+                    )
+                pyramid(name.strip("/").replace("/", "_"), levels)
     return list(names)

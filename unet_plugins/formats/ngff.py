@@ -86,6 +86,18 @@ def multiscales_attrs(
     }
 
 
+def add_level(attrs: dict[str, Any], path: str, factors: tuple[int, ...]) -> dict[str, Any]:
+    """``attrs`` with one more (coarser) level at ``path``: the full level's scale times
+    ``factors`` (one per axis)."""
+    multiscale = attrs["ome"]["multiscales"][0]
+    base = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    scale = [float(s) * f for s, f in zip(base, factors)]
+    multiscale["datasets"].append(
+        {"path": path, "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+    )
+    return attrs
+
+
 def label_group_attrs(name: str, shape: tuple[int, ...], info: VolumeInfo) -> dict[str, Any]:
     """Attributes of ``labels/<name>``: a one-level image marked as a label image of the root."""
     attrs = multiscales_attrs(name, "0", shape, info)

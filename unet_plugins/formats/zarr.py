@@ -29,6 +29,7 @@ from unet_core.errors import DataError
 from unet_core.formats import VolumeInfo
 from unet_core.interfaces import ComponentConfig
 from unet_plugins.formats.ngff import (
+    add_level,
     label_group_attrs,
     labels_list_attrs,
     multiscales_attrs,
@@ -262,6 +263,38 @@ class ZarrWriter:
             self._root.attrs.update(multiscales_attrs(name, path, shape, info))
             self._root.attrs["unet_image"] = name
 
+    def pyramid(self, name: str, levels: int) -> list[str]:
+        """Add ``levels`` coarser levels of the image or label image ``name`` (each half the
+        previous one on every axis longer than 1: mean for images, every other voxel for
+        labels), listed in its ``multiscales``; returns their paths."""
+        name = name.strip("/")
+        is_label = name in self._labels
+        group = self._root[f"labels/{name}"] if is_label else self._root
+        path = f"labels/{name}/0" if is_label else name
+        source = self._root[path]
+        added = []
+        for level in range(1, levels + 1):
+            spatial = source.shape[-3:]
+            factors = tuple(2 if n > 1 else 1 for n in spatial)
+            shape = (*source.shape[:-3], *(-(-n // f) for n, f in zip(spatial, factors)))
+            target_path = f"labels/{name}/{level}" if is_label else f"{name}_{level}"
+            target = self._root.create_array(
+                target_path,
+                shape=shape,
+                dtype=source.dtype,
+                chunks=tuple(min(c, n) for c, n in zip(source.chunks, shape)),
+                fill_value=0,
+                compressors=source.compressors,
+                overwrite=True,
+            )
+            _downsample(source, target, factors, is_label)
+            full = (1,) * (len(shape) - 3) + tuple(f**level for f in factors)
+            attrs = group.attrs.asdict()
+            group.attrs.update(add_level(attrs, target_path.rsplit("/", 1)[-1], full))
+            added.append(target_path)
+            source = target
+        return added
+
     def write(
         self,
         name: str,
@@ -290,6 +323,46 @@ class ZarrWriter:
     def abort(self) -> None:
         self._root = None
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _downsample(source: Any, target: Any, factors: tuple[int, ...], labels: bool) -> None:
+    """Fill ``target`` from ``source`` box by box (a few target chunks at a time)."""
+    import itertools
+
+    lead = (slice(None),) * (len(target.shape) - 3)
+    box = tuple(c * 2 for c in target.chunks[-3:])
+    starts = [range(0, n, b) for n, b in zip(target.shape[-3:], box)]
+    for corner in itertools.product(*starts):
+        out = tuple(slice(c, min(c + b, n)) for c, b, n in zip(corner, box, target.shape[-3:]))
+        src = tuple(
+            slice(o.start * f, min(o.stop * f, n))
+            for o, f, n in zip(out, factors, source.shape[-3:])
+        )
+        values = np.asarray(source[(*lead, *src)])
+        if labels:
+            reduced = values[(*lead, *(slice(None, None, f) for f in factors))]
+        else:
+            reduced = _block_mean(values, factors).astype(source.dtype)
+        target[(*lead, *out)] = reduced
+
+
+def _block_mean(values: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """Mean over ``factors`` boxes of the last three axes (edge boxes: what is there)."""
+    result = values.astype(np.float64)
+    for axis, f in zip(range(values.ndim - 3, values.ndim), factors):
+        if f == 1:
+            continue
+        n = result.shape[axis]
+        pad = (-n) % f
+        if pad:
+            edge = np.take(result, [n - 1] * pad, axis=axis)
+            result = np.concatenate([result, edge], axis=axis)
+        shape = list(result.shape)
+        shape[axis : axis + 1] = [shape[axis] // f, f]
+        result = result.reshape(shape).mean(axis=axis + 1)
+    if np.issubdtype(values.dtype, np.integer):
+        result = np.rint(result)
+    return result
 
 
 def _jsonable(value: Any) -> Any:
