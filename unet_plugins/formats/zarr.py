@@ -36,6 +36,7 @@ from unet_plugins.formats.ngff import (
     ngff_metadata,
     read_multiscales,
 )
+from unet_plugins.formats.pyramid import downsample
 
 #: Default chunk (Z,Y,X) of outputs written without a chunk shape (~2 MB of float32).
 DEFAULT_CHUNKS = (32, 128, 128)
@@ -287,7 +288,7 @@ class ZarrWriter:
                 compressors=source.compressors,
                 overwrite=True,
             )
-            _downsample(source, target, factors, is_label)
+            downsample(source, target, factors, is_label)
             full = (1,) * (len(shape) - 3) + tuple(f**level for f in factors)
             attrs = group.attrs.asdict()
             group.attrs.update(add_level(attrs, target_path.rsplit("/", 1)[-1], full))
@@ -323,46 +324,6 @@ class ZarrWriter:
     def abort(self) -> None:
         self._root = None
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _downsample(source: Any, target: Any, factors: tuple[int, ...], labels: bool) -> None:
-    """Fill ``target`` from ``source`` box by box (a few target chunks at a time)."""
-    import itertools
-
-    lead = (slice(None),) * (len(target.shape) - 3)
-    box = tuple(c * 2 for c in target.chunks[-3:])
-    starts = [range(0, n, b) for n, b in zip(target.shape[-3:], box)]
-    for corner in itertools.product(*starts):
-        out = tuple(slice(c, min(c + b, n)) for c, b, n in zip(corner, box, target.shape[-3:]))
-        src = tuple(
-            slice(o.start * f, min(o.stop * f, n))
-            for o, f, n in zip(out, factors, source.shape[-3:])
-        )
-        values = np.asarray(source[(*lead, *src)])
-        if labels:
-            reduced = values[(*lead, *(slice(None, None, f) for f in factors))]
-        else:
-            reduced = _block_mean(values, factors).astype(source.dtype)
-        target[(*lead, *out)] = reduced
-
-
-def _block_mean(values: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
-    """Mean over ``factors`` boxes of the last three axes (edge boxes: what is there)."""
-    result = values.astype(np.float64)
-    for axis, f in zip(range(values.ndim - 3, values.ndim), factors):
-        if f == 1:
-            continue
-        n = result.shape[axis]
-        pad = (-n) % f
-        if pad:
-            edge = np.take(result, [n - 1] * pad, axis=axis)
-            result = np.concatenate([result, edge], axis=axis)
-        shape = list(result.shape)
-        shape[axis : axis + 1] = [shape[axis] // f, f]
-        result = result.reshape(shape).mean(axis=axis + 1)
-    if np.issubdtype(values.dtype, np.integer):
-        result = np.rint(result)
-    return result
 
 
 def _jsonable(value: Any) -> Any:
