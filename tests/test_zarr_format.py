@@ -269,3 +269,11 @@ def test_convert_with_a_pyramid_of_levels(tmp_path):
         assert src.info("raw").voxel_size == (2.0, 1.0, 1.0)
         assert src.info("raw_2").voxel_size == (8.0, 4.0, 4.0)
         assert src.info("labels/label/1").voxel_size == (2.0, 2.0, 2.0)  # label had none
+
+
+def test_fsspec_urls_are_read_through_zarr_itself():
+    data = np.arange(2 * 6 * 8, dtype=np.float32).reshape(2, 6, 8)
+    group = zarr.open_group("memory://unet-test/url.zarr", mode="w")
+    group.create_array("raw", data=data, chunks=(1, 3, 4))
+    with Source("memory://unet-test/url.zarr") as src:
+        np.testing.assert_array_equal(src.volume("raw", key="k")[(slice(1, 2),)], data[1:2])
