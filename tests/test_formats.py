@@ -22,10 +22,11 @@ def test_the_registry_chooses_the_format_by_suffix_and_lists_every_suffix() -> N
     assert {"hdf5", "tiff"} <= set(formats.names())
     assert formats.claim("/x/a.H5")[0] == "hdf5"
     assert formats.claim("/x/a.tiff")[0] == "tiff"
-    assert formats.claim("/x/a.zarr") is None
+    assert formats.claim("/x/a.zarr")[0] == "zarr"
+    assert formats.claim("/x/a.n5") is None
     assert formats.suffixes()[:6] == (".h5", ".hdf", ".hdf5", ".hd5", ".tif", ".tiff")
-    with pytest.raises(DataError, match=r"a\.zarr \(loaders.test.file_paths\).*hdf5 \(\.h5"):
-        formats.for_path("/x/a.zarr", key="loaders.test.file_paths")
+    with pytest.raises(DataError, match=r"a\.n5 \(loaders.test.file_paths\).*hdf5 \(\.h5"):
+        formats.for_path("/x/a.n5", key="loaders.test.file_paths")
 
 
 def _predict(tmp: Path, source: Path, predictor: dict) -> list:
@@ -83,8 +84,8 @@ def test_an_unknown_output_format_is_a_config_error_naming_the_installed_ones() 
     from unet_core import registry
     from unet_core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="output_format.*'zarr' is not an installed.*hdf5"):
-        registry.validate("predictors", {"name": "LazyPredictor", "output_format": "zarr"})
+    with pytest.raises(ConfigError, match="output_format.*'n5' is not an installed.*hdf5"):
+        registry.validate("predictors", {"name": "LazyPredictor", "output_format": "n5"})
 
 
 def test_preview_reads_a_tiff_output_and_its_segmentation(tmp_path: Path) -> None:

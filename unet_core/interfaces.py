@@ -380,5 +380,12 @@ class VolumeFormat(Protocol):
         ...
 
     def create(self, tmp: str, final: str, *, overwrite: bool = False) -> VolumeWriter:
-        """An output written at ``tmp`` (a sibling name of ``final``, renamed by the core)."""
+        """An output written at ``tmp`` (a sibling name of ``final``, renamed by the core).
+
+        Optional, for distributed prediction (:mod:`unet_core.prediction.dask_run`): a
+        format whose class sets ``concurrent_writes = True`` returns picklable arrays whose
+        chunk-aligned blocks many processes may write at once; with ``resumable = True``,
+        ``create(..., resume=True)`` reopens an existing ``tmp`` and ``writer.create`` returns
+        an existing array of the same shape, dtype and chunks as it is.
+        """
         ...

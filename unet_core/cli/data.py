@@ -300,6 +300,33 @@ def print_report(report: Report) -> None:
         console.print(f"[bold red]Problem {i}:[/] {escape(problem)}", markup=True, soft_wrap=True)
 
 
+@data.command("convert")
+@click.argument("source", metavar="IN")
+@click.argument("target", metavar="OUT")
+@click.option(
+    "--dataset",
+    "names",
+    multiple=True,
+    default=("raw",),
+    show_default=True,
+    help="Array to copy (repeatable); integer arrays after the first become OME-Zarr labels.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--levels",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    help="Coarser levels of a multiscale pyramid (OME-Zarr), each half the previous one.",
+)
+def convert(source: str, target: str, names: tuple[str, ...], overwrite: bool, levels: int) -> None:
+    """Copy volumes between formats, e.g. HDF5/TIFF -> OME-Zarr (IN.h5 OUT.ome.zarr)."""
+    from unet_core.io.convert import convert as run
+
+    copied = run(source, target, names, overwrite=overwrite, levels=levels)
+    click.echo(f"{target}: {', '.join(copied)} copied from {source}")
+
+
 def _add_fetch() -> None:
     """``unet data fetch`` lives in its own module; the group is defined here."""
     from unet_core.cli.fetch import fetch

@@ -38,8 +38,8 @@ def _metric_spec(text: str) -> Any:
 @click.command("evaluate")
 @config_option("YAML config whose loaders.test predictions to score.", required=False)
 @set_option("loaders.output_dir=predictions")
-@click.option("--prediction", type=click.Path(dir_okay=False), help="Prediction HDF5 file.")
-@click.option("--ground-truth", type=click.Path(dir_okay=False), help="Ground-truth file.")
+@click.option("--prediction", type=click.Path(), help="Prediction file (HDF5, TIFF, OME-Zarr...).")
+@click.option("--ground-truth", type=click.Path(), help="Ground-truth file or zarr folder.")
 @click.option("--dataset", help="Dataset scored in the prediction file (default predictions).")
 @click.option("--gt-dataset", default="label", show_default=True, help="Ground-truth dataset.")
 @click.option(

@@ -24,12 +24,38 @@ from unet_core.cli.options import config_option, set_option
 @set_option("model_path=best.pytorch")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--preview", is_flag=True, help="Also write a PNG of the mid-slices per output.")
-def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, preview: bool) -> None:
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Predict on the Dask cluster of this scheduler (tcp://host:8786); sets "
+    "distributed.scheduler.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Predict on a LocalCluster of N worker processes; sets distributed.workers.",
+)
+def predict(
+    config_path: str,
+    overrides: tuple[str, ...],
+    overwrite: bool,
+    preview: bool,
+    scheduler: str | None,
+    workers: int | None,
+) -> None:
     """Predict every file of loaders.test with the checkpoint in model_path."""
     from unet_core.config import load_config
     from unet_core.prediction.run import run_prediction
 
     cfg = load_config(config_path, overrides)
+    if scheduler is not None or workers is not None:
+        from unet_core.config.schema import DistributedConfig
+
+        dist = cfg.distributed.model_dump() if cfg.distributed is not None else {}
+        dist.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
+        cfg = cfg.model_copy(update={"distributed": DistributedConfig(**dist)})
     written = run_prediction(cfg, overwrite=overwrite, preview=preview)
     previews = _previews(cfg, written) if preview else {}
     _report(written, previews)

@@ -206,6 +206,35 @@ class LoadersConfig(BaseModel):
         return getattr(self.dataset_ref.config, key, default)
 
 
+class DistributedConfig(Section):
+    """Prediction spread over a Dask cluster (docs/large-volumes.md)."""
+
+    scheduler: str | None = Field(
+        None,
+        description="Address of a running Dask scheduler (tcp://host:8786); none starts a "
+        "LocalCluster of `workers` processes on this machine.",
+    )
+    workers: int = Field(2, ge=1, description="Worker processes of the LocalCluster.")
+    threads_per_worker: int = Field(
+        1, ge=1, description="Torch threads (and Dask threads) per LocalCluster worker."
+    )
+    block_shape: list[int] | None = Field(
+        None,
+        description="(Z,Y,X) of one task's output block, a multiple of the output chunks; "
+        "default twice the chunk shape per axis.",
+    )
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for `scheduler` before giving up."
+    )
+
+    @field_validator("block_shape")
+    @classmethod
+    def _block(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 3 or any(x < 1 for x in v)):
+            raise ValueError("expected 3 positive integers (Z, Y, X)")
+        return v
+
+
 class ExperimentConfig(Section):
     """A whole experiment: the reference's top-level keys, nothing else."""
 
@@ -231,6 +260,9 @@ class ExperimentConfig(Section):
     device: str | None = Field(None, description="cpu, cuda, cuda:N or mps; None picks the best.")
     manual_seed: int | None = Field(None, description="Seeds torch, numpy and augmentations.")
     model_path: str | None = Field(None, description="Checkpoint to predict with.")
+    distributed: DistributedConfig | None = Field(
+        None, description="Predict on a Dask cluster (output format zarr); none: one process."
+    )
 
     @field_validator("optimizer", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +33,18 @@ def fsync_path(path: str | Path, directory: bool = False) -> None:
 def durable_replace(tmp: str | Path, final: str | Path) -> None:
     """Rename a finished ``tmp`` over ``final`` so that both survive a power cut: the file's
     data is flushed before the rename and the folder's entry after it."""
-    fsync_path(tmp)
-    os.replace(tmp, final)
-    fsync_path(Path(final).parent, directory=True)
+    tmp, final = Path(tmp), Path(final)
+    fsync_path(tmp, directory=tmp.is_dir())
+    if final.is_dir() and not final.is_symlink():
+        # a folder output (zarr) the user asked to replace: os.replace cannot put a folder
+        # over a non-empty one, so the old one steps aside first and goes once the new is in
+        old = final.with_name(f".{final.name}~unet-replaced~{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    fsync_path(final.parent, directory=True)
 
 
 def _umask() -> int:

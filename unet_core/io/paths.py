@@ -38,7 +38,8 @@ def list_folder(folder: Path, extensions: Sequence[str] | None = None) -> list[s
     inputs: a killed run's leftovers must not be read as data. Skipping one is noted."""
     if extensions is None:
         extensions = volume_suffixes()
-    entries = [p for p in folder.iterdir() if p.is_file()]
+    # folders count where a format stores a volume as a folder (zarr: ``x.ome.zarr/``)
+    entries = [p for p in folder.iterdir() if p.is_file() or _is_volume_folder(p)]
     skipped = sorted(
         p.name for p in entries if is_temporary(p.name) and p.name.endswith(tuple(extensions))
     )
@@ -53,8 +54,14 @@ def list_folder(folder: Path, extensions: Sequence[str] | None = None) -> list[s
     out: list[str] = []
     for ext in extensions:
         # exact suffix match, as the reference's glob("*.h5") (case-sensitive on Linux)
-        out += sorted(str(p) for p in entries if p.name.endswith(ext))
+        out += sorted(str(p) for p in entries if p.name.endswith(ext) and str(p) not in out)
     return out
+
+
+def _is_volume_folder(path: Path) -> bool:
+    from unet_core import formats
+
+    return path.is_dir() and formats.claim(str(path)) is not None
 
 
 def expand_file_paths(
@@ -73,7 +80,7 @@ def expand_file_paths(
             results.append(str(raw))
             continue
         path = Path(os.path.expanduser(str(raw)))
-        if path.is_dir():
+        if path.is_dir() and not _is_volume_folder(path):
             extensions = volume_suffixes() if extensions is None else extensions
             found = list_folder(path, extensions)
             if not found:
@@ -83,7 +90,7 @@ def expand_file_paths(
                     f"searched). Put the volumes there or list the files themselves in {key}."
                 )
             results += found
-        elif path.is_file():
+        elif path.is_file() or path.is_dir():
             results.append(str(path))
         else:
             parent = path.parent if str(path.parent) else Path(".")

@@ -8,6 +8,7 @@ output is an error unless ``overwrite`` is set; a failure removes the temporary 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,8 +40,21 @@ def output_path(
     """``<output_dir or input's folder>/<input stem><suffix><extension>`` (reference naming)."""
     src = Path(input_path)
     folder = Path(output_dir) if output_dir not in (None, "") else src.parent
-    name = src.name if src.is_dir() else src.stem
+    name = _stem(src)
     return folder / f"{name}{suffix}{extension}"
+
+
+def _stem(path: Path) -> str:
+    """The name without the suffix of the format that reads it (``x.ome.zarr`` -> ``x``)."""
+    from unet_core import formats
+
+    found = formats.claim(str(path))
+    lowered = path.name.lower()
+    if found is not None:
+        for suffix in sorted(found[1].suffixes, key=len, reverse=True):
+            if lowered.endswith(suffix):
+                return path.name[: -len(suffix)]
+    return path.name if path.is_dir() else path.stem
 
 
 def preview_path(output: Path) -> Path:
@@ -81,7 +95,9 @@ def atomic_output(path: Path, overwrite: bool, needed: int | None = None) -> Ite
         check_writable(path, overwrite)  # someone else may have written it meanwhile
         durable_replace(tmp, path)
     except BaseException as exc:
-        if os.path.exists(tmp):
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)  # folder formats (zarr)
+        elif os.path.exists(tmp):
             os.unlink(tmp)
         if is_storage_error(exc):
             raise storage_error(exc, path, needed) from None  # type: ignore[arg-type]

@@ -160,10 +160,18 @@ def run_prediction(
     check_predict_config(cfg)
     torch_device = resolve_device(device or cfg.device)
     model = build_model(cfg)
-    predictor = build_predictor(cfg, model, torch_device, overwrite=overwrite)
-    cfg = prepare_outputs(cfg, predictor, preview=preview)
     hook = plugin_manager().hook
     written: list[Written] = []
+    if cfg.distributed is not None:
+        from unet_core.prediction.dask_run import run_distributed
+
+        written = run_distributed(cfg, model, torch_device, overwrite=overwrite)
+        for item in written:
+            hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
+        _log_metrics(written)
+        return written
+    predictor = build_predictor(cfg, model, torch_device, overwrite=overwrite)
+    cfg = prepare_outputs(cfg, predictor, preview=preview)
     with stop_on_signals():
         for dataset in test_datasets(cfg, predictor):
             raise_if_stopped()

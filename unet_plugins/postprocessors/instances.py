@@ -109,6 +109,30 @@ class ConnectedComponents:
             scratch_dir=scratch_dir,
         )
 
+    def segment_dask(
+        self,
+        client: Any,
+        read: Callable[[Index], np.ndarray],
+        shape: tuple[int, ...],
+        block: tuple[int, ...],
+        open_output: Callable[[int], Callable[[Index, np.ndarray], None]],
+        scratch_dir: str | None = None,
+    ) -> int:
+        """``segment_blocks`` with the blocks as tasks on a Dask cluster (same labels)."""
+        from unet_plugins.postprocessors.dask_components import connected_components_dask
+
+        return connected_components_dask(
+            client,
+            self.foreground,
+            read,
+            shape,
+            block,
+            open_output,
+            connectivity=self.config.connectivity,
+            min_size=self.config.min_size,
+            scratch_dir=scratch_dir,
+        )
+
 
 class SeededWatershed:
     """Watershed from seeds: for cells separated by predicted boundaries (or, without a

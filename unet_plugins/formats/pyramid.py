@@ -1,0 +1,48 @@
+"""Coarser levels of a multiscale pyramid, computed box by box from the level above
+(memory: a few chunks): the mean over 2x2x2 voxels for images, every other voxel for labels
+(a mean of label ids would invent labels)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+
+def downsample(source: Any, target: Any, factors: tuple[int, ...], labels: bool) -> None:
+    """Fill ``target`` from ``source`` box by box (a few target chunks at a time)."""
+    lead = (slice(None),) * (len(target.shape) - 3)
+    box = tuple(c * 2 for c in target.chunks[-3:])
+    starts = [range(0, n, b) for n, b in zip(target.shape[-3:], box)]
+    for corner in itertools.product(*starts):
+        out = tuple(slice(c, min(c + b, n)) for c, b, n in zip(corner, box, target.shape[-3:]))
+        src = tuple(
+            slice(o.start * f, min(o.stop * f, n))
+            for o, f, n in zip(out, factors, source.shape[-3:])
+        )
+        values = np.asarray(source[(*lead, *src)])
+        if labels:
+            reduced = values[(*lead, *(slice(None, None, f) for f in factors))]
+        else:
+            reduced = block_mean(values, factors).astype(source.dtype)
+        target[(*lead, *out)] = reduced
+
+
+def block_mean(values: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """Mean over ``factors`` boxes of the last three axes (edge boxes: what is there)."""
+    result = values.astype(np.float64)
+    for axis, f in zip(range(values.ndim - 3, values.ndim), factors):
+        if f == 1:
+            continue
+        n = result.shape[axis]
+        pad = (-n) % f
+        if pad:
+            edge = np.take(result, [n - 1] * pad, axis=axis)
+            result = np.concatenate([result, edge], axis=axis)
+        shape = list(result.shape)
+        shape[axis : axis + 1] = [shape[axis] // f, f]
+        result = result.reshape(shape).mean(axis=axis + 1)
+    if np.issubdtype(values.dtype, np.integer):
+        result = np.rint(result)
+    return result
