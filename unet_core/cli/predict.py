@@ -7,6 +7,7 @@ existing output is refused unless ``--overwrite``. ``--preview`` also writes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,27 @@ import click
     metavar="KEY=VALUE",
     help="Override a config value, e.g. --set model_path=best.pytorch (repeatable).",
 )
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(),
+    help="Checkpoint or bioimage.io model package (zip, folder, rdf.yaml); sets model_path.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--preview", is_flag=True, help="Also write a PNG of the mid-slices per output.")
-def predict(config_path: str, overrides: tuple[str, ...], overwrite: bool, preview: bool) -> None:
+def predict(
+    config_path: str,
+    overrides: tuple[str, ...],
+    model: str | None,
+    overwrite: bool,
+    preview: bool,
+) -> None:
     """Predict every file of loaders.test with the checkpoint in model_path."""
     from unet_core.config import load_config
     from unet_core.engine.prediction import run_prediction
 
+    if model is not None:  # a JSON string is YAML, so any path survives the --set parser unchanged
+        overrides = (*overrides, f"model_path={json.dumps(model)}")
     cfg = load_config(config_path, overrides)
     written = run_prediction(cfg, overwrite=overwrite)
     previews = _previews(cfg, written) if preview else {}

@@ -49,9 +49,17 @@ def check_predict_config(cfg: ExperimentConfig) -> None:
 
 
 def build_model(cfg: ExperimentConfig) -> Any:
-    """The configured model with the weights of ``model_path`` (strict)."""
-    from unet_core.engine.checkpoint import load_model_weights
+    """The configured model with the weights of ``model_path`` (strict).
 
+    A bioimage.io model package as ``model_path`` brings its own network (see
+    :mod:`unet_core.exchange.package_model`); the config's model section is then not used.
+    """
+    from unet_core.engine.checkpoint import load_model_weights
+    from unet_core.exchange.package_model import package_model_or_none
+
+    packaged = package_model_or_none(cfg.model_path)
+    if packaged is not None:
+        return packaged
     model = registry.create("models", cfg.model)
     assert cfg.model_path is not None
     load_model_weights(model, cfg.model_path, model_config=cfg.model)

@@ -1,0 +1,173 @@
+"""A bioimage.io package as the network of ``model_path``: native when possible, else TorchScript.
+
+Native: the package's ``pytorch_state_dict`` names a model this installation has (same name in
+the ``models`` registry, and the class's own module or the reference's ``pytorch3dunet``
+package, as PlantSeg's zoo does): the model is built through the registry from the package's
+kwargs and gets its weights strictly, so it is exactly a checkpoint-loaded model (fast paths,
+``--resume``/fine-tuning). A package architecture given as a file is never executed. Otherwise
+its TorchScript weights run in the same predictor. (Imported only when model_path is used,
+so importing torch here costs ``unet --help`` nothing.)
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unet_core.errors import ConfigError, ModelPackageError, PluginError
+from unet_core.exchange.package_reader import ModelPackage, is_model_package, open_package
+
+log = logging.getLogger(__name__)
+
+#: The reference's package: its model classes are ours under the same names.
+REFERENCE_PACKAGE = "pytorch3dunet"
+
+
+def package_model_or_none(path: str | Path | None) -> Any:
+    """The network of ``path`` if it is a model package, else None (a checkpoint)."""
+    if path is None or not is_model_package(path):
+        return None
+    return load_package_model(path)
+
+
+def load_package_model(path: str | Path) -> Any:
+    """The package's network in eval mode, with its weights; ModelPackageError if it cannot be."""
+    package = open_package(path)
+    dims = check_axes(package)
+    spec = native_spec(package)
+    if spec is not None:
+        return _native(package, spec)
+    entry = package.weights("torchscript")
+    if entry is not None and entry.get("source"):
+        return _scripted(package, entry, dims)
+    arch = package.architecture()
+    what = f"architecture {arch.callable!r}" if arch else "no pytorch_state_dict architecture"
+    formats = ", ".join(sorted(package.rdf.get("weights") or {})) or "none"
+    raise ModelPackageError(
+        f"The model package {str(path)!r} has {what} that unet-core does not provide, and no "
+        f"TorchScript weights to run instead (its weight formats: {formats}). unet-core runs "
+        "packages whose pytorch_state_dict architecture is one of its models (or "
+        "pytorch-3dunet's of the same name), or that carry torchscript weights; export the "
+        "model with TorchScript weights, or install the plugin that provides the architecture."
+    )
+
+
+def native_spec(package: ModelPackage) -> dict[str, Any] | None:
+    """``{name, **kwargs}`` when the architecture is a model of the registry, else None."""
+    from unet_core import registry
+
+    arch = package.architecture()
+    if arch is None or arch.callable not in registry.list("models"):
+        return None
+    if arch.module is not None:
+        if arch.module.split(".")[0] != REFERENCE_PACKAGE:
+            try:
+                cls = registry.get("models", arch.callable)
+            except PluginError:
+                return None
+            if getattr(cls, "__module__", None) != arch.module:
+                return None
+    return {"name": arch.callable, **arch.kwargs}
+
+
+def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
+    from unet_core import registry
+    from unet_core.engine.checkpoint import load_model_weights
+
+    try:
+        model = registry.create("models", spec)
+    except ConfigError as exc:
+        raise ModelPackageError(
+            f"The model package {str(package.location)!r} describes a {spec['name']} whose "
+            f"kwargs this version cannot build: {exc.message} Export the package again with "
+            "this version, or drop the unsupported kwargs from its rdf.yaml."
+        ) from None
+    entry = package.weights("pytorch_state_dict") or {}
+    data = package.read(str(entry.get("source")), sha256=entry.get("sha256"), what="weights file")
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    load_model_weights(model, state, model_config=spec)
+    model.eval()
+    log.info("model_path is a bioimage.io package: native %s", spec["name"])
+    return model
+
+
+def _scripted(package: ModelPackage, entry: dict[str, Any], dims: int) -> Any:
+    data = package.read(str(entry["source"]), sha256=entry.get("sha256"), what="weights file")
+    try:
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - a broken file, told once
+        raise ModelPackageError(
+            f"The TorchScript weights {entry['source']!r} of {str(package.location)!r} cannot "
+            f"be loaded: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}."
+        ) from None
+    cin, cout = _channels(package, "inputs"), _channels(package, "outputs")
+    return ScriptedNetwork(module, in_channels=cin, out_channels=cout, spatial_dims=dims)
+
+
+def _axes(tensor: dict[str, Any]) -> list[str]:
+    """Axis types of a tensor: 0.5 lists of {type, id}, 0.4 strings such as 'bczyx'."""
+    axes = tensor.get("axes")
+    if isinstance(axes, str):
+        return [{"b": "batch", "c": "channel"}.get(a, a) for a in axes]
+    out = []
+    for axis in axes or []:
+        kind = axis.get("type")
+        out.append(str(axis.get("id", kind)) if kind == "space" else str(kind))
+    return out
+
+
+def _channels(package: ModelPackage, io_key: str) -> int:
+    tensor = (package.rdf.get(io_key) or [{}])[0]
+    axes = tensor.get("axes")
+    if isinstance(axes, list):
+        for axis in axes:
+            if axis.get("type") == "channel":
+                return len(axis.get("channel_names") or []) or 1
+    shape = tensor.get("shape")
+    if isinstance(axes, str) and isinstance(shape, list) and "c" in axes:
+        return int(shape[axes.index("c")])
+    return 1
+
+
+def check_axes(package: ModelPackage) -> int:
+    """The number of spatial axes; ModelPackageError unless (batch, channel, [z,] y, x)."""
+    inputs = package.rdf.get("inputs") or []
+    outputs = package.rdf.get("outputs") or []
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelPackageError(
+            f"The model package {str(package.location)!r} has {len(inputs)} input and "
+            f"{len(outputs)} output tensors; unet-core's predictors feed one image and write "
+            "one prediction. Use a model with one input and one output."
+        )
+    for role, tensor in (("input", inputs[0]), ("output", outputs[0])):
+        axes = _axes(tensor)
+        if axes not in (["batch", "channel", "z", "y", "x"], ["batch", "channel", "y", "x"]):
+            raise ModelPackageError(
+                f"The {role} of the model package {str(package.location)!r} has axes "
+                f"{axes}; unet-core's sliding window feeds (batch, channel, z, y, x) or (batch, "
+                "channel, y, x) volumes, so this model cannot be run by it. Use the package "
+                "with a tool that handles these axes, or re-export the model with those axes."
+            )
+    return len(_axes(inputs[0])) - 2
+
+
+class ScriptedNetwork(nn.Module):
+    """TorchScript weights behind the attributes the predictors read (channels, dims)."""
+
+    def __init__(
+        self, module: torch.nn.Module, *, in_channels: int, out_channels: int, spatial_dims: int
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.spatial_dims = spatial_dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.module(x)
+        return out
