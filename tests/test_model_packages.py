@@ -311,3 +311,26 @@ def test_a_bad_package_is_one_paragraph(exported, tmp_path, capsys, case):
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 12  # one wrapped paragraph
     assert not (tmp_path / "out").exists()
+
+
+def test_a_package_is_a_pre_trained_start_for_fine_tuning(exported, tmp_path):
+    """trainer.pre_trained: a package trains on like the checkpoint it came from."""
+    from export_support import TINY_MODEL
+    from test_train_support import reference_config, tiny
+
+    from unet_core.config import config_from_dict
+    from unet_core.engine.checkpoint import load_checkpoint
+    from unet_core.engine.training import train
+
+    original = load_checkpoint(exported["checkpoint"])["model_state_dict"]
+    packaged = load_checkpoint(exported["package"])["model_state_dict"]
+    assert original.keys() == packaged.keys()
+    assert all(torch.equal(original[k], packaged[k]) for k in original)
+    cfg = tiny(
+        reference_config(tmp_path / "ck", pre_trained=str(exported["package"])),
+        iterations=1,
+        every=1,
+    )
+    cfg["model"].update(TINY_MODEL)
+    trainer = train(config_from_dict(cfg))
+    assert trainer.iteration >= 1

@@ -75,6 +75,25 @@ def native_spec(package: ModelPackage) -> dict[str, Any] | None:
     return {"name": arch.callable, **arch.kwargs}
 
 
+def package_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The package's state dict as a checkpoint dict (``trainer.pre_trained``, fine-tuning)."""
+    package = open_package(path)
+    spec = native_spec(package)
+    if spec is None:
+        raise ModelPackageError(
+            f"The model package {str(path)!r} holds no state dict of a unet-core or "
+            "pytorch-3dunet model, so its weights cannot be loaded into one for training; "
+            "it can only be used for prediction (model_path / unet predict --model)."
+        )
+    return {"model_state_dict": _state_dict(package), "package_model": spec}
+
+
+def _state_dict(package: ModelPackage) -> Any:
+    entry = package.weights("pytorch_state_dict") or {}
+    data = package.read(str(entry.get("source")), sha256=entry.get("sha256"), what="weights file")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
     from unet_core import registry
     from unet_core.engine.checkpoint import load_model_weights
@@ -87,10 +106,7 @@ def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
             f"kwargs this version cannot build: {exc.message} Export the package again with "
             "this version, or drop the unsupported kwargs from its rdf.yaml."
         ) from None
-    entry = package.weights("pytorch_state_dict") or {}
-    data = package.read(str(entry.get("source")), sha256=entry.get("sha256"), what="weights file")
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    load_model_weights(model, state, model_config=spec)
+    load_model_weights(model, _state_dict(package), model_config=spec)
     model.eval()
     log.info("model_path is a bioimage.io package: native %s", spec["name"])
     return model
