@@ -46,6 +46,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 str(package),
                 "--metadata",
                 str(meta),
+                "--onnx",
             ],
         )
     except SystemExit as exc:
@@ -115,9 +116,10 @@ def test_the_package_passes_bioimageio_validation_and_test_model(exported):
     descr = load_description(exported["package"], format_version="latest")
     assert descr.validation_summary.status in ("valid-format", "passed")
     core = pytest.importorskip("bioimageio.core", reason="pip install --no-deps bioimageio.core")
-    summary = core.test_model(exported["package"], weight_format="pytorch_state_dict")
-    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.errors]
-    assert summary.status == "passed", failed
+    for weights in ("pytorch_state_dict", "torchscript", "onnx"):
+        summary = core.test_model(exported["package"], weight_format=weights)
+        failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.errors]
+        assert summary.status == "passed", (weights, failed)
 
 
 def test_the_package_describes_the_network(exported):
@@ -137,7 +139,7 @@ def test_the_package_describes_the_network(exported):
     assert steps == ["zero_mean_unit_variance"]
     arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
     assert (arch["import_from"], arch["callable"]) == (type(source.model).__module__, "UNet3D")
-    assert set(rdf["weights"]) == {"pytorch_state_dict", "torchscript"}
+    assert set(rdf["weights"]) == {"pytorch_state_dict", "torchscript", "onnx"}
     # the test output is the network's output on the standardised test input
     x = np.load(exported["folder"] / inp["test_tensor"]["source"])
     y = np.load(exported["folder"] / out["test_tensor"]["source"])

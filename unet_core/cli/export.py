@@ -47,6 +47,12 @@ from unet_core.errors import UsageError
     type=click.Path(dir_okay=False),
     help="bioimageio: YAML with name, description, authors, license, cite, documentation.",
 )
+@click.option(
+    "--onnx/--no-onnx",
+    "onnx",
+    default=None,
+    help="bioimageio: add ONNX weights (default: when onnx and onnxruntime are installed).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def export(
     checkpoint: str,
@@ -56,6 +62,7 @@ def export(
     sample: str | None,
     torchscript_mode: str,
     metadata: str | None,
+    onnx: bool | None,
     overwrite: bool,
 ) -> None:
     """Export CHECKPOINT (with the config stored in it) to another format."""
@@ -71,6 +78,7 @@ def export(
         sample=sample,
         torchscript_mode=torchscript_mode,
         metadata=metadata,
+        onnx=onnx,
     )
     click.echo(report)
 

@@ -69,8 +69,12 @@ def build_package(
     *,
     metadata: str | Path | None,
     torchscript_mode: str = "trace",
+    onnx: bool | None = None,
 ) -> str:
-    """Write the package zip to ``out`` (atomically) and return a one-line report."""
+    """Write the package zip to ``out`` (atomically) and return a one-line report.
+
+    ``onnx``: add ONNX weights; None adds them when onnx/onnxruntime are installed.
+    """
     _spec()
     dims = source.spatial_dims
     meta = read_metadata(metadata, default_name=source.checkpoint.stem, dims=dims)
@@ -82,9 +86,23 @@ def build_package(
     with tempfile.TemporaryDirectory(prefix="unet-bioimageio-") as folder:
         stage = Path(folder)
         files = _stage_files(source, raw, x, y, stage, meta, torchscript_mode)
+        if onnx is None:
+            onnx = _onnx_installed()
+        if onnx:
+            from unet_core.exchange.onnx_export import export_onnx
+
+            files["onnx"] = stage / "weights.onnx"
+            export_onnx(source.model, x, files["onnx"])
         rdf = _describe(source, steps, meta, files)
         _write(rdf, stage, out)
-    return f"wrote {out} (bioimage.io model, weights: pytorch_state_dict, torchscript)"
+    formats = ", ".join(rdf["weights"])
+    return f"wrote {out} (bioimage.io model, weights: {formats})"
+
+
+def _onnx_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
 
 
 def _stage_files(
@@ -195,9 +213,19 @@ def _describe(
                 "pytorch_version": torch_version,
                 "parent": "pytorch_state_dict",
             },
+            **_onnx_weights(files),
         },
         "config": {"unet_core": {"model": source.model_spec}},
     }
+
+
+def _onnx_weights(files: dict[str, Path]) -> dict[str, Any]:
+    if "onnx" not in files:
+        return {}
+    from unet_core.exchange.onnx_export import OPSET
+
+    entry = {"source": files["onnx"].name, "opset_version": OPSET, "parent": "pytorch_state_dict"}
+    return {"onnx": entry}
 
 
 def _channels(n: int) -> dict[str, Any]:

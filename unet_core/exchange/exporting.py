@@ -22,6 +22,7 @@ def export_checkpoint(
     sample: str | Path | None = None,
     torchscript_mode: str = "trace",
     metadata: str | Path | None = None,
+    onnx: bool | None = None,
 ) -> str:
     """Export and return a one-line report; nothing is written unless every check passed."""
     source = load_export_source(checkpoint, config_path)
@@ -29,7 +30,9 @@ def export_checkpoint(
     if fmt == "bioimageio":
         from unet_core.exchange.bioimageio_package import build_package
 
-        return build_package(source, raw, out, metadata=metadata, torchscript_mode=torchscript_mode)
+        return build_package(
+            source, raw, out, metadata=metadata, torchscript_mode=torchscript_mode, onnx=onnx
+        )
     x = apply_steps([Step("zero_mean_unit_variance", {"eps": BIOIMAGEIO_EPS})], raw)
     if fmt == "torchscript":
         from unet_core.exchange.torchscript import export_torchscript
