@@ -336,3 +336,14 @@ def test_a_package_is_a_pre_trained_start_for_fine_tuning(exported, tmp_path):
     cfg["model"].update(TINY_MODEL)
     trainer = train(config_from_dict(cfg))
     assert trainer.iteration >= 1
+
+
+def test_other_test_transforms_than_the_package_expects_are_warned_about(exported, tmp_path):
+    from unet_core.exchange.package_model import check_preprocessing
+
+    standardize = [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}]
+    assert check_preprocessing(exported["package"], standardize) is None
+    percentiles = [{"name": "PercentileNormalizer"}, {"name": "ToTensor", "expand_dims": True}]
+    warning = check_preprocessing(exported["package"], percentiles)
+    assert warning is not None
+    assert "['zero_mean_unit_variance']" in warning and "PercentileNormalizer" in warning

@@ -59,11 +59,23 @@ def build_model(cfg: ExperimentConfig) -> Any:
 
     packaged = package_model_or_none(cfg.model_path)
     if packaged is not None:
+        _warn_on_other_preprocessing(cfg)
         return packaged
     model = registry.create("models", cfg.model)
     assert cfg.model_path is not None
     load_model_weights(model, cfg.model_path, model_config=cfg.model)
     return model
+
+
+def _warn_on_other_preprocessing(cfg: ExperimentConfig) -> None:
+    from unet_core.exchange.package_model import check_preprocessing
+
+    test = cfg.loaders.test if cfg.loaders is not None else None
+    if cfg.model_path is None or test is None:
+        return
+    problem = check_preprocessing(cfg.model_path, [dict(t) for t in test.transformer.raw])
+    if problem:
+        log.warning(problem)
 
 
 def build_predictor(
