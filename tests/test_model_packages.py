@@ -203,6 +203,22 @@ def test_a_package_without_known_architecture_runs_its_torchscript(exported, tmp
     assert np.abs(got - expected).max() < 1e-4
 
 
+def test_a_package_with_only_onnx_weights_runs_them(exported, tmp_path):
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path / "onnx-only"
+    shutil.copytree(exported["folder"], folder)
+    rdf = yaml.safe_load((folder / "rdf.yaml").read_text())
+    rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] = "SomeoneElsesNet"
+    del rdf["weights"]["torchscript"]
+    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+
+    from unet_core.exchange.package_model import OnnxNetwork, load_package_model
+
+    assert isinstance(load_package_model(folder), OnnxNetwork)
+    expected = _predict(exported["checkpoint"], tmp_path, final_sigmoid=True)
+    assert np.abs(_predict(folder, tmp_path) - expected).max() < 1e-4
+
+
 def test_a_plantseg_style_package_loads_as_the_native_model(exported, tmp_path):
     """pytorch-3dunet architecture reference (spec 0.4 layout), reference kwargs and weights."""
     from unet_core.engine.checkpoint import load_checkpoint
@@ -272,7 +288,7 @@ def _broken(exported, tmp_path, change) -> Path:
 
 def _unsupported(rdf, folder):
     rdf["weights"]["pytorch_state_dict"]["architecture"]["callable"] = "SwinUNETR"
-    del rdf["weights"]["torchscript"]
+    del rdf["weights"]["torchscript"], rdf["weights"]["onnx"]
 
 
 def _time_axis(rdf, folder):

@@ -5,7 +5,8 @@ the ``models`` registry, and the class's own module or the reference's ``pytorch
 package, as PlantSeg's zoo does): the model is built through the registry from the package's
 kwargs and gets its weights strictly, so it is exactly a checkpoint-loaded model (fast paths,
 ``--resume``/fine-tuning). A package architecture given as a file is never executed. Otherwise
-its TorchScript weights run in the same predictor. (Imported only when model_path is used,
+its TorchScript weights (or, without those, its ONNX weights through onnxruntime) run in the
+same predictor. (Imported only when model_path is used,
 so importing torch here costs ``unet --help`` nothing.)
 """
 
@@ -85,12 +86,16 @@ def load_package_model(path: str | Path) -> Any:
     entry = package.weights("torchscript")
     if entry is not None and entry.get("source"):
         return _scripted(package, entry, dims)
+    entry = package.weights("onnx")
+    if entry is not None and entry.get("source") and _has_onnxruntime():
+        return _onnx(package, entry, dims)
     arch = package.architecture()
     what = f"architecture {arch.callable!r}" if arch else "no pytorch_state_dict architecture"
     formats = ", ".join(sorted(package.rdf.get("weights") or {})) or "none"
     raise ModelPackageError(
         f"The model package {str(path)!r} has {what} that unet-core does not provide, and no "
-        f"TorchScript weights to run instead (its weight formats: {formats}). unet-core runs "
+        f"TorchScript or ONNX weights to run instead (its weight formats: {formats}; ONNX needs "
+        "onnxruntime). unet-core runs "
         "packages whose pytorch_state_dict architecture is one of its models (or "
         "pytorch-3dunet's of the same name), or that carry torchscript weights; export the "
         "model with TorchScript weights, or install the plugin that provides the architecture."
@@ -165,6 +170,27 @@ def _scripted(package: ModelPackage, entry: dict[str, Any], dims: int) -> Any:
     return ScriptedNetwork(module, in_channels=cin, out_channels=cout, spatial_dims=dims)
 
 
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _onnx(package: ModelPackage, entry: dict[str, Any], dims: int) -> Any:
+    import onnxruntime as ort
+
+    data = package.read(str(entry["source"]), sha256=entry.get("sha256"), what="weights file")
+    try:
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - a broken file, told once
+        raise ModelPackageError(
+            f"The ONNX weights {entry['source']!r} of {str(package.location)!r} cannot be "
+            f"loaded: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}."
+        ) from None
+    cin, cout = _channels(package, "inputs"), _channels(package, "outputs")
+    return OnnxNetwork(session, in_channels=cin, out_channels=cout, spatial_dims=dims)
+
+
 def _axes(tensor: dict[str, Any]) -> list[str]:
     """Axis types of a tensor: 0.5 lists of {type, id}, 0.4 strings such as 'bczyx'."""
     axes = tensor.get("axes")
@@ -227,3 +253,22 @@ class ScriptedNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.module(x)
         return out
+
+
+class OnnxNetwork(nn.Module):
+    """ONNX weights run by onnxruntime (CPU) behind the same attributes as a network."""
+
+    def __init__(
+        self, session: Any, *, in_channels: int, out_channels: int, spatial_dims: int
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.spatial_dims = spatial_dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().float().cpu().numpy()
+        out = self.session.run(None, {self.input_name: array})[0]
+        return torch.from_numpy(out).to(x.device)
