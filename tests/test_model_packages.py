@@ -6,6 +6,7 @@ its checkpoint or the package exported from it.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import zipfile
@@ -363,3 +364,73 @@ def test_other_test_transforms_than_the_package_expects_are_warned_about(exporte
     warning = check_preprocessing(exported["package"], percentiles)
     assert warning is not None
     assert "['zero_mean_unit_variance']" in warning and "PercentileNormalizer" in warning
+
+
+def test_a_2d_softmax_model_with_percentile_normalisation_exports(tmp_path, capsys):
+    """UNet2D, two softmax channels, PercentileNormalizer -> scale_range; sample from --sample."""
+    import h5py
+
+    from unet_core import registry
+    from unet_core.config import config_from_dict
+
+    spec = {
+        "name": "UNet2D",
+        "in_channels": 1,
+        "out_channels": 2,
+        "f_maps": 4,
+        "num_levels": 3,
+        "num_groups": 2,
+        "final_sigmoid": False,
+    }
+    raw = [
+        {"name": "PercentileNormalizer", "pmin": 2.0, "pmax": 98.0},
+        {"name": "ToTensor", "expand_dims": True},
+    ]
+    cfg = config_from_dict(
+        {
+            "model": spec,
+            "loaders": {"val": {"file_paths": ["unused.h5"], "transformer": {"raw": raw}}},
+        }
+    )
+    torch.manual_seed(0)
+    model = registry.create("models", spec)
+    checkpoint = tmp_path / "2d.pytorch"
+    torch.save(
+        {"model_state_dict": model.state_dict(), "config": cfg.model_dump(mode="json")}, checkpoint
+    )
+    sample = tmp_path / "sample.h5"
+    with h5py.File(sample, "w") as f:
+        f["raw"] = (np.random.default_rng(1).random((1, 90, 70)) * 200).astype(np.uint8)
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(META))
+    out = tmp_path / "2d.zip"
+    code, _, err = run_cli_here(
+        capsys,
+        "export",
+        str(checkpoint),
+        "--format",
+        "bioimageio",
+        "-o",
+        str(out),
+        "--sample",
+        str(sample),
+        "--no-onnx",
+        "--metadata",
+        str(tmp_path / "meta.yaml"),
+    )
+    assert code == 0, err
+    with zipfile.ZipFile(out) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+        x = np.load(io.BytesIO(z.read("test_input.npy")))
+        y = np.load(io.BytesIO(z.read("test_output.npy")))
+    [inp] = rdf["inputs"]
+    assert [a.get("id") for a in inp["axes"]][2:] == ["y", "x"]
+    assert [a["size"]["step"] for a in inp["axes"][2:]] == [4, 4]
+    steps = [p for p in inp["preprocessing"] if p["id"] != "ensure_dtype"]
+    [step] = steps  # (PyYAML reads the written "1e-06" as a string: YAML 1.1)
+    assert step["id"] == "scale_range" and float(step["kwargs"].pop("eps")) == 1e-6
+    assert step["kwargs"] == {"min_percentile": 2.0, "max_percentile": 98.0}
+    assert x.shape == (1, 1, 88, 68) and y.shape == (1, 2, 88, 68)  # multiples of 4
+    np.testing.assert_allclose(y.sum(axis=1), 1, atol=1e-5)  # softmax inside the network
+    core = pytest.importorskip("bioimageio.core", reason="pip install --no-deps bioimageio.core")
+    summary = core.test_model(out, weight_format="pytorch_state_dict")
+    assert summary.status == "passed"

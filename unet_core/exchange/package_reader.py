@@ -67,10 +67,10 @@ class ModelPackage:
                 "package holds no such file. The package is incomplete: download or export it "
                 "again (a zip must contain every file its rdf.yaml names)."
             ) from None
-        if sha256 and hashlib.sha256(data).hexdigest() != sha256.lower():
+        if sha256 and hashlib.sha256(data).hexdigest() != str(sha256).lower():
             raise ModelPackageError(
                 f"{what.capitalize()} {name!r} in the model package {str(self.location)!r} does "
-                f"not match the sha256 its rdf.yaml lists ({sha256[:12]}..., the file has "
+                f"not match the sha256 its rdf.yaml lists ({str(sha256)[:12]}..., the file has "
                 f"{hashlib.sha256(data).hexdigest()[:12]}...): it was changed or corrupted after "
                 "packaging. Download or export the package again; do not edit files inside it."
             )
