@@ -434,3 +434,25 @@ def test_a_2d_softmax_model_with_percentile_normalisation_exports(tmp_path, caps
     core = pytest.importorskip("bioimageio.core", reason="pip install --no-deps bioimageio.core")
     summary = core.test_model(out, weight_format="pytorch_state_dict")
     assert summary.status == "passed"
+
+
+def test_spec_04_channel_counts_are_read_from_shapes():
+    """TorchScript packages in the 0.4 layout state channels through (min, step) / offsets."""
+    from unet_core.exchange.package_model import _channels
+    from unet_core.exchange.package_reader import ModelPackage
+
+    rdf = {
+        "inputs": [{"axes": "bczyx", "shape": {"min": [1, 2, 16, 32, 32], "step": [0] * 5}}],
+        "outputs": [
+            {
+                "axes": "bczyx",
+                "shape": {
+                    "reference_tensor": "raw",
+                    "scale": [1, 0, 1, 1, 1],
+                    "offset": [0, 1.5, 0, 0, 0],
+                },
+            }
+        ],
+    }
+    package = ModelPackage(Path("pkg"), rdf, None, Path("."))
+    assert (_channels(package, "inputs"), _channels(package, "outputs")) == (2, 3)

@@ -211,8 +211,17 @@ def _channels(package: ModelPackage, io_key: str) -> int:
             if axis.get("type") == "channel":
                 return len(axis.get("channel_names") or []) or 1
     shape = tensor.get("shape")
-    if isinstance(axes, str) and isinstance(shape, list) and "c" in axes:
-        return int(shape[axes.index("c")])
+    if not isinstance(axes, str) or "c" not in axes:
+        return 1
+    c = axes.index("c")
+    if isinstance(shape, list):  # spec 0.4: a fixed shape
+        return int(shape[c])
+    if isinstance(shape, dict) and isinstance(shape.get("min"), list):  # 0.4: min + step
+        return int(shape["min"][c])
+    if isinstance(shape, dict) and "reference_tensor" in shape:  # 0.4: output from the input
+        scale, offset = shape.get("scale") or [], shape.get("offset") or []
+        base = _channels(package, "inputs")
+        return int(round(base * float(scale[c]) + 2 * float(offset[c]))) if scale else base
     return 1
 
 
