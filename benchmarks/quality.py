@@ -81,8 +81,8 @@ def _train_predict(cfg: dict) -> tuple[np.ndarray, np.ndarray, float]:
     from unet_core.config import config_from_dict
 
     start = time.perf_counter()
-    unet_core.train(config_from_dict(cfg))
-    path = unet_core.predict(config_from_dict(cfg))[0]
+    unet_core.train(config_from_dict(cfg), overwrite=True)  # the benchmark's own folder
+    path = unet_core.predict(config_from_dict(cfg)).paths[0]
     with h5py.File(path, "r") as f:
         return f["predictions"][:], f["segmentation"][:], time.perf_counter() - start
 

@@ -22,6 +22,7 @@ import json
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ KIND_INTRO = {
     "postprocessors": "Top-level `postprocessor` section: instance segmentation of a prediction.",
     "optimizers": "Top-level `optimizer` section (`name` defaults to Adam).",
     "lr_schedulers": "Top-level `lr_scheduler` section; stepped as described for each one.",
+    "formats": "Volume formats: chosen for inputs by suffix or URL scheme, for outputs by "
+    "`predictor.output_format`; no keys.",
 }
 
 
@@ -88,7 +91,7 @@ def _plain(value: Any) -> Any:
         return value.model_dump(mode="json")
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dicts and ComponentRefs (``{name: X, ...}``)
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, enum.Enum):
         return value.value

@@ -29,8 +29,8 @@ def minimal_dict() -> dict:
 
 def test_reference_style_config_validates_with_reference_defaults():
     cfg = load_config(MINIMAL)
-    assert cfg.optimizer["name"] == "Adam"  # optimizer without name is Adam, as in the reference
-    assert cfg.predictor["name"] == "StandardPredictor"
+    assert cfg.optimizer.name == "Adam"  # optimizer without name is Adam, as in the reference
+    assert cfg.predictor.name == "StandardPredictor"
     assert cfg.trainer.validate_after_iters == 50 and cfg.trainer.num_iterations == 1
     assert cfg.loaders.dataset_params() == {
         "raw_internal_path": "raw",
@@ -96,8 +96,8 @@ def test_overrides_are_typed_by_the_schema():
         ],
     )
     assert cfg.trainer.max_num_iterations == 10
-    assert cfg.optimizer["learning_rate"] == 1e-3
-    assert cfg.loaders.train.slice_builder["patch_shape"] == [16, 64, 64]
+    assert cfg.optimizer.config.learning_rate == 1e-3
+    assert cfg.loaders.train.patch_shape == (16, 64, 64)
     with pytest.raises(ConfigError, match=r"trainer.max_num_iterations \(from --set\)"):
         load_config(MINIMAL, ["trainer.max_num_iterations=many"])
 
@@ -172,4 +172,4 @@ def test_phase_section_builds_what_the_yaml_would_say(tmp_path):
             "loaders": {"train": train, "val": train, "test": test},
         }
     )
-    assert cfg.loaders.test.slice_builder["halo_shape"] == [4, 8, 8]
+    assert cfg.loaders.test.slice_builder.config.halo_shape == (4, 8, 8)

@@ -19,12 +19,12 @@ from unet_core.io import (
     compute_stats,
     expand_file_paths,
     read_padded,
-    read_tiff,
     tiff_sibling,
 )
 from unet_core.io import stats as stats_module
-from unet_core.io.paths import drop_tiff_companions, overlapping
+from unet_core.io.paths import drop_companions, overlapping
 from unet_core.io.volume import Volume, reflect_indices
+from unet_plugins.formats.tiff import read_tiff
 
 
 def _h5(path: Path, **arrays: np.ndarray) -> Path:
@@ -105,7 +105,7 @@ def test_missing_input_file(tmp_path: Path) -> None:
 def test_unknown_extension(tmp_path: Path) -> None:
     path = tmp_path / "vol.npy"
     path.write_bytes(b"")
-    with pytest.raises(DataError, match="unknown file type.*HDF5.*TIFF"):
+    with pytest.raises(DataError, match="no installed volume format claims it.*hdf5.*tiff"):
         Source(str(path))
 
 
@@ -192,7 +192,7 @@ def test_folder_of_tiffs_drops_label_companions(sample_data: Path, tmp_path: Pat
         shutil.copy(sample_data / name, tmp_path / name)
     files = expand_file_paths([str(tmp_path)])
     assert [Path(f).name for f in files] == ["nuclei2d_labels.tif", "nuclei2d_raw.tif"]
-    kept = drop_tiff_companions(files, ["labels"], "raw")
+    kept = drop_companions(files, ["labels"], "raw")
     assert [Path(f).name for f in kept] == ["nuclei2d_raw.tif"]
 
 

@@ -11,8 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
+from unet_core.demo import DEFAULT_ITERATIONS
 from unet_core.demo.synthetic import make_nuclei_volume
 from unet_core.demo.user_data import split_user_volume
+from unet_core.engine.checkpoint import load_checkpoint
 from unet_core.errors import DataError
 
 
@@ -26,28 +28,63 @@ def test_synthetic_volume_is_labelled_and_separable():
     assert np.array_equal(raw, again)
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    out = tmp_path / "demo"
+def _unet_script() -> list[str]:
+    """The ``unet`` console script the README runs (the module when it is not installed)."""
+    script = Path(sys.executable).with_name("unet")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "unet_core.cli.main"]
+
+
+def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out), "--iterations", "20"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
+        [*_unet_script(), "demo", *args], capture_output=True, text=True, timeout=1200, cwd=cwd
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+def _fingerprint(path: Path) -> tuple[int, int, bytes]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns, path.read_bytes()
+
+
+def test_readme_demo_default_then_a_second_run_replaces_it(tmp_path):
+    """`unet demo` exactly as the README has it (no options, in the user's folder), then again.
+
+    The default run (60 iterations) is checked once; the second run uses 1 iteration so that
+    its results are recognisably its own, and must replace every result of the first.
+    """
+    proc = _demo(tmp_path)  # the README's command, verbatim
+    out = tmp_path / "unet-demo"  # where the README says the results go
     for stage in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "Done in"):
         assert stage in proc.stdout
+    assert f"for {DEFAULT_ITERATIONS} iterations" in proc.stdout and DEFAULT_ITERATIONS == 60
     scores = json.loads((out / "metrics.json").read_text())
     assert scores["dice"] > 0.7, scores  # chance level (all foreground) is ~0.09
     assert scores["instance_f1"] > 0.4, scores
     png = (out / "demo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert load_checkpoint(out / "checkpoints" / "last_checkpoint.pytorch")["num_iterations"] == 60
     assert (out / "checkpoints" / "best_checkpoint.pytorch").is_file()
     assert list((out / "checkpoints" / "logs").rglob("events.out.tfevents.*"))
-    with h5py.File(out / "predictions" / "test_predictions.h5", "r") as f:
+    prediction = out / "predictions" / "test_predictions.h5"
+    with h5py.File(prediction, "r") as f:
         assert f["predictions"].shape == (1, 48, 128, 128)
         assert f["segmentation"].shape == (48, 128, 128)
         assert f["segmentation"][:].max() > 10
+    results = [out / "metrics.json", out / "demo.png", out / "config.json", prediction]
+    first = {path: _fingerprint(path) for path in results}
+
+    _demo(tmp_path, "--iterations", "1")
+    for path in results:  # each result is a new file, not the first run's left in place
+        assert _fingerprint(path) != first[path], path
+    assert json.loads((out / "config.json").read_text())["trainer"]["max_num_iterations"] == 1
+    assert load_checkpoint(out / "checkpoints" / "last_checkpoint.pytorch")["num_iterations"] == 1
+    assert json.loads((out / "metrics.json").read_text()) != scores
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
+    # the demo owns its run folder: the first run's checkpoints are moved aside, not deleted
+    (previous,) = (out / "checkpoints" / "previous-runs").iterdir()
+    assert load_checkpoint(previous / "last_checkpoint.pytorch")["num_iterations"] == 60
+    assert (previous / "run.json").is_file()
 
 
 def test_user_volume_split_and_errors(tmp_path):
@@ -62,7 +99,7 @@ def test_user_volume_split_and_errors(tmp_path):
         split_user_volume(str(tmp_path / "missing.h5"), None)
     with h5py.File(tmp_path / "nolabel.h5", "w") as f:
         f["raw"] = raw
-    with pytest.raises(DataError, match="has no dataset 'label'; it has: raw"):
+    with pytest.raises(DataError, match="'label'.*does not exist.*Datasets in this file: 'raw'"):
         split_user_volume(str(tmp_path / "nolabel.h5"), None)
 
 
@@ -117,18 +154,3 @@ def test_demo_on_the_users_real_data(sample_data, tmp_path, inputs, model, shape
     with h5py.File(out / "predictions" / "test_predictions.h5", "r") as f:
         assert f["segmentation"].shape == shape
     assert (out / "demo.png").stat().st_size > 10_000
-
-
-def test_demo_runs_again_into_the_same_folder(tmp_path):
-    """The demo owns its folder: a second run replaces the first one's results; the first
-    run's checkpoints are moved to checkpoints/previous-runs/, not deleted."""
-    out = tmp_path / "demo"
-    command = [sys.executable, "-m", "unet_core.cli.main", "demo", "-o", str(out)]
-    for _ in range(2):
-        proc = subprocess.run(
-            [*command, "--iterations", "1"], capture_output=True, text=True, timeout=600
-        )
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert json.loads((out / "metrics.json").read_text())["dice"] >= 0
-    (previous,) = (out / "checkpoints" / "previous-runs").iterdir()
-    assert (previous / "last_checkpoint.pytorch").is_file() and (previous / "run.json").is_file()

@@ -7,68 +7,27 @@ with hand-computed values; a 2-iteration ``unet train`` run with its model, loss
 optimizer and scheduler), and uninstalled with pip.
 A second, deliberately broken distribution is pip-installed into a ``--target`` folder to show
 that a broken plugin and a name claimed twice are reported while everything else keeps working.
-The last tests check that docs/plugins.md quotes the example's code as it is.
+The package's own tests, which check its components with ``unet_core.testing``, run against the
+installed wheel. The last tests check that docs/plugins.md quotes the example's code as it is.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
-import shutil
-import site
-import subprocess
 import sys
 import textwrap
-import venv
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from plugin_env import PluginEnv, _pip_build, _run, plugin_env
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "unet-plugin-example"
 DIST = "unet-plugin-example"
 VERSION = "0.2.0"
-
-
-@dataclass
-class PluginEnv:
-    python: Path
-    wheel: Path
-    tmp: Path
-
-
-def _env(extra_path: Sequence[Path] = (), **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "UNET_DEBUG")}
-    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", PYTHONUTF8="1", COLUMNS="200")
-    env.update(extra)
-    paths = [str(p) for p in extra_path] + [p for p in [env.get("PYTHONPATH")] if p]
-    if paths:
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
-
-
-def _run(args: list, *, extra_path: Sequence[Path] = (), check: bool = True, **extra: str):
-    proc = subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        env=_env(extra_path, **extra),
-        timeout=300,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def _pip_build(src: Path, *pip_args: str) -> list[str]:
-    """pip arguments that build ``src`` with the host's setuptools when it has one."""
-    offline = importlib.util.find_spec("setuptools") is not None
-    return [*pip_args, "--no-deps", *(["--no-build-isolation"] if offline else []), str(src)]
 
 
 def _py(penv: PluginEnv, code: str, *, extra_path: Sequence[Path] = (), **extra: str) -> dict:
@@ -93,23 +52,7 @@ def penv(tmp_path_factory: pytest.TempPathFactory) -> PluginEnv:
         pytest.skip(f"{DIST} is installed in the test environment itself; uninstall it first")
     except metadata.PackageNotFoundError:
         pass
-    tmp = tmp_path_factory.mktemp("plugin-env")
-    src = tmp / "src"  # build from a copy: setuptools writes build/ and *.egg-info in place
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info",
-                                                                "__pycache__"))  # fmt: skip
-    _run([sys.executable, "-m", "pip", *_pip_build(src, "wheel", "-q", "-w", str(tmp / "dist"))])
-    (wheel,) = (tmp / "dist").glob("unet_plugin_example-*.whl")
-
-    env_dir = tmp / "venv"
-    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(env_dir)
-    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
-    host_sites = site.getsitepackages()
-    if site.ENABLE_USER_SITE:
-        host_sites.append(site.getusersitepackages())
-    lines = [f"import site; site.addsitedir({p!r})" for p in host_sites if os.path.isdir(p)]
-    Path(purelib.stdout.strip(), "_unet_host_site.pth").write_text("\n".join(lines) + "\n")
-    penv = PluginEnv(python, wheel, tmp)
+    penv = plugin_env(tmp_path_factory.mktemp("plugin-env"), EXAMPLE, "unet_plugin_example")
     _install(penv)
     return penv
 
@@ -139,7 +82,7 @@ def test_installed_plugin_is_listed_without_importing_it(penv: PluginEnv) -> Non
     ]
     assert out["torch_imported"] is False
 
-    listing = _unet(penv, "plugins", "list").stdout
+    listing = _unet(penv, "plugins", "list", "--long").stdout
     for name, kind in [
         ("AttentionGateUNet3D", "models"),
         ("SoftClDiceLoss", "losses"),
@@ -206,7 +149,7 @@ def test_config_naming_the_plugin_validates_and_builds(penv: PluginEnv) -> None:
         print(json.dumps({{"type": type(lion).__name__, "betas": lion.defaults["betas"],
                           "trace": trace, "momentum": lion.state[p]["exp_avg"].tolist(),
                           "lrs": lrs, "needs_metric": registry.get("lr_schedulers",
-                          "WarmupCosine").needs_metric, "scheduler": cfg.lr_scheduler}}))
+                          "WarmupCosine").needs_metric, "scheduler": cfg.lr_scheduler.dump()}}))
     """,
     )
     assert out["type"] == "Lion" and out["betas"] == [0.9, 0.99]
@@ -365,7 +308,7 @@ def test_plugin_model_loss_and_metric_validate_build_and_compute(penv: PluginEnv
         from unet_core.errors import ConfigError, DataError
         res = {{}}
         cfg = load_config({str(good)!r})
-        res["names"] = [cfg.model["name"], cfg.loss["name"], cfg.eval_metric["name"]]
+        res["names"] = [cfg.model.name, cfg.loss.name, cfg.eval_metric.name]
         res["problems"] = []
         for path in ({str(groups)!r}, {str(softmax)!r}):
             try:
@@ -557,6 +500,16 @@ def no_schema():
 """
 
 
+def test_the_example_checks_its_contracts_with_the_kit(penv: PluginEnv) -> None:
+    """The package's own tests (``unet_core.testing``) pass against the installed wheel."""
+    tests = penv.tmp / "src" / "tests"
+    proc = _run([penv.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^10 passed", proc.stdout, re.M), proc.stdout
+    where = _py(penv, "import json, unet_plugin_example as m; print(json.dumps(m.__file__))")
+    assert str(penv.tmp / "src") not in where  # the wheel was tested, not the copied source
+
+
 @pytest.fixture(scope="module")
 def clash_target(penv: PluginEnv) -> Path:
     """A second distribution, pip-installed into a --target folder, that is broken on purpose."""
@@ -627,7 +580,7 @@ def test_broken_and_conflicting_plugins_are_isolated(penv: PluginEnv, clash_targ
     assert json.loads((penv.tmp / "clash-hooks.jsonl").read_text())["event"] == "train_end"
 
     # the CLI lists every installed component; the broken ones with their one-line reason
-    listing = _unet(penv, "plugins", "list", extra_path=[clash_target]).stdout
+    listing = _unet(penv, "plugins", "list", "--long", extra_path=[clash_target]).stdout
     lion = re.search(r"^Lion\s+optimizers\s+unet-plugin-\S+\s+\S+\s+broken: (.*)$", listing, re.M)
     assert lion and both in lion[1] and DIST in lion[1] and "unet-plugin-clash" in lion[1]
     assert re.search(r"^GhostMetric\s+metrics\s+unet-plugin-clash\s+0\.2\.0\s+broken: module "
@@ -635,7 +588,8 @@ def test_broken_and_conflicting_plugins_are_isolated(penv: PluginEnv, clash_targ
     assert re.search(r"^Adam\s+optimizers\s+unet-core\s+\S+\s+ok$", listing, re.M)
     assert re.search(rf"^WarmupCosine\s+lr_schedulers\s+{DIST}\s+{VERSION}\s+ok$", listing, re.M)
     # --check imports the (matching) components, so an import failure shows too
-    checked = _unet(penv, "plugins", "list", "--check", "Exploding*", extra_path=[clash_target])
+    checked = _unet(penv, "plugins", "list", "-l", "--check", "Exploding*",
+                    extra_path=[clash_target])  # fmt: skip
     assert re.search(r"^ExplodingLoss\s+losses\s+unet-plugin-clash\s+0\.2\.0\s+broken: import "
                      r".*RuntimeError: unet-plugin-clash is broken on purpose$", checked.stdout,
                      re.M), checked.stdout  # fmt: skip
@@ -663,7 +617,7 @@ def test_uninstalling_the_plugin_removes_its_components(penv: PluginEnv) -> None
         assert out["records"] == []
         assert out["errors"][0].startswith("Unknown optimizer 'Lion'")
         assert out["errors"][1].startswith("Unknown model 'AttentionGateUNet3D'")
-        listing = _unet(penv, "plugins", "list", "*i*").stdout
+        listing = _unet(penv, "plugins", "list", "--long", "*i*").stdout
         assert DIST not in listing
         for name in (
             "Lion",
@@ -690,7 +644,7 @@ def test_guide_excerpts_match_the_example_code() -> None:
     excerpts = [
         block
         for block in _code_blocks(GUIDE.read_text(), "python")
-        if block.startswith("# unet_plugin_example/")
+        if block.startswith(("# unet_plugin_example/", "# tests/"))
     ]
     assert len(excerpts) >= 5
     for block in excerpts:

@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from unet_core.engine.prediction_output import h5_compression
 from unet_core.io import h5write
 from unet_core.io.h5write import write_array
+from unet_plugins.formats.hdf5 import compression_options as h5_compression
 
 
 @pytest.mark.parametrize(

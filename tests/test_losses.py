@@ -73,6 +73,52 @@ def test_bce_pos_weight_scalar_and_per_channel():
     assert make("BCEWithLogitsLoss", pos_weight=[2.0, 4.0])(x, 0 * t).item() == pytest.approx(LN2)
 
 
+NESTED_POS_WEIGHT = [[[[2.0]]], [[[1.0]]], [[[0.5]]]]  # shape (C, 1, 1, 1), as the reference
+
+
+def test_bce_nested_pos_weight_as_the_reference_writes_it():
+    # hand value: logits 0 (p = 0.5), all targets 1, X = 2 voxels per channel: each positive
+    # costs w_c ln 2 -> mean of (2, 2, 1, 1, 0.5, 0.5) ln 2 = 3.5/3 ln 2
+    x, t = torch.zeros(1, 3, 1, 1, 2), torch.ones(1, 3, 1, 1, 2)
+    loss = make("BCEWithLogitsLoss", pos_weight=NESTED_POS_WEIGHT)
+    assert loss(x, t).item() == pytest.approx(3.5 / 3 * LN2, abs=1e-6)
+    # random logits: torch's own BCEWithLogitsLoss with that pos_weight (what the reference does)
+    x, t = rand_case(21, c=3)
+    torch_loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(NESTED_POS_WEIGHT))
+    expected = torch_loss(x, t).item()
+    assert loss(x, t).item() == pytest.approx(expected, rel=1e-6)
+    assert make("BCEWithLogitsLoss", pos_weight=[2.0, 1.0, 0.5])(x, t).item() == pytest.approx(
+        expected, rel=1e-6
+    )  # the flat per-channel form means the same
+    dice = make("BCEDiceLoss", alpha=0.0, pos_weight=NESTED_POS_WEIGHT)
+    assert dice(x, t).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "pos_weight",
+    [
+        [[[[2.0, 0.5, 1.0, 3.0, 0.7]]]],  # (1, 1, 1, X): the last axis, as torch broadcasts it
+        [[[3.0]], [[1.0]], [[0.2]]],  # (Z, 1, 1)
+        [[[[[2.0]]], [[[1.0]]], [[[0.5]]]]],  # (1, C, 1, 1, 1)
+    ],
+)
+def test_bce_every_broadcasting_pos_weight_gives_torchs_value(pos_weight):
+    x, t = rand_case(22, c=3)  # (2, 3, 3, 4, 5)
+    torch_loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight))
+    got = make("BCEWithLogitsLoss", pos_weight=pos_weight)(x, t).item()
+    assert got == pytest.approx(torch_loss(x, t).item(), rel=1e-6)
+
+
+def test_bce_nested_pos_weight_that_does_not_broadcast_is_refused():
+    with pytest.raises(ConfigError, match=r"shape \(2, 1, 1, 1\).*\(C, 1, 1, 1\)"):
+        make("BCEWithLogitsLoss", pos_weight=[[[[2.0]]], [[[1.0]]]])(*rand_case(23, c=3))
+    with pytest.raises(ConfigError, match="rectangular"):
+        make("BCEWithLogitsLoss", pos_weight=[[1.0, 2.0], [3.0]])
+    (problem,) = check("BCEWithLogitsLoss", {"out_channels": 3}, pos_weight=[[[[2.0]]]] * 2)
+    assert "channel axis (2)" in problem and "model.out_channels 3" in problem
+    assert check("BCEWithLogitsLoss", {"out_channels": 3}, pos_weight=NESTED_POS_WEIGHT) == []
+
+
 def test_dice_hand_values():
     # normalization none: p = [1, .5, 0, 0], t = [1, 1, 0, 0]
     # Σpt = 1.5, Σp² = 1.25, Σt² = 2 -> dice = 3 / 3.25 = 12/13, loss = 1/13

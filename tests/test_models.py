@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from compat.deterministic_weights import deterministic_input, deterministic_state
 
 from unet_core import registry
 from unet_core.engine.checkpoint import load_checkpoint, load_model_weights
@@ -15,6 +16,8 @@ from unet_core.errors import ConfigError, DataError
 
 #: state-dict keys and shapes of pytorch3dunet's models, recorded once from the reference
 COMPAT = Path(__file__).resolve().parent / "compat" / "pytorch3dunet_state_dicts.json"
+#: the reference's forward outputs at formula weights (tests/compat/generate_forward_record.py)
+FORWARD = Path(__file__).resolve().parent / "compat" / "pytorch3dunet_forward.json"
 NAMES = ["UNet3D", "ResidualUNet3D", "ResidualUNetSE3D", "UNet2D", "ResidualUNet2D"]
 
 
@@ -54,6 +57,35 @@ def test_state_dict_equals_reference_json(compat: dict[str, Any], name: str) -> 
     model = build(name, "meta", **ref["constructor_kwargs"])
     assert shapes(model) == [(k, list(v)) for k, v in ref["state_dict"].items()]
     assert n_params(model) == ref["num_parameters"]
+
+
+FORWARD_CASES = json.loads(FORWARD.read_text())["cases"]
+
+
+@pytest.mark.parametrize(
+    "case", FORWARD_CASES, ids=[f"{c['model']}-{i}" for i, c in enumerate(FORWARD_CASES)]
+)
+def test_forward_outputs_equal_reference(case: dict[str, Any]) -> None:
+    """Same weights, same input -> the reference's pinned outputs (pytorch3dunet 1.9.6).
+
+    Tolerance: 2e-5 relative + 2e-5 absolute per value (float32 convolutions of a few layers;
+    observed here: at most 1.2e-7 per value and 2e-6 on a sum, float32 rounding), sums alike.
+    """
+    model = build(case["model"], **case["kwargs"])
+    model.load_state_dict(deterministic_state(model.state_dict()))
+    model.eval()
+    with torch.no_grad():
+        x = deterministic_input(tuple(case["input_shape"]))
+        outputs = {"output": model(x), "logits": model.logits(x)}
+    for which, got in outputs.items():
+        pinned = case[which]
+        assert list(got.shape) == pinned["shape"], which
+        flat = got.double().flatten()
+        values = flat[torch.tensor(pinned["positions"])].tolist()
+        assert values == pytest.approx(pinned["values"], rel=2e-5, abs=2e-5), which
+        for stat in ("sum", "mean", "std"):
+            got_stat = getattr(flat, stat)().item()
+            assert got_stat == pytest.approx(pinned[stat], rel=2e-5, abs=2e-5), (which, stat)
 
 
 # Parameter counts of the reference's own models (pytorch3dunet 1.9.6, torch 2.13, CPU), obtained

@@ -249,5 +249,6 @@ def test_predictor_keys_are_validated():
         registry.validate("predictors", {"name": "StandardPredictor", "performance_metric": "dice"})
     with pytest.raises(ConfigError, match="blending"):
         registry.validate("predictors", {"name": "StandardPredictor", "blending": "mean"})
-    _, cfg = registry.validate("predictors", {"name": "StandardPredictor", "patch_halo": [4, 8, 8]})
-    assert cfg.patch_halo == [4, 8, 8]  # the reference's old key: accepted, no effect
+    # the reference's old key did nothing: rejected with the key that does it
+    with pytest.raises(ConfigError, match="loaders.test.slice_builder.halo_shape"):
+        registry.validate("predictors", {"name": "StandardPredictor", "patch_halo": [4, 8, 8]})

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import torch
 from test_train_support import (
-    DATA,
     reference_config,
     run_unet,
     subprocess_env,
@@ -32,8 +31,6 @@ from unet_core.engine.checkpoint import load_checkpoint
 from unet_core.engine.run_lock import LOCK_NAME, FolderLock
 from unet_core.engine.training import train
 from unet_core.errors import CheckpointError, UsageError
-
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 
 LAST = "last_checkpoint.pytorch"
 BEST = "best_checkpoint.pytorch"
@@ -347,3 +344,19 @@ def test_under_torchrun_rank_0_refuses_and_the_other_rank_does_not_hang(tmp_path
     refusal = " ".join(done.stderr.split())
     assert refusal.count("already belongs to run") == 1 and str(ck) in refusal
     assert _snapshot(ck) == before
+
+
+def test_a_new_run_that_saved_nothing_withdraws_its_claim(tmp_path) -> None:
+    """A run that failed before its first checkpoint leaves no run.json: re-running works."""
+    from unet_core.engine.run_folder import MANIFEST, claim
+
+    folder = claim(tmp_path / "run")
+    folder.start(config_from_dict(tiny(reference_config(tmp_path / "run"))), resumed_from=None)
+    assert (tmp_path / "run" / MANIFEST).exists()
+    folder.release()
+    assert not (tmp_path / "run" / MANIFEST).exists()
+    again = claim(tmp_path / "run")  # no refusal: the folder holds nothing of a run
+    again.start(config_from_dict(tiny(reference_config(tmp_path / "run"))), resumed_from=None)
+    (tmp_path / "run" / "last_checkpoint.pytorch").write_bytes(b"x")
+    again.release()
+    assert (tmp_path / "run" / MANIFEST).exists()  # a run with a checkpoint keeps its claim

@@ -310,8 +310,8 @@ def test_scenario_trains_and_predicts(name, sample_data, tmp_path, monkeypatch):
         _run_cli("unet", args)
     else:
         cfg = unet_core.load_config(str(folder / "train_config.yml"), train_overrides)
-        trainer = unet_core.train(cfg)
-        assert trainer.iteration == 2
+        result = unet_core.train(cfg)
+        assert result.iterations == 2
 
     for file in ("best_checkpoint.pytorch", "last_checkpoint.pytorch"):
         assert (ckpt / file).is_file()

@@ -171,7 +171,7 @@ def unet_train_end(trainer, iteration, best_score):
         digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
     sampler = trainer.parts.loaders["train"].sampler
     with open(_out(f"end_rank{trainer.rank}.json"), "w") as f:
-        json.dump({"iteration": iteration, "hash": digest.hexdigest(),
+        json.dump({"iteration": iteration, "hash": digest.hexdigest(), "best_score": best_score,
                    "samples": trainer.samples_seen, "sampler": type(sampler).__name__,
                    "sampler_rank": getattr(sampler, "rank", None)}, f)
 '''

@@ -59,35 +59,47 @@ def _split_target(value: str) -> tuple[str, str] | None:
 @functools.lru_cache(maxsize=512)
 def module_exists(module: str) -> bool:
     """Whether ``module`` can be found on disk, importing nothing (not even its parents)."""
+    return module_file(module) is not None
+
+
+def module_file(module: str) -> str | None:
+    """The file ``module`` would be imported from (``__init__.py`` for a package), importing
+    nothing, not even its parents; None if it is not on disk."""
     parts = module.split(".")
     try:
         spec = importlib.util.find_spec(parts[0])
     except (ImportError, ValueError):
-        return False
+        return None
     if spec is None:
-        return False
+        return None
+    if len(parts) == 1:
+        return spec.origin
     locations = list(spec.submodule_search_locations or [])
     for i, part in enumerate(parts[1:], start=1):
         if not locations:
-            return False
+            return None
         found = []
+        last = i == len(parts) - 1
         for loc in locations:
             pkg = os.path.join(loc, part)
-            if os.path.isfile(os.path.join(pkg, "__init__.py")) or (
-                os.path.isdir(pkg) and i < len(parts) - 1
-            ):
+            init = os.path.join(pkg, "__init__.py")
+            if os.path.isfile(init):
+                if last:
+                    return init
                 found.append(pkg)
-            elif i == len(parts) - 1 and (
-                os.path.isfile(pkg + ".py")
-                or any(
-                    f.startswith(part + ".") and f.endswith((".so", ".pyd")) for f in _listdir(loc)
-                )
-            ):
-                return True
+            elif os.path.isdir(pkg) and not last:
+                found.append(pkg)
+            elif last and os.path.isfile(pkg + ".py"):
+                return pkg + ".py"
+            elif last:
+                binary = [f for f in _listdir(loc) if f.startswith(part + ".")]
+                binary = [f for f in binary if f.endswith((".so", ".pyd"))]
+                if binary:
+                    return os.path.join(loc, binary[0])
         if not found:
-            return False
+            return None
         locations = found
-    return True
+    return None
 
 
 def _listdir(path: str) -> list[str]:
@@ -126,25 +138,69 @@ def scan() -> dict[str, dict[str, Record]]:
     return records
 
 
+class ImportFailure(Exception):
+    """Importing a plugin's object failed; ``reason`` is the one-line report."""
+
+    def __init__(self, reason: str, cause: BaseException) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cause = cause
+
+
+def import_object(target: str) -> Any:
+    """Import ``module`` or ``module:attr.path``; any failure becomes :class:`ImportFailure`.
+
+    "Any" includes ``sys.exit()`` and other ``BaseException``s a plugin raises at import: one
+    plugin must not end the process (only Ctrl-C, ``KeyboardInterrupt``, goes through).
+    """
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name.strip())
+        for part in filter(None, attr.strip().split(".")):
+            obj = getattr(obj, part)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a plugin's failure is reported, not fatal
+        raise ImportFailure(failure_reason(target, exc), exc) from exc
+    return obj
+
+
+def failure_reason(target: str, exc: BaseException) -> str:
+    """One line: what failed and why (``sys.exit(n)`` is named as such)."""
+    if isinstance(exc, SystemExit):
+        why = f"the module called sys.exit({exc.code!r})"
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    return f"import of {target} failed: {why}".splitlines()[0]
+
+
 def load(rec: Record) -> Any:
-    """Import the record's object once, turning any failure into ``rec.error``."""
+    """Import the record's object once, turning any failure into ``rec.error``.
+
+    The object must have a usable ``Config``; unless it is a ``Deferred`` (whose implementation
+    is checked when it is resolved) it must also meet its kind's contract.
+    """
     if rec.obj is not None or rec.error is not None:
         return rec.obj
-    module_name, _, attr = rec.target.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except Exception as exc:  # noqa: BLE001 - any import failure makes the plugin broken
-        rec.error = f"import of {rec.target} failed: {type(exc).__name__}: {exc}".splitlines()[0]
-        rec.cause = exc
+        obj = import_object(rec.target)
+    except ImportFailure as failure:
+        rec.error, rec.cause = failure.reason, failure.cause
         return None
-    problem = config_problem(obj)
+    problem = config_problem(obj) or contract_problem(rec.kind, obj)
     if problem is not None:
         rec.error = problem
         return None
     rec.obj = obj
     return obj
+
+
+def contract_problem(kind: str, obj: Any) -> str | None:
+    """Why ``obj`` does not meet ``kind``'s contract, or None (a Deferred is checked later)."""
+    from unet_core.contracts import problem_line
+    from unet_core.interfaces import Deferred
+
+    return None if isinstance(obj, Deferred) else problem_line(kind, obj)
 
 
 def config_problem(obj: Any) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pluggy
 
-from unet_core.discovery import hook_modules
+from unet_core.discovery import ImportFailure, hook_modules, import_object
 
 PROJECT = "unet"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -63,7 +63,10 @@ def plugin_manager() -> pluggy.PluginManager:
     pm.add_hookspecs(HookSpecs)
     for name, dist, ep in hook_modules():
         try:
-            pm.register(ep.load(), name=f"{dist}:{name}")
-        except Exception as exc:  # noqa: BLE001 - a broken hook module must not stop training
+            pm.register(import_object(ep.value), name=f"{dist}:{name}")
+        except ImportFailure as failure:  # a broken hook module must not stop training
+            reason = failure.reason
+            warnings.warn(f"skipping broken hook module {name!r} ({dist}): {reason}", stacklevel=2)
+        except Exception as exc:  # noqa: BLE001 - pluggy refused it (e.g. unknown hook)
             warnings.warn(f"skipping broken hook module {name!r} ({dist}): {exc}", stacklevel=2)
     return pm

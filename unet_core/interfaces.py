@@ -47,25 +47,46 @@ class Component(Protocol):
     Config: ClassVar[type[BaseModel]]
 
 
-class Model(Protocol):
-    """A network. ``forward`` returns logits; ``final_activation`` maps them to the output.
+# The contracts. Each Protocol below is the contract of one kind (the table in
+# :mod:`unet_core.contracts` says which members the engines call and checks them when a plugin
+# is loaded). An annotated member *with* a default is an optional capability: a component may
+# declare it (or inherit the Protocol to get the default); the engines read it through
+# :func:`unet_core.contracts.declared`, never with a getattr of their own. Optional hooks
+# default to None.
 
-    ``is_segmentation`` says whether eval-mode outputs are probabilities; ``spatial_dims`` is
-    2 or 3 (2D models receive (N,C,Y,X) from the engines, which squeeze the singleton z).
+
+class Model(Protocol):
+    """A network (a ``torch.nn.Module``). ``model(x)`` returns logits in train mode.
+
+    ``spatial_dims`` is 2 or 3 (2D models receive (N,C,Y,X) from the engines, which squeeze the
+    singleton z). ``logits(x)`` is the raw output whatever the mode (default: the model's own
+    call); ``final_activation`` maps logits to the eval-mode output (default: identity).
     """
 
     in_channels: int
     out_channels: int
-    spatial_dims: int
-    is_segmentation: bool
+    spatial_dims: int = 3
+    is_segmentation: bool = True
+    logits: ClassVar[Callable[..., Any] | None] = None
+    final_activation: ClassVar[Callable[..., Any] | None] = None
+    #: config-time ``check_patch_shape(config, patch_shape) -> str | None`` (torch-free).
+    check_patch_shape: ClassVar[Callable[..., Any] | None] = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
-    def final_activation(self, logits: torch.Tensor) -> torch.Tensor: ...
-
 
 class Loss(Protocol):
-    """``loss(logits, target[, weight]) -> scalar``; ``check_target`` explains bad layouts."""
+    """``loss(logits, target[, weight]) -> scalar tensor``.
+
+    ``needs_weight`` makes the dataset load the per-voxel weight map and pass it as the third
+    argument; ``target_layout`` is the target it expects (one mask per channel, class indices
+    without the channel axis, or dense values); ``check_config(config, model) -> list[str]``
+    explains bad loss/model pairs.
+    """
+
+    needs_weight: ClassVar[bool] = False
+    target_layout: ClassVar[Literal["masks", "indices", "dense"]] = "masks"
+    check_config: ClassVar[Callable[..., Any] | None] = None
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, *args: Any) -> torch.Tensor: ...
 
@@ -76,19 +97,42 @@ class Metric(Protocol):
     ``higher_is_better`` lets the trainer pick the best checkpoint without a hand-set flag.
     """
 
-    higher_is_better: ClassVar[bool]
+    higher_is_better: ClassVar[bool] = True
 
     def __call__(self, prediction: torch.Tensor, target: torch.Tensor) -> Any: ...
+
+
+class Dataset(Protocol):
+    """A dataset class: ``create_datasets(config, loaders, phase, needs_weight)`` makes one
+    torch ``Dataset`` per input file.
+
+    ``input_files(config, loaders, phase)`` lists what a phase reads (default: the phase's
+    ``file_paths`` with folders expanded); ``collate_fn`` batches test items (default: torch's).
+    """
+
+    input_files: ClassVar[Callable[..., list[str]] | None] = None
+    collate_fn: ClassVar[Callable[..., Any] | None] = None
+
+    @classmethod
+    def create_datasets(
+        cls, config: Any, loaders: Any, phase: str, needs_weight: bool = False
+    ) -> list[Any]: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+    def __len__(self) -> int: ...
 
 
 class Transform(Protocol):
     """A numpy -> numpy (or tensor) step; random ones draw only from the ``rng`` they are given.
 
     ``spatial`` transforms must make the same choice for raw, label and weight of one sample,
-    which the pipeline guarantees by handing them generators seeded alike.
+    which the pipeline guarantees by handing them generators seeded alike; ``sync_keys`` names
+    the ``config`` fields that decide their geometry (they must agree across those lists).
     """
 
-    spatial: ClassVar[bool]
+    spatial: ClassVar[bool] = False
+    sync_keys: ClassVar[tuple[str, ...]] = ()
 
     def __call__(self, array: np.ndarray, rng: np.random.Generator) -> Any: ...
 
@@ -101,19 +145,31 @@ class SliceBuilder(Protocol):
 
 
 class Predictor(Protocol):
-    """Built with the model (and device, output_dir); ``predictor(dataset)`` writes its outputs."""
+    """Built with the model (and device, output_dir); ``predictor(dataset)`` writes its outputs.
+
+    A predictor that chooses its own tiles sets ``retiles`` and gives
+    ``slice_builder_overrides(volume_shape) -> dict | None`` for each test volume.
+    """
+
+    retiles: bool = False
+    slice_builder_overrides: ClassVar[Callable[..., Any] | None] = None
 
     def __call__(self, dataset: Any) -> Any: ...
 
 
 class Postprocessor(Protocol):
-    """Turns a prediction array (C,Z,Y,X) into an instance segmentation (Z,Y,X)."""
+    """Turns a prediction array (C,Z,Y,X) into an instance segmentation (Z,Y,X).
+
+    ``segment_blocks`` (see :class:`BlockwisePostprocessor`) is the optional out-of-core path.
+    """
+
+    segment_blocks: ClassVar[Callable[..., int] | None] = None
 
     def __call__(self, prediction: np.ndarray) -> np.ndarray: ...
 
 
 @runtime_checkable
-class BlockwisePostprocessor(Postprocessor, Protocol):
+class BlockwisePostprocessor(Protocol):
     """A postprocessor that can also segment a prediction too large for memory.
 
     Streaming predictors call ``segment_blocks`` instead of ``__call__``: ``read(index)`` gives
@@ -121,6 +177,8 @@ class BlockwisePostprocessor(Postprocessor, Protocol):
     with the object count and returns ``write(index, labels)``; the result must equal
     ``__call__`` on the whole volume. Returns n.
     """
+
+    def __call__(self, prediction: np.ndarray) -> np.ndarray: ...
 
     def segment_blocks(
         self,
@@ -130,6 +188,41 @@ class BlockwisePostprocessor(Postprocessor, Protocol):
         open_output: Callable[[int], Callable[[tuple[slice, ...], np.ndarray], None]],
         scratch_dir: str | None = None,
     ) -> int: ...
+
+
+class Optimizer(Protocol):
+    """What an optimizer component builds (from ``params``): a ``torch.optim.Optimizer``.
+
+    ``needs_closure`` (declared by the component or the optimizer) makes the trainer call
+    ``step(closure)``, as LBFGS requires.
+    """
+
+    needs_closure: ClassVar[bool] = False
+    param_groups: list[dict[str, Any]]
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any: ...
+
+    def zero_grad(self, set_to_none: bool = True) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+class LRScheduler(Protocol):
+    """What an LR-scheduler component builds (from ``optimizer``); stepped once per validation.
+
+    ``needs_metric`` makes the trainer pass the validation score to ``step`` (and the builder
+    ``higher_is_better``), as ``ReduceLROnPlateau`` requires.
+    """
+
+    needs_metric: ClassVar[bool] = False
+
+    def step(self, *args: Any) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 def iter_kinds() -> Iterator[str]:
@@ -161,15 +254,11 @@ class Deferred:
         return self._attrs.get(name)
 
     def resolve(self) -> Any:
-        """Import and return the implementation (cached)."""
+        """Import and return the implementation (cached); failures raise ImportFailure."""
         if self._resolved is None:
-            import importlib
+            from unet_core.discovery import import_object
 
-            module, _, attr = self.target.partition(":")
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-            self._resolved = obj
+            self._resolved = import_object(self.target)
         return self._resolved
 
     def __repr__(self) -> str:

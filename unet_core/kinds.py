@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     "postprocessors": "unet.postprocessors",
     "optimizers": "unet.optimizers",
     "lr_schedulers": "unet.lr_schedulers",
+    "formats": "unet.formats",
 }
 HOOKS_GROUP = "unet.hooks"
 

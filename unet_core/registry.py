@@ -21,7 +21,14 @@ from unet_core.errors import ConfigError, PluginError
 from unet_core.kinds import KINDS, singular
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from pydantic import BaseModel, ValidationError
+
+    from unet_core.config.refs import ComponentRef
+
+    #: A component section: ``{"name": X, ...}``, ``"X"`` or an already validated ref.
+    Spec: TypeAlias = Mapping[str, Any] | str | ComponentRef[BaseModel]
 
 
 class PluginWarning(UserWarning):
@@ -79,7 +86,7 @@ class Registry:
         if obj is None:
             return lambda o: self.register(kind, name, o, replace=replace)
         name = name or getattr(obj, "name", None) or obj.__name__
-        problem = discovery.config_problem(obj)
+        problem = discovery.config_problem(obj) or discovery.contract_problem(kind, obj)
         if problem is not None:
             raise PluginError(f"Cannot register {singular(kind)} {name!r}: {problem}.")
         records = self._kind(kind)
@@ -121,32 +128,40 @@ class Registry:
         rec = self.record(kind, name)
         obj = discovery.load(rec)
         if obj is None:
-            err = PluginError(
-                f"The {singular(kind)} {name!r} from {rec.distribution} {rec.version} is broken: "
-                f"{rec.error}."
-            )
-            raise err from rec.cause
+            raise self._broken(rec) from rec.cause
         return obj
 
     def get(self, kind: str, name: str) -> Any:
-        """The component object (class or factory); imports its module on first use."""
+        """The component object (class or factory); imports its module on first use.
+
+        A deferred implementation is checked against the kind's contract once resolved.
+        """
         from unet_core.interfaces import Deferred
 
         obj = self._declared(kind, name)
         if not isinstance(obj, Deferred):
             return obj
+        rec = self.record(kind, name)
         try:
-            return obj.resolve()
-        except Exception as exc:  # noqa: BLE001 - the implementation module is broken
-            rec = self.record(kind, name)
-            rec.error = f"import of {obj.target} failed: {type(exc).__name__}: {exc}".splitlines()[
-                0
-            ]
-            rec.cause, rec.obj = exc, None
-            raise PluginError(
-                f"The {singular(kind)} {name!r} from {rec.distribution} {rec.version} is broken: "
-                f"{rec.error}."
-            ) from exc
+            impl = obj.resolve()
+        except discovery.ImportFailure as failure:
+            rec.error, rec.cause, rec.obj = failure.reason, failure.cause, None
+            raise self._broken(rec) from failure.cause
+        problem = discovery.contract_problem(kind, impl)
+        if problem is not None:
+            rec.error, rec.obj = problem, None
+            raise self._broken(rec)
+        return impl
+
+    @staticmethod
+    def _broken(rec: Record) -> PluginError:
+        package = rec.distribution not in ("-", "<runtime>")
+        way_out = f"Fix or uninstall {rec.distribution}" if package else "Fix it"
+        return PluginError(
+            f"The {singular(rec.kind)} {rec.name!r} from {rec.distribution} {rec.version} is "
+            f"broken: {rec.error}. {way_out} (`unet plugins list --check` lists every broken "
+            "component)."
+        )
 
     def config_model(self, kind: str, name: str) -> type[BaseModel]:
         """The Pydantic model that validates ``name``'s parameters (no implementation import)."""
@@ -160,10 +175,22 @@ class Registry:
         obj = self._declared(kind, name)
         return obj.light(attr) if isinstance(obj, Deferred) else getattr(obj, attr, None)
 
-    def validate(self, kind: str, spec: Mapping[str, Any] | str) -> tuple[str, BaseModel]:
-        """Split ``spec`` into its name and validated ``Config``; raises ConfigError."""
+    def validate(self, kind: str, spec: Spec) -> tuple[str, BaseModel]:
+        """Split ``spec`` into its name and validated ``Config``; raises ConfigError.
+
+        A :class:`~unet_core.config.refs.ComponentRef` is already validated: it is returned as
+        it is, never validated again.
+        """
         from pydantic import ValidationError
 
+        from unet_core.config.refs import ComponentRef
+
+        if isinstance(spec, ComponentRef):
+            if spec.kind != kind:
+                raise ConfigError(
+                    f"{spec.where} names a {singular(spec.kind)}, not a {singular(kind)}."
+                )
+            return spec.name, spec.config
         name, params = split_spec(kind, spec)
         config_cls = self.config_model(kind, name)
         try:
@@ -171,8 +198,8 @@ class Registry:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(f"{singular(kind)} {name!r}", exc)) from None
 
-    def create(self, kind: str, spec: Mapping[str, Any] | str, **context: Any) -> Any:
-        """Validate ``spec`` (``{"name": ..., **params}``) and build the component."""
+    def create(self, kind: str, spec: Spec, **context: Any) -> Any:
+        """Build the component of a ref, or of ``{"name": ..., **params}`` after validating it."""
         name, config = self.validate(kind, spec)
         return build(self.get(kind, name), config, **context)
 

@@ -45,12 +45,48 @@ def translate(argv: list[str]) -> list[str]:
     return out
 
 
-def _run(subcommand: str) -> None:
+#: What each alias's ``--help`` lists under the reference's flags, after its own options.
+REFERENCE_HELP: dict[str, list[tuple[str, str]]] = {
+    "train3dunet": [("--config FILE", "The training config (the reference's only flag).")],
+    "predict3dunet": [
+        ("--config FILE", "The prediction config."),
+        *(
+            (
+                f"{flag} {'VALUE' if flag in SINGLE_VALUED else 'V [V ...]'}",
+                f"Same as --set {key}=...",
+            )
+            for flag, key in LEGACY_FLAGS.items()
+        ),
+    ],
+}
+
+
+def alias_help(alias: str, subcommand: str) -> str:
+    """The subcommand's help under the alias's own name, plus the reference's flags it takes."""
+    import click
+
+    from unet_core.cli.main import cli
+
+    command = cli.commands[subcommand]
+    with click.Context(command, info_name=alias) as ctx:
+        formatter = ctx.make_formatter()
+        command.format_help(ctx, formatter)
+        with formatter.section(f"Reference flags (pytorch-3dunet's {alias}, accepted as they are)"):
+            formatter.write_dl(REFERENCE_HELP[alias])
+        formatter.write_paragraph()
+        formatter.write_text(f"{alias} is `unet {subcommand}` under the reference's name.")
+        return formatter.getvalue()
+
+
+def _run(subcommand: str, alias: str) -> None:
     from unet_core.cli.main import cli, main
 
     if subcommand not in cli.commands:
         report(UsageError(f"`{subcommand}` is not yet available in this version of unet-core."))
         sys.exit(2)
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        print(alias_help(alias, subcommand), end="")
+        sys.exit(0)
     try:
         args = translate(sys.argv[1:])
     except UsageError as exc:
@@ -61,9 +97,9 @@ def _run(subcommand: str) -> None:
 
 def train3dunet() -> None:
     """``train3dunet --config FILE``, as in pytorch-3dunet."""
-    _run("train")
+    _run("train", "train3dunet")
 
 
 def predict3dunet() -> None:
     """``predict3dunet --config FILE [--model_path ...]``, as in pytorch-3dunet."""
-    _run("predict")
+    _run("predict", "predict3dunet")

@@ -11,7 +11,10 @@ is any.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig, PhaseConfig
 
 import click
 
@@ -74,7 +77,7 @@ def check(config_path: str, overrides: tuple[str, ...], phases: tuple[str, ...])
 
 
 # -- checks ------------------------------------------------------------------------------------
-def run_checks(cfg: Any, phases: tuple[str, ...] | list[str] = PHASES) -> Report:
+def run_checks(cfg: ExperimentConfig, phases: tuple[str, ...] | list[str] = PHASES) -> Report:
     """All checks of ``cfg`` (an ExperimentConfig) as a :class:`Report`."""
     from unet_core.engine import data as engine
     from unet_core.errors import ConfigError, UserError
@@ -105,8 +108,9 @@ def run_checks(cfg: Any, phases: tuple[str, ...] | list[str] = PHASES) -> Report
     return report
 
 
-def with_files(cfg: Any, phase: str, files: list[str]) -> Any:
+def with_files(cfg: ExperimentConfig, phase: str, files: list[str]) -> ExperimentConfig:
     """A copy of ``cfg`` whose ``loaders.<phase>.file_paths`` is ``files``."""
+    assert cfg.loaders is not None
     section = getattr(cfg.loaders, phase).model_copy(update={"file_paths": files})
     return with_loaders(cfg, **{phase: section})
 
@@ -116,30 +120,31 @@ def with_loaders(cfg: Any, **update: Any) -> Any:
     return cfg.model_copy(update={"loaders": cfg.loaders.model_copy(update=update)})
 
 
-def _model(cfg: Any, report: Report) -> tuple[Any, Any] | None:
+def _model(cfg: ExperimentConfig, report: Report) -> tuple[Any, Any] | None:
     from unet_core import registry
     from unet_core.errors import UserError
 
     try:
-        _, model_cfg = registry.validate("models", cfg.model)
-        return registry.get("models", cfg.model["name"]), model_cfg
+        return registry.get("models", cfg.model.name), cfg.model.config
     except UserError as exc:
         report.problems.append(f"model: {exc}")
         return None
 
 
-def _check_patch_shape(cfg: Any, phase: str, section: Any, model: Any, report: Report) -> None:
-    spec = section.slice_builder
-    if model is None or not isinstance(spec, dict) or spec.get("patch_shape") is None:
+def _check_patch_shape(
+    cfg: ExperimentConfig, phase: str, section: PhaseConfig, model: Any, report: Report
+) -> None:
+    patch = section.patch_shape
+    if model is None or patch is None:
         return
     check_patch = getattr(model[0], "check_patch_shape", None)
     if callable(check_patch):
-        message = check_patch(model[1], tuple(spec["patch_shape"]))
+        message = check_patch(model[1], patch)
         if message:
             report.problems.append(f"loaders.{phase}.slice_builder.patch_shape: {message}")
 
 
-def check_file(cfg: Any, phase: str, path: str, model: Any) -> FileReport:
+def check_file(cfg: ExperimentConfig, phase: str, path: str, model: Any) -> FileReport:
     """Inspect one file and build its dataset; problems are collected, not raised."""
     from unet_core.engine import data as engine
     from unet_core.errors import UserError
@@ -160,7 +165,7 @@ def check_file(cfg: Any, phase: str, path: str, model: Any) -> FileReport:
     return row
 
 
-def _describe_volumes(cfg: Any, phase: str, path: str, row: FileReport) -> None:
+def _describe_volumes(cfg: ExperimentConfig, phase: str, path: str, row: FileReport) -> None:
     """Shapes, dtypes, value range and label classes, read block by block."""
     from unet_core.engine import data as engine
     from unet_core.io import Source
@@ -171,7 +176,7 @@ def _describe_volumes(cfg: Any, phase: str, path: str, row: FileReport) -> None:
         return
     label_name = getattr(dataset_config, "label_internal_path", None) if phase != "test" else None
     raw_word = raw_name if isinstance(raw_name, str) else raw_name[0]
-    fill = cfg.loaders.nonfinite == "fill"
+    fill = cfg.loaders is not None and cfg.loaders.nonfinite == "fill"
     with Source(path, raw_name=raw_word, key=f"loaders.{phase}.file_paths") as src:
         raw = src.volume(raw_name, key="loaders.raw_internal_path")
         row.raw = f"{raw.shape} {raw.dtype} {_finite_range(raw, row, fill)}"
@@ -220,7 +225,9 @@ def _classes(values: Any) -> str:
     return f"{len(values)} values in [{values[0]:g}, {values[-1]:g}]"
 
 
-def _check_sample(cfg: Any, dataset: Any, phase: str, model: Any, row: FileReport) -> None:
+def _check_sample(
+    cfg: ExperimentConfig, dataset: Any, phase: str, model: Any, row: FileReport
+) -> None:
     """One sample through the transforms; its channels vs the model, its label vs the loss."""
     if len(dataset) == 0:
         row.problems.append("no samples")
@@ -241,13 +248,14 @@ def _check_sample(cfg: Any, dataset: Any, phase: str, model: Any, row: FileRepor
             row.problems.append(problem)
 
 
-def _loss_problem(cfg: Any, model: Any, sample: tuple[Any, ...]) -> str | None:
+def _loss_problem(cfg: ExperimentConfig, model: Any, sample: tuple[Any, ...]) -> str | None:
     """The configured loss applied to zero logits and this label: its complaint, if any."""
     import torch
 
     from unet_core import registry
     from unet_core.errors import UserError
 
+    assert cfg.loss is not None
     target = sample[1][None]
     weight = sample[2][None] if len(sample) > 2 else None
     out_channels = getattr(model[1], "out_channels", 1)
@@ -262,10 +270,10 @@ def _loss_problem(cfg: Any, model: Any, sample: tuple[Any, ...]) -> str | None:
         loss = registry.create("losses", cfg.loss)
         loss(logits, target, weight) if weight is not None else loss(logits, target)
     except UserError as exc:
-        return f"the label does not fit loss {cfg.loss['name']}: {exc}"
+        return f"the label does not fit loss {cfg.loss.name}: {exc}"
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         return (
-            f"loss {cfg.loss['name']} fails on a label of shape {tuple(sample[1].shape)} "
+            f"loss {cfg.loss.name} fails on a label of shape {tuple(sample[1].shape)} "
             f"{sample[1].dtype} with logits {tuple(logits.shape)}: {exc}. Check the label "
             f"transforms (ToTensor dtype, expand_dims) and model.out_channels."
         )

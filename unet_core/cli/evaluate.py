@@ -90,6 +90,13 @@ def evaluate(
         )
     json_out = Path(json_path) if json_path else default.with_suffix(".json")
     csv_out = Path(csv_path) if csv_path else default.with_suffix(".csv")
+    from unet_core.engine.score_reports import check_targets
+
+    check_targets(
+        [(json_out, json_path is not None, "--json"), (csv_out, csv_path is not None, "--csv")],
+        [p for s in scores for p in (s.prediction, s.ground_truth)],
+        list(evaluation.Score.__dataclass_fields__),
+    )
     evaluation.write_reports(scores, json_out, csv_out)
     _table(scores, json_out, csv_out)
 

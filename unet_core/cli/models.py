@@ -18,6 +18,11 @@ from unet_core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     import torch
+    from pydantic import BaseModel
+
+    from unet_core.config import ComponentRef, ExperimentConfig, PhaseConfig
+
+    ComponentSpec = Mapping[str, Any] | ComponentRef[BaseModel]
 
 MiB = 2**20
 
@@ -50,61 +55,57 @@ def summary(
 # -- inputs ---------------------------------------------------------------------------------------
 def _model_spec(
     config_file: str | None, name: str | None, overrides: Sequence[str]
-) -> tuple[dict[str, Any], list[int] | None]:
-    """The model section (with --set applied) and the config's training patch, if any."""
-    import yaml
+) -> tuple[ComponentSpec, tuple[int, ...] | None]:
+    """The model section (with --set applied) and the config's training patch, if any.
 
-    patch: list[int] | None = None
+    ``--set`` items use the config's one override parser; with ``--config`` they go through
+    ``load_config`` (``model.`` prefixed), so the model section is validated once, there.
+    """
+    from unet_core.config.overrides import parse_override
+
+    model_keys = [item.removeprefix("model.") for item in overrides]
     if config_file:
         from unet_core.config import load_config
 
-        cfg = load_config(config_file)
-        spec = dict(cfg.model)
-        patch = _train_patch(cfg)
-    elif name:
-        spec = {"name": name}
-    else:
+        renamed = [f"name={name}"] if name else []
+        cfg = load_config(config_file, [f"model.{item}" for item in [*renamed, *model_keys]])
+        return cfg.model, _train_patch(cfg)
+    if not name:
         raise UsageError(
             "Give --config FILE or --name MODEL (e.g. --name UNet3D --set in_channels=1)."
         )
-    if name:
-        spec["name"] = name
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}.")
-        spec[key.removeprefix("model.")] = yaml.safe_load(value)
-    spec.setdefault("in_channels", 1)
-    spec.setdefault("out_channels", 1)
-    return spec, patch
+    spec: dict[str, Any] = {"name": name, "in_channels": 1, "out_channels": 1}
+    for item in model_keys:
+        path, value = parse_override(item)
+        spec[".".join(str(p) for p in path)] = value
+    return spec, None
 
 
-def _train_patch(cfg: Any) -> list[int] | None:
-    loaders = getattr(cfg, "loaders", None)
+def _train_patch(cfg: ExperimentConfig) -> tuple[int, ...] | None:
+    loaders = cfg.loaders
     for phase in ("train", "test", "val"):
-        section = getattr(loaders, phase, None) if loaders is not None else None
-        builder = getattr(section, "slice_builder", None) or {}
-        shape = builder.get("patch_shape") if isinstance(builder, Mapping) else None
+        section: PhaseConfig | None = getattr(loaders, phase) if loaders is not None else None
+        shape = section.patch_shape if section is not None else None
         if shape:
-            return [int(n) for n in shape]
+            return shape
     return None
 
 
 # -- measurements ---------------------------------------------------------------------------------
 def describe_model(
-    spec: Mapping[str, Any], patch_shape: Sequence[int] | None, *, batch: int = 1
+    spec: ComponentSpec, patch_shape: Sequence[int] | None, *, batch: int = 1
 ) -> dict[str, Any]:
     """Everything ``summary`` prints, as a dict (also used by benchmarks and tests)."""
     import torch
 
     from unet_core import registry
+    from unet_core.contracts import declared
 
-    spec = dict(spec)
     name, config = registry.validate("models", spec)
     cls = registry.get("models", name)
     with torch.device("meta"):
         model = registry.build(cls, config)
-    dims = int(getattr(model, "spatial_dims", 3))
+    dims = int(declared("models", model, "spatial_dims"))
     params = sum(p.numel() for p in model.parameters())
     report: dict[str, Any] = {
         "name": name,
@@ -117,11 +118,11 @@ def describe_model(
     if patch_shape is None:
         patch_shape = [1, 256, 256] if dims == 2 else [64, 64, 64]
     report["patch"] = list(patch_shape)
-    check = getattr(cls, "check_patch_shape", None)
-    problem = check(config, patch_shape) if callable(check) else None
+    check = declared("models", cls, "check_patch_shape")
+    problem = check(config, patch_shape) if check is not None else None
     if problem:
         raise ConfigError(f"{problem}.")
-    advice = check(config, patch_shape, strict=True) if callable(check) else None
+    advice = check(config, patch_shape, strict=True) if check is not None else None
     report["patch_advice"] = advice
     spatial = list(patch_shape)[-dims:]
     x = torch.empty(batch, int(getattr(model, "in_channels", 1)), *spatial, device="meta")

@@ -1,8 +1,8 @@
 """``unet plugins list|show``: what is installed, from which distribution, and its schema.
 
-``list`` reads entry-point metadata only (no plugin import, no torch); ``--check`` imports
-each component, implementation included (a Deferred entry is resolved), to also catch import
-errors and bad schemas.
+``list`` reads entry-point metadata and the components' docstrings from their source files
+(no plugin import, no torch); ``--check`` imports each component, implementation included (a
+Deferred entry is resolved), to also catch import errors and bad schemas.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ def plugins() -> None:
 @click.argument("pattern", default="*")
 @click.option("--kind", "-k", type=click.Choice(list(KINDS)), help="Only this kind.")
 @click.option("--check", is_flag=True, help="Import each component to verify it loads.")
-def list_plugins(pattern: str, kind: str | None, check: bool) -> None:
+@click.option(
+    "--long", "-l", "long_", is_flag=True, help="Distribution, version and status columns."
+)
+def list_plugins(pattern: str, kind: str | None, check: bool, long_: bool) -> None:
     """List components whose name matches PATTERN (shell wildcards, case-insensitive)."""
     import fnmatch
 
     from unet_core import registry
+    from unet_core.descriptions import describe
     from unet_core.errors import PluginError
 
     records = [
@@ -37,20 +41,29 @@ def list_plugins(pattern: str, kind: str | None, check: bool) -> None:
                 registry.default_registry.get(rec.kind, rec.name)
             except PluginError:
                 pass  # get() stored the one-line reason in rec.error
-    rows = [("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")]
-    rows += [
-        (r.name, r.kind, r.distribution, r.version, "ok" if r.error is None else "broken")
-        for r in records
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    color = {"ok": "green", "broken": "red"}
-    for row, shown in zip(rows, [None, *records]):
-        cells = "  ".join(cell.ljust(w) for cell, w in zip(row, widths))
-        status = row[4] if shown is None else click.style(row[4], fg=color[row[4]])
-        reason = f": {shown.error}" if shown is not None and shown.error else ""
-        click.echo(f"{cells}  {status}{reason}")
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    if long_:
+        header = ("NAME", "KIND", "DISTRIBUTION", "VERSION", "STATUS")
+        rows = [(r.name, r.kind, r.distribution, r.version, "ok") for r in records]
+    else:
+        header = ("NAME", "KIND", "DESCRIPTION")
+        rows = [(r.name, r.kind, describe(r.target) if r.error is None else "") for r in records]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    click.echo(_line(header, widths).rstrip())
+    for row, rec in zip(rows, records):
+        if rec.error is None:
+            last = click.style(row[-1], fg="green") if long_ else row[-1]
+        else:
+            last = click.style("broken", fg="red") + f": {rec.error}"
+        click.echo(_line((*row[:-1], last), widths).rstrip())
     broken = sum(r.error is not None for r in records)
     click.echo(f"{len(records)} components, {broken} broken.")
+
+
+def _line(cells: tuple[str, ...], widths: list[int]) -> str:
+    """Cells padded to ``widths``; the last cell, free-length, unpadded."""
+    return "  ".join([*(c.ljust(w) for c, w in zip(cells, widths)), cells[-1]])
 
 
 @plugins.command("show")

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig
+    from unet_core.engine.prediction_output import Written
 
 import click
 
@@ -51,25 +55,24 @@ def predict(
     if model is not None:  # a JSON string is YAML, so any path survives the --set parser unchanged
         overrides = (*overrides, f"model_path={json.dumps(model)}")
     cfg = load_config(config_path, overrides)
-    written = run_prediction(cfg, overwrite=overwrite)
+    written = run_prediction(cfg, overwrite=overwrite, preview=preview)
     previews = _previews(cfg, written) if preview else {}
     _report(written, previews)
 
 
-def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
+def _previews(cfg: ExperimentConfig, written: list[Written]) -> dict[str, Path]:
+    from unet_core.engine.prediction_output import preview_path
     from unet_core.engine.preview import write_preview
 
     raw = "raw"
     if cfg.loaders is not None:
-        name = cfg.loaders.dataset_params().get("raw_internal_path", "raw")
+        name = cfg.loaders.dataset_setting("raw_internal_path", "raw")
         raw = name if isinstance(name, str) else name[0]
-    dataset = cfg.predictor.get("output_dataset", "predictions")
+    dataset = getattr(cfg.predictor.config, "output_dataset", "predictions")
     out = {}
     for item in written:
         path = Path(item.path)
-        if path.suffix.lower() not in (".h5", ".hdf5", ".hdf", ".hd5"):
-            continue  # previews read HDF5 outputs
-        png = path.with_name(f"{path.stem}_preview.png")
+        png = preview_path(path)
         source = item.source if item.source and Path(item.source).is_file() else None
         out[item.path] = write_preview(
             path, png, source=source, raw_name=raw, prediction_name=dataset
@@ -77,7 +80,7 @@ def _previews(cfg: Any, written: list[Any]) -> dict[str, Path]:
     return out
 
 
-def _report(written: list[Any], previews: dict[str, Path]) -> None:
+def _report(written: list[Written], previews: dict[str, Path]) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -11,11 +11,15 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from unet_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig
 
 
 @click.command("train")
@@ -83,7 +87,9 @@ def train(
         )
 
 
-def _load(config_path: str | None, overrides: tuple[str, ...], resume: str | None) -> Any:
+def _load(
+    config_path: str | None, overrides: tuple[str, ...], resume: str | None
+) -> ExperimentConfig:
     from unet_core.config import config_from_dict, load_config
 
     if config_path is not None:
@@ -105,7 +111,7 @@ def _load(config_path: str | None, overrides: tuple[str, ...], resume: str | Non
     return config_from_dict({**saved, "trainer": trainer_section}, overrides)
 
 
-def _check_folder_before_launch(cfg: Any, resume: str | None, overwrite: bool) -> None:
+def _check_folder_before_launch(cfg: ExperimentConfig, resume: str | None, overwrite: bool) -> None:
     """Refuse a taken run folder here, in one paragraph, before torchrun starts any rank.
 
     Rank 0 claims the folder again (and keeps it); this early claim only spares the user
@@ -116,7 +122,7 @@ def _check_folder_before_launch(cfg: Any, resume: str | None, overwrite: bool) -
     if cfg.trainer is None:  # the ranks report the missing section
         return
     resume_path = resume if resume is not None else cfg.trainer.resume
-    folder = claim(cfg.trainer.checkpoint_dir, resume=resume_path, overwrite=overwrite)
+    folder = claim(Path(cfg.trainer.checkpoint_dir), resume=resume_path, overwrite=overwrite)
     emit(folder.notes)
     folder.release()
 

@@ -1,10 +1,13 @@
 """Experiment configuration: schema, YAML loading with line numbers, overrides, export."""
 
 from unet_core.config.loading import as_config, config_from_dict, load_config
+from unet_core.config.refs import ComponentRef, RefOf
 from unet_core.config.schema import ExperimentConfig, LoadersConfig, PhaseConfig, TrainerConfig
 from unet_core.config.sections import phase_section
 
 __all__ = [
+    "ComponentRef",
+    "RefOf",
     "ExperimentConfig",
     "LoadersConfig",
     "PhaseConfig",

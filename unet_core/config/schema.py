@@ -1,19 +1,59 @@
 """Pydantic models of an experiment, keyed exactly like the reference's YAML.
 
 Component sections (``model``, ``loss``, ``eval_metric``, ``optimizer``, ``lr_scheduler``,
-``predictor``, slice builders, transforms) stay plain ``{name: X, ...}`` mappings here; each is
-validated against component X's own ``Config`` by :mod:`unet_core.config.validate`, so a
-third-party component is checked exactly like a built-in.
+``predictor``, ``postprocessor``, slice builders, transforms, the dataset keys of ``loaders``)
+are :class:`~unet_core.config.refs.ComponentRef` objects: the component's name and its own validated
+``Config``, made once when the experiment is loaded, so a third-party component is checked
+exactly like a built-in and the engines never re-read a section as a dict.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
-ComponentSpec = dict[str, Any]
+from unet_core.config.refs import ComponentRef, RefOf
+
+#: The reference's component defaults, named once: the section (or ``loaders.dataset``) that
+#: may omit its ``name`` and the component it then means.
+DEFAULT_NAMES: dict[str, str] = {
+    "optimizer": "Adam",
+    "predictor": "StandardPredictor",
+    "eval_metric": "MeanIoU",
+    "dataset": "StandardHDF5Dataset",
+    "slice_builder": "SliceBuilder",
+}
+
+Ref = ComponentRef[BaseModel]
+ModelRef = Annotated[Ref, RefOf("models")]
+LossRef = Annotated[Ref, RefOf("losses")]
+MetricRef = Annotated[Ref, RefOf("metrics")]
+OptimizerRef = Annotated[Ref, RefOf("optimizers")]
+SchedulerRef = Annotated[Ref, RefOf("lr_schedulers")]
+PredictorRef = Annotated[Ref, RefOf("predictors")]
+PostprocessorRef = Annotated[Ref, RefOf("postprocessors")]
+SliceBuilderRef = Annotated[Ref, RefOf("slice_builders")]
+TransformRef = Annotated[Ref, RefOf("transforms")]
+
+
+def default_ref(section: str, kind: str) -> Ref:
+    """The reference's default component for ``section`` (validated with no parameters)."""
+    return ComponentRef.from_spec(kind, DEFAULT_NAMES[section], (section,))
+
+
+def _with_default_name(section: str, value: Any) -> Any:
+    if isinstance(value, dict) and "name" not in value:
+        return {"name": DEFAULT_NAMES[section], **value}
+    return value
 
 
 class Section(BaseModel):
@@ -86,15 +126,25 @@ class TrainerConfig(Section):
 
 
 class TransformerConfig(Section):
-    raw: list[ComponentSpec] = Field(default_factory=list, description="Transforms of the input.")
-    label: list[ComponentSpec] | None = Field(None, description="Transforms of the target.")
-    weight: list[ComponentSpec] | None = Field(None, description="Transforms of the weight map.")
+    raw: list[TransformRef] = Field(default_factory=list, description="Transforms of the input.")
+    label: list[TransformRef] | None = Field(None, description="Transforms of the target.")
+    weight: list[TransformRef] | None = Field(None, description="Transforms of the weight map.")
 
 
 class PhaseConfig(Section):
     file_paths: list[str] = Field(..., description="Files or folders (HDF5/TIFF).")
-    slice_builder: ComponentSpec | None = Field(None, description="{name: SliceBuilder, ...}")
+    slice_builder: SliceBuilderRef | None = Field(None, description="{name: SliceBuilder, ...}")
     transformer: TransformerConfig = Field(default_factory=TransformerConfig)
+
+    @property
+    def patch_shape(self) -> tuple[int, ...] | None:
+        """The slice builder's ``patch_shape`` (the one place it is read), or None."""
+        return _shape(self.slice_builder, "patch_shape")
+
+    @property
+    def stride_shape(self) -> tuple[int, ...] | None:
+        """The slice builder's ``stride_shape``, or None."""
+        return _shape(self.slice_builder, "stride_shape")
 
     @field_validator("file_paths", mode="before")
     @classmethod
@@ -109,7 +159,7 @@ class LoadersConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    dataset: str = Field("StandardHDF5Dataset", description="Dataset plugin name.")
+    dataset: str = Field(DEFAULT_NAMES["dataset"], description="Dataset plugin name.")
     batch_size: int = Field(1, ge=1, description="Samples per batch (per process under DDP).")
     num_workers: int = Field(1, ge=0, description="DataLoader worker processes.")
     output_dir: str | None = Field(None, description="Prediction output folder.")
@@ -132,29 +182,50 @@ class LoadersConfig(BaseModel):
     val: PhaseConfig | None = None
     test: PhaseConfig | None = None
 
+    _dataset_ref: Ref | None = PrivateAttr(None)
+
     def dataset_params(self) -> dict[str, Any]:
-        """The keys that belong to the dataset plugin."""
+        """The keys that belong to the dataset plugin, as written."""
         return dict(self.model_extra or {})
+
+    @property
+    def dataset_ref(self) -> Ref:
+        """``dataset`` + its keys as a validated ref (made by the loader, or here once)."""
+        if self._dataset_ref is None:
+            spec = {"name": self.dataset, **self.dataset_params()}
+            self._dataset_ref = ComponentRef.from_spec("datasets", spec, ("loaders",))
+        return self._dataset_ref
+
+    def with_dataset_ref(self, ref: Ref) -> LoadersConfig:
+        """Adopt the loader's already validated dataset ref (so it is not validated again)."""
+        self._dataset_ref = ref
+        return self
+
+    def dataset_setting(self, key: str, default: Any) -> Any:
+        """One typed parameter of the dataset's ``Config`` (``default`` if it has none)."""
+        return getattr(self.dataset_ref.config, key, default)
 
 
 class ExperimentConfig(Section):
     """A whole experiment: the reference's top-level keys, nothing else."""
 
-    model: ComponentSpec = Field(..., description="{name: UNet3D, in_channels: 1, ...}")
-    loss: ComponentSpec | None = Field(None, description="Training loss (train only).")
-    eval_metric: ComponentSpec | None = Field(
+    model: ModelRef = Field(..., description="{name: UNet3D, in_channels: 1, ...}")
+    loss: LossRef | None = Field(None, description="Training loss (train only).")
+    eval_metric: MetricRef | None = Field(
         None, description="Validation metric; MeanIoU when omitted."
     )
-    optimizer: ComponentSpec = Field(
-        default_factory=lambda: {"name": "Adam"}, description="Default: Adam."
+    optimizer: OptimizerRef = Field(
+        default_factory=lambda: default_ref("optimizer", "optimizers"),
+        description="Default: Adam.",
     )
-    lr_scheduler: ComponentSpec | None = Field(None, description="Torch LR scheduler.")
+    lr_scheduler: SchedulerRef | None = Field(None, description="Torch LR scheduler.")
     trainer: TrainerConfig | None = None
     loaders: LoadersConfig | None = None
-    predictor: ComponentSpec = Field(
-        default_factory=lambda: {"name": "StandardPredictor"}, description="Prediction strategy."
+    predictor: PredictorRef = Field(
+        default_factory=lambda: default_ref("predictor", "predictors"),
+        description="Prediction strategy.",
     )
-    postprocessor: ComponentSpec | None = Field(
+    postprocessor: PostprocessorRef | None = Field(
         None, description="Instance segmentation after prediction (e.g. ConnectedComponents)."
     )
     device: str | None = Field(None, description="cpu, cuda, cuda:N or mps; None picks the best.")
@@ -164,18 +235,19 @@ class ExperimentConfig(Section):
     @field_validator("optimizer", mode="before")
     @classmethod
     def _default_optimizer_name(cls, v: Any) -> Any:
-        if isinstance(v, dict) and "name" not in v:
-            return {"name": "Adam", **v}
-        return v
+        return _with_default_name("optimizer", v)
 
     @field_validator("predictor", mode="before")
     @classmethod
     def _default_predictor_name(cls, v: Any) -> Any:
         if v is None:
-            return {"name": "StandardPredictor"}
-        if isinstance(v, dict) and "name" not in v:
-            return {"name": "StandardPredictor", **v}
-        return v
+            return default_ref("predictor", "predictors")
+        return _with_default_name("predictor", v)
+
+    @property
+    def metric(self) -> Ref:
+        """``eval_metric``, or the reference's default metric when it is omitted."""
+        return self.eval_metric or default_ref("eval_metric", "metrics")
 
     @field_validator("device")
     @classmethod
@@ -186,3 +258,8 @@ class ExperimentConfig(Section):
         if base not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
             raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {v!r}")
         return v
+
+
+def _shape(ref: Ref | None, key: str) -> tuple[int, ...] | None:
+    value = getattr(ref.config, key, None) if ref is not None else None
+    return tuple(int(n) for n in value) if value is not None else None

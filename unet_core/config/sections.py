@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from unet_core.config.schema import DEFAULT_NAMES
+
 #: The raw pipeline of a prediction or validation phase: standardize, add the channel axis.
 PLAIN_RAW: list[dict[str, Any]] = [
     {"name": "Standardize"},
@@ -24,7 +26,7 @@ def phase_section(
     *,
     raw: Sequence[dict[str, Any]] = PLAIN_RAW,
     label: Sequence[dict[str, Any]] | None = None,
-    slice_builder: str = "SliceBuilder",
+    slice_builder: str = DEFAULT_NAMES["slice_builder"],
     **builder_params: Any,
 ) -> dict[str, Any]:
     """A ``loaders.<phase>`` section: files, a slice builder and the transform pipelines.

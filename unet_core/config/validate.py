@@ -6,6 +6,7 @@ one run to fix, not three.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -13,9 +14,11 @@ from pydantic import BaseModel, ValidationError
 
 from unet_core import registry
 from unet_core.config.problems import Problem, from_validation_error
-from unet_core.config.schema import ExperimentConfig, LoadersConfig
+from unet_core.config.refs import ComponentRef
+from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig, LoadersConfig, Ref
 from unet_core.config.yaml_source import YamlPath
 from unet_core.errors import PluginError
+from unet_core.interfaces import ComponentConfig
 from unet_core.kinds import singular
 
 #: Top-level component sections and their kinds.
@@ -30,10 +33,7 @@ TOP_SECTIONS = {
 }
 PHASES = ("train", "val", "test")
 PIPELINES = ("raw", "label", "weight")
-
-
-#: Sections whose ``name`` may be omitted, and the reference's default for it.
-DEFAULT_NAMES = {"optimizer": "Adam", "predictor": "StandardPredictor"}
+DATASET_PATH: YamlPath = ("loaders",)
 
 
 def component_sections(data: Mapping[str, Any]) -> Iterator[tuple[YamlPath, str, Any]]:
@@ -62,8 +62,8 @@ def component_sections(data: Mapping[str, Any]) -> Iterator[tuple[YamlPath, str,
                 yield ("loaders", phase, "transformer", pipe, i), "transforms", spec
 
 
-def check_component(path: YamlPath, kind: str, spec: Any) -> tuple[list[Problem], Any]:
-    """Validate one section against its component's schema; returns (problems, config)."""
+def check_component(path: YamlPath, kind: str, spec: Any) -> tuple[list[Problem], Ref | None]:
+    """Validate one section against its component's schema; returns (problems, ref)."""
     if not isinstance(spec, Mapping):
         return [Problem(path, f"expected a mapping with a `name` key, got {spec!r}")], None
     name = spec.get("name")
@@ -78,68 +78,90 @@ def check_component(path: YamlPath, kind: str, spec: Any) -> tuple[list[Problem]
         return [Problem((*path, "name"), exc.message)], None
     params = {k: v for k, v in spec.items() if k != "name"}
     try:
-        return [], model.model_validate(params)
+        return [], ComponentRef(kind, name, model.model_validate(params), path)
     except ValidationError as exc:
         return from_validation_error(exc, path, model, f" for {singular(kind)} {name}"), None
 
 
-def check_dataset(data: Mapping[str, Any]) -> list[Problem]:
+def check_dataset(data: Mapping[str, Any]) -> tuple[list[Problem], Ref | None]:
     """Loader keys beyond the generic ones belong to the dataset plugin's schema."""
     loaders = data.get("loaders")
     if not isinstance(loaders, Mapping):
-        return []
+        return [], None
     generic = set(LoadersConfig.model_fields)
     spec = {k: v for k, v in loaders.items() if k not in generic}
-    spec["name"] = loaders.get("dataset") or "StandardHDF5Dataset"
-    problems, _ = check_component(("loaders",), "datasets", spec)
+    spec["name"] = loaders.get("dataset") or DEFAULT_NAMES["dataset"]
+    problems, ref = check_component(DATASET_PATH, "datasets", spec)
     return [
         Problem(("loaders", "dataset") if p.path[-1] == "name" else p.path, p.message)
         for p in problems
-    ]
+    ], ref
 
 
-def cross_checks(cfg: ExperimentConfig, configs: dict[YamlPath, BaseModel]) -> list[Problem]:
-    """Checks that need two sections at once (model vs patch, loss vs model)."""
+def cross_checks(cfg: ExperimentConfig) -> list[Problem]:
+    """Checks that need two typed sections at once, declared by the components themselves.
+
+    A model may declare ``check_patch_shape(config, patch_shape) -> str | None`` (each phase's
+    patch), a loss ``check_config(config, model_ref) -> list[str]``.
+    """
     problems: list[Problem] = []
-    model_cfg = configs.get(("model",))
-    check_patch = _light("models", cfg.model, "check_patch_shape")
-    if model_cfg is not None and callable(check_patch) and cfg.loaders is not None:
+    check_patch = _light(cfg.model, "check_patch_shape")
+    if callable(check_patch) and cfg.loaders is not None:
         for phase in PHASES:
             section = getattr(cfg.loaders, phase)
-            sb = section.slice_builder if section is not None else None
-            patch = sb.get("patch_shape") if isinstance(sb, Mapping) else None
+            patch = section.patch_shape if section is not None else None
             if patch is not None:
-                message = check_patch(model_cfg, tuple(patch))
+                message = check_patch(cfg.model.config, patch)
                 if message:
                     path = ("loaders", phase, "slice_builder", "patch_shape")
                     problems.append(Problem(path, message))
-    loss_cfg = configs.get(("loss",))
-    check_loss = _light("losses", cfg.loss, "check_config")
-    if loss_cfg is not None and callable(check_loss):
-        for message in check_loss(loss_cfg, dict(cfg.model)) or []:
+    check_loss = _light(cfg.loss, "check_config")
+    if cfg.loss is not None and callable(check_loss):
+        for message in check_loss(cfg.loss.config, cfg.model) or []:
             problems.append(Problem(("loss",), message))
     return problems
 
 
-def _light(kind: str, spec: Any, attr: str) -> Any:
-    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+def _light(ref: Ref | None, attr: str) -> Any:
+    if ref is None:
         return None
     try:
-        return registry.light_attr(kind, spec["name"], attr)
+        return registry.light_attr(ref.kind, ref.name, attr)
     except PluginError:
         return None
 
 
-def validate_components(
-    data: Mapping[str, Any],
-) -> tuple[list[Problem], dict[YamlPath, BaseModel]]:
-    """Problems of every component section (and the dataset keys) of raw config data."""
+def validate_components(data: Mapping[str, Any]) -> tuple[list[Problem], dict[YamlPath, Ref]]:
+    """Problems and refs of every component section (and the dataset keys) of raw data."""
     problems: list[Problem] = []
-    configs: dict[YamlPath, BaseModel] = {}
+    refs: dict[YamlPath, Ref] = {}
     for path, kind, spec in component_sections(data):
-        found, config = check_component(path, kind, spec)
+        found, ref = check_component(path, kind, spec)
         problems += found
-        if config is not None:
-            configs[path] = config
-    problems += check_dataset(data)
-    return problems, configs
+        refs[path] = ref or _placeholder(kind, path)
+    found, dataset = check_dataset(data)
+    problems += found
+    if dataset is not None:
+        refs[DATASET_PATH] = dataset
+    return problems, refs
+
+
+def _placeholder(kind: str, path: YamlPath) -> Ref:
+    """Stands in for an invalid section (already reported) while the rest is validated."""
+    return ComponentRef(kind, "<invalid>", ComponentConfig(), path)
+
+
+def with_refs(data: Mapping[str, Any], refs: Mapping[YamlPath, BaseModel | Ref]) -> dict[str, Any]:
+    """A copy of raw data with each component section replaced by its ref."""
+    out = copy.copy(dict(data))
+    for path, ref in refs.items():
+        if path == DATASET_PATH:
+            continue
+        node: Any = out
+        for part in path[:-1]:
+            child = node[part]
+            child = list(child) if isinstance(child, list) else dict(child)
+            node[part] = child
+            node = child
+        node[path[-1]] = ref
+    return out

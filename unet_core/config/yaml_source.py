@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ class YamlSource:
         self.origin = origin
 
     @classmethod
-    def from_file(cls, path: str | Path) -> YamlSource:
+    def from_file(cls, path: str | os.PathLike[str]) -> YamlSource:
         p = Path(path)
         if not p.is_file():
             where = "is a folder" if p.is_dir() else "does not exist"

@@ -27,8 +27,6 @@ def save_figure(
     title: str = "",
 ) -> Path:
     """Write the figure atomically (temp + rename) and return its path."""
-    import os
-    import tempfile
 
     import matplotlib
 
@@ -72,14 +70,12 @@ def save_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    from unet_core.io.atomic import atomic_output
+
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=target.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, target)
+        with atomic_output(target) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target

@@ -51,15 +51,50 @@ class _Recorder:
         self.val_scores.append((iteration, float(score)))
 
 
-def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
-    import h5py
+#: The format of the demo's own train/val/test files.
+DEMO_FORMAT = "hdf5"
 
-    tmp = path.with_suffix(".tmp.h5")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("raw", data=raw, compression="gzip")
-        f.create_dataset("label", data=label, compression="gzip")
-    tmp.replace(path)
+
+def _suffix() -> str:
+    from unet_core import formats
+
+    return formats.for_output(DEMO_FORMAT).suffixes[0]
+
+
+def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
+    from unet_core.output_files import open_output
+
+    with open_output(path, DEMO_FORMAT, overwrite=True) as out:
+        out.write("raw", raw, compression="gzip")
+        out.write("label", label, compression="gzip")
     return path
+
+
+#: What the demo writes into its output folder (folders: everything inside them).
+DEMO_FOLDERS = ("data", "checkpoints", "predictions")
+DEMO_FILES = ("config.json", "metrics.json", "demo.png")
+
+
+def check_inputs_outside_outputs(out: Path, inputs: dict[str, str | None]) -> None:
+    """Refuse a --data/--labels file that the demo would overwrite (it writes its crops to
+    ``out/data``): the user's volume must survive the demo."""
+    from unet_core.errors import UsageError
+
+    owned = [out / name for name in DEMO_FOLDERS]
+    for option, given in inputs.items():
+        if given is None:
+            continue
+        real = Path(given).resolve()
+        inside = real in [out / n for n in DEMO_FILES] or any(
+            real.is_relative_to(folder) for folder in owned
+        )
+        if inside:
+            raise UsageError(
+                f"{option} {given} lies in the demo's output folder {out}, where the demo "
+                f"writes its own files ({', '.join(DEMO_FOLDERS)}/, {', '.join(DEMO_FILES)}); "
+                "running would replace your volume. Choose another output folder with -o, or "
+                "move the volume out of it."
+            )
 
 
 def prepare_data(data_dir: Path, data: str | None, labels: str | None) -> dict[str, Path]:
@@ -69,13 +104,13 @@ def prepare_data(data_dir: Path, data: str | None, labels: str | None) -> dict[s
         from unet_core.demo.synthetic import make_nuclei_volume
 
         return {
-            phase: _write_h5(data_dir / f"{phase}.h5", *make_nuclei_volume(seed=seed))
+            phase: _write_h5(data_dir / f"{phase}{_suffix()}", *make_nuclei_volume(seed=seed))
             for phase, seed in (("train", 0), ("val", 1), ("test", 2))
         }
     from unet_core.demo.user_data import split_user_volume
 
     return {
-        phase: _write_h5(data_dir / f"{phase}.h5", raw, label)
+        phase: _write_h5(data_dir / f"{phase}{_suffix()}", raw, label)
         for phase, (raw, label) in split_user_volume(data, labels).items()
     }
 
@@ -96,8 +131,8 @@ def patch_for(shape: tuple[int, ...]) -> list[int]:
 
 
 def demo_config(
-    out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple]
-) -> dict:
+    out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, Any]:
     """A pytorch-3dunet-style config (plus our opt-in keys) for the demo's train and test."""
     from unet_core.config.sections import phase_section
     from unet_core.engine.device import available_device
@@ -198,21 +233,21 @@ def run_demo(
     echo: Any = print,
 ) -> DemoResult:
     """Run the whole demo into ``output_dir`` and return where everything went."""
-    import h5py
-
     import unet_core
     from unet_core.config import config_from_dict
     from unet_core.demo.figure import save_figure
+    from unet_core.io import Source
 
     start = time.perf_counter()
     out = Path(output_dir).resolve()
+    check_inputs_outside_outputs(out, {"--data": data, "--labels": labels})
     out.mkdir(parents=True, exist_ok=True)
     echo(f"[1/5] Preparing data in {out / 'data'} ...")
     files = prepare_data(out / "data", data, labels)
     shapes = {}
     for phase, path in files.items():
-        with h5py.File(path, "r") as f:
-            shapes[phase] = f["raw"].shape
+        with Source(str(path)) as src:
+            shapes[phase] = src.volume("raw", key="raw").shape
     cfg_dict = demo_config(out, files, iterations, shapes)
     write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
     cfg = config_from_dict(cfg_dict)
@@ -233,12 +268,12 @@ def run_demo(
     outputs = unet_core.predict(
         config_from_dict(cfg_dict, ["loaders.output_dir=" + str(out / "predictions")])
     )
-    pred_path = Path(outputs[0])
-    with h5py.File(pred_path, "r") as f:
-        prediction = f["predictions"][0]
-        segmentation = f["segmentation"][:]
-    with h5py.File(files["test"], "r") as f:
-        raw, truth = f["raw"][:], f["label"][:]
+    pred_path = outputs.paths[0]
+    with Source(str(pred_path), raw_name="predictions") as src:
+        prediction = src.volume("predictions", key="predictions").read()[0]
+        segmentation = src.volume("segmentation", key="segmentation").read()
+    with Source(str(files["test"])) as src:
+        raw, truth = src.volume("raw", key="raw").read(), src.volume("label", key="label").read()
 
     echo("[4/5] Scoring against the ground truth ...")
     scores = score(prediction, segmentation, truth)

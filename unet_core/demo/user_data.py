@@ -10,22 +10,18 @@ from unet_core.errors import DataError
 
 
 def _read(path: str, key: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"Demo input {path!r} does not exist; expected an HDF5 or TIFF volume.")
-    if p.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+    """The array ``key`` of the user's volume, through the format that claims the file."""
+    from unet_core import formats
 
-        return np.asarray(tifffile.imread(p))
-    import h5py
-
-    with h5py.File(p, "r") as f:
-        if key not in f:
-            raise DataError(
-                f"{path!r} has no dataset {key!r}; it has: {', '.join(f.keys()) or 'nothing'}. "
-                "The demo expects `raw` and `label` datasets (or --labels for TIFF)."
-            )
-        return np.asarray(f[key][...])
+    if formats.scheme_of(path) is None and not Path(path).exists():
+        raise DataError(
+            f"Demo input {path!r} does not exist; expected a volume ({formats.describe()})."
+        )
+    reader = formats.open_volume(path, primary=key, key="unet demo --data")
+    try:
+        return np.asarray(reader.array(key, key=f"the demo's {key!r} dataset", in_memory=True))
+    finally:
+        reader.close()
 
 
 def split_user_volume(data: str, labels: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -1,4 +1,4 @@
-"""Patch grids and the blending of overlapping patch predictions into a volume.
+"""The blending of overlapping patch predictions into a volume (the grid: unet_core.tiling).
 
 Two modes: ``overwrite`` is the reference's (pytorch-3dunet >= 2023-04): each patch's centre is
 written over whatever an earlier patch left, so the last patch covering a voxel wins.
@@ -24,49 +24,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-Index = tuple[slice, ...]
+from unet_core.tiling import Index, axis_starts, patch_grid, redundancy, stride_for_overlap
+
 BlendMode = Literal["overwrite", "gaussian"]
 #: Smallest gaussian weight: keeps every voxel of a patch in play (and no division by ~0).
 GAUSSIAN_MIN_WEIGHT = 1e-4
 #: sigma = patch extent * this (MONAI's sigma_scale, nnU-Net's 1/8).
 GAUSSIAN_SIGMA_SCALE = 0.125
-
-
-# -- patch grid ---------------------------------------------------------------------------------
-def axis_starts(size: int, patch: int, stride: int) -> list[int]:
-    """Starts along one axis, the reference's rule: 0, stride, ... plus a last patch flush
-    with the end when the regular steps do not reach it."""
-    if patch > size:
-        raise ValueError(f"patch {patch} larger than axis {size}")
-    starts = list(range(0, size - patch + 1, max(1, stride)))
-    if starts[-1] + patch < size:
-        starts.append(size - patch)
-    return starts
-
-
-def patch_grid(
-    volume_shape: Sequence[int], patch_shape: Sequence[int], stride_shape: Sequence[int]
-) -> list[Index]:
-    """Spatial slices of every patch in raster order (z slowest), like the reference's
-    SliceBuilder."""
-    per_axis = [axis_starts(v, p, s) for v, p, s in zip(volume_shape, patch_shape, stride_shape)]
-    return [
-        tuple(slice(s, s + p) for s, p in zip(starts, patch_shape))
-        for starts in itertools.product(*per_axis)
-    ]
-
-
-def stride_for_overlap(patch_shape: Sequence[int], overlap: float) -> tuple[int, ...]:
-    """Stride that makes neighbouring patches share ``overlap`` of their extent."""
-    return tuple(max(1, int(round(p * (1.0 - overlap)))) for p in patch_shape)
-
-
-def redundancy(indices: Sequence[Index], volume_shape: Sequence[int], halo: Sequence[int]) -> float:
-    """Computed voxels (patches with halo) / volume voxels: the cost of overlap and halo."""
-    computed = sum(
-        int(np.prod([(s.stop - s.start) + 2 * h for s, h in zip(idx, halo)])) for idx in indices
-    )
-    return computed / float(np.prod(volume_shape))
 
 
 # -- importance maps ----------------------------------------------------------------------------
@@ -289,12 +253,13 @@ class BlockAccumulator:
         if self._scratch is None:
             import h5py
 
-            fd, path = tempfile.mkstemp(
-                prefix=".unet-blocks-", suffix=".h5", dir=self.scratch_dir or None
-            )
-            os.close(fd)
+            from unet_core.io.scratch import temp_file
+
+            folder = self.scratch_dir or tempfile.gettempdir()
+            path = str(temp_file(folder, "blocks", "scratch", ".h5"))
             self._scratch_path = path
-            self._scratch = h5py.File(path, "w")
+            # no chunk cache: a full disk fails the write, not HDF5's close (see open_h5)
+            self._scratch = h5py.File(path, "w", rdcc_nbytes=0)
             chunks = (1, *self.block_shape)
             self._scratch.create_dataset(
                 "values",
@@ -336,3 +301,17 @@ class BlockAccumulator:
             if self._scratch_path is not None and os.path.exists(self._scratch_path):
                 os.unlink(self._scratch_path)
             self._scratch_path = None
+
+
+__all__ = [
+    "BlockAccumulator",
+    "ImportanceMaps",
+    "Index",
+    "VolumeAccumulator",
+    "axis_starts",
+    "gaussian_importance",
+    "normalize",
+    "patch_grid",
+    "redundancy",
+    "stride_for_overlap",
+]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from unet_core import registry
 from unet_core.config.schema import ExperimentConfig, LoadersConfig
+from unet_core.contracts import declared
 from unet_core.errors import ConfigError
 from unet_core.io.paths import expand_file_paths, overlapping
 
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DATASET = "StandardHDF5Dataset"
 
 
 def loaders_config(config: ExperimentConfig) -> LoadersConfig:
@@ -34,27 +33,23 @@ def loaders_config(config: ExperimentConfig) -> LoadersConfig:
 
 def dataset_component(config: ExperimentConfig) -> tuple[Any, Any]:
     """(dataset class, its validated Config) for ``loaders.dataset``."""
-    loaders = loaders_config(config)
-    name = loaders.dataset or DEFAULT_DATASET
-    _, dataset_config = registry.validate("datasets", {"name": name, **loaders.dataset_params()})
-    return registry.get("datasets", name), dataset_config
+    ref = loaders_config(config).dataset_ref
+    return registry.get("datasets", ref.name), ref.config
 
 
 def needs_weight(config: ExperimentConfig) -> bool:
     """Whether the configured loss takes a per-voxel weight map (``Loss.needs_weight``)."""
-    spec = config.loss
-    if not spec:
+    if config.loss is None:
         return False
-    name = spec["name"] if isinstance(spec, dict) else spec
-    return bool(getattr(registry.get("losses", name), "needs_weight", False))
+    return bool(declared("losses", registry.get("losses", config.loss.name), "needs_weight"))
 
 
 def input_files(config: ExperimentConfig, phase: str) -> list[str]:
     """The files (or folders, for folder datasets) a phase reads."""
     cls, dataset_config = dataset_component(config)
     loaders = loaders_config(config)
-    lister = getattr(cls, "input_files", None)
-    if callable(lister):
+    lister = declared("datasets", cls, "input_files")
+    if lister is not None:
         return list(lister(dataset_config, loaders, phase))
     section = getattr(loaders, phase)
     if section is None:
@@ -173,5 +168,5 @@ def build_test_loader(
     loaders = loaders_config(config)
     kwargs = _loader_kwargs(loaders, config, multiprocessing_context)
     kwargs["persistent_workers"] = False  # one pass per file
-    collate = getattr(dataset, "collate_fn", None)
+    collate = declared("datasets", dataset, "collate_fn")
     return DataLoader(dataset, shuffle=False, collate_fn=collate, **kwargs)

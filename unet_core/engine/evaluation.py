@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from unet_core.contracts import declared
 from unet_core.engine import distributed as dist
 from unet_core.errors import DataError, TrainingError
 
@@ -156,7 +157,7 @@ class Evaluation:
         return sums, interrupted
 
     def _activation(self, logits: torch.Tensor) -> torch.Tensor:
-        act = getattr(self.model, "final_activation", None)
+        act = declared("models", self.model, "final_activation")
         return act(logits) if callable(act) else logits
 
     def _image_batches(self, count: int) -> set[int]:
@@ -236,11 +237,14 @@ class Evaluation:
         self.tensorboard.images(prefix, batches, self.iteration)
 
 
-def _needs_metric(scheduler: Any, declared: bool | None) -> bool:
+def _needs_metric(scheduler: Any, declared_flag: bool | None) -> bool:
     from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-    flag = declared if declared is not None else getattr(scheduler, "needs_metric", None)
-    return bool(flag) if flag is not None else isinstance(scheduler, ReduceLROnPlateau)
+    if declared_flag is not None:
+        return declared_flag
+    return bool(declared("lr_schedulers", scheduler, "needs_metric")) or isinstance(
+        scheduler, ReduceLROnPlateau
+    )
 
 
 def _weighted_mean(pairs: list[tuple[float, int]]) -> float | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from unet_core.contracts import declared
 from unet_core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class PatchForward:
         from unet_core.engine.amp import memory_format, to_format
 
         self.device = device
-        self.spatial_dims = int(getattr(model, "spatial_dims", 3))
+        self.spatial_dims = int(declared("models", model, "spatial_dims"))
         self.augments = tta_transforms(tta, self.spatial_dims)
         self.autocast_dtype = _autocast_dtype(amp, device)
         fmt = memory_format(self.spatial_dims, channels_last)
@@ -124,6 +125,9 @@ class PatchForward:
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         import torch
 
+        from unet_core.engine.prediction_stop import raise_if_stopped
+
+        raise_if_stopped()  # a SIGTERM/SIGINT stops prediction between patches
         with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True).float()
             total: torch.Tensor | None = None

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from unet_core import registry
+from unet_core.contracts import declared
 from unet_core.errors import ConfigError, PluginError
 
 #: Generator stream ids: spatial transforms draw from stream 0, all others from stream 1.
@@ -46,7 +47,7 @@ class Pipeline:
         self._slots: list[tuple[bool, int]] = []
         counts = {True: 0, False: 0}
         for t in self.transforms:
-            spatial = bool(getattr(t, "spatial", False))
+            spatial = bool(declared("transforms", t, "spatial"))
             self._slots.append((spatial, counts[spatial]))
             counts[spatial] += 1
 
@@ -82,9 +83,9 @@ def spatial_signature(pipeline: Pipeline) -> list[tuple[str, dict[str, Any]]]:
     """
     signature = []
     for name, transform in zip(pipeline.names, pipeline.transforms):
-        if getattr(transform, "spatial", False):
+        if declared("transforms", transform, "spatial"):
             config = getattr(transform, "config", None)
-            keys = getattr(transform, "sync_keys", ()) if config is not None else ()
+            keys = declared("transforms", transform, "sync_keys") if config is not None else ()
             signature.append((name, {k: getattr(config, k) for k in keys}))
     return signature
 

@@ -8,18 +8,31 @@ completed; each one is announced through the ``unet_prediction_written`` hook.
 
 from __future__ import annotations
 
-import copy
 import logging
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from unet_core import registry
-from unet_core.config.schema import ExperimentConfig
-from unet_core.engine.prediction_output import Written
+from unet_core.config.refs import ComponentRef
+from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig
+from unet_core.contracts import declared
+from unet_core.engine.prediction_output import (
+    Written,
+    check_writable,
+    preview_path,
+)
+from unet_core.engine.prediction_stop import raise_if_stopped, stop_on_signals
 from unet_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
+
+    from unet_core.interfaces import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +61,7 @@ def check_predict_config(cfg: ExperimentConfig) -> None:
         )
 
 
-def build_model(cfg: ExperimentConfig) -> Any:
+def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The configured model with the weights of ``model_path`` (strict).
 
     A bioimage.io model package as ``model_path`` brings its own network (see
@@ -57,13 +70,13 @@ def build_model(cfg: ExperimentConfig) -> Any:
     from unet_core.engine.checkpoint import load_model_weights
     from unet_core.exchange.package_model import package_model_or_none
 
-    packaged = package_model_or_none(cfg.model_path)
+    packaged: torch.nn.Module | None = package_model_or_none(cfg.model_path)
     if packaged is not None:
         _warn_on_other_preprocessing(cfg)
         return packaged
-    model = registry.create("models", cfg.model)
+    model: torch.nn.Module = registry.create("models", cfg.model)
     assert cfg.model_path is not None
-    load_model_weights(model, cfg.model_path, model_config=cfg.model)
+    load_model_weights(model, cfg.model_path, model_config=cfg.model.dump())
     return model
 
 
@@ -79,12 +92,16 @@ def _warn_on_other_preprocessing(cfg: ExperimentConfig) -> None:
 
 
 def build_predictor(
-    cfg: ExperimentConfig, model: Any, device: Any, *, overwrite: bool = False
-) -> Any:
+    cfg: ExperimentConfig,
+    model: torch.nn.Module,
+    device: torch.device,
+    *,
+    overwrite: bool = False,
+) -> Predictor:
     """The configured predictor, with the postprocessor it should apply."""
     post = registry.create("postprocessors", cfg.postprocessor) if cfg.postprocessor else None
     loaders = cfg.loaders
-    return registry.create(
+    predictor: Predictor = registry.create(
         "predictors",
         cfg.predictor,
         model=model,
@@ -94,39 +111,48 @@ def build_predictor(
         postprocessor=post,
         overwrite=overwrite,
     )
+    return predictor
 
 
-def _file_config(cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]) -> Any:
-    """The config narrowed to one file, with the predictor's patch/stride/halo."""
-    data = cfg.model_dump()
-    test = data["loaders"]["test"]
-    test["file_paths"] = [str(file_path)]
-    builder = dict(test.get("slice_builder") or {"name": "SliceBuilder"})
-    builder.update(copy.deepcopy(dict(overrides)))
-    builder.setdefault("name", "SliceBuilder")
-    if builder["name"] == "FilterSliceBuilder":  # no label at test time: a plain grid
-        builder["name"] = "SliceBuilder"
-        for key in ("threshold", "slack_acceptance", "ignore_index"):
-            builder.pop(key, None)
-    test["slice_builder"] = builder
-    return ExperimentConfig.model_validate(data)
+def _file_config(
+    cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]
+) -> ExperimentConfig:
+    """A typed copy of ``cfg`` narrowed to one file, with the predictor's patch/stride/halo.
+
+    At test time there is no label, so every slice builder is a plain grid; the predictor's
+    values (already typed) replace the builder's, and nothing is validated again.
+    """
+    assert cfg.loaders is not None and cfg.loaders.test is not None
+    test = cfg.loaders.test
+    builder = test.slice_builder
+    if builder is None:
+        builder = ComponentRef.from_spec(
+            "slice_builders",
+            {"name": DEFAULT_NAMES["slice_builder"], **overrides},
+            ("loaders", "test", "slice_builder"),
+        )
+    else:
+        builder = builder.with_params(**overrides)
+    test = test.model_copy(update={"file_paths": [str(file_path)], "slice_builder": builder})
+    loaders = cfg.loaders.model_copy(update={"test": test})
+    return cfg.model_copy(update={"loaders": loaders})
 
 
 def _volume_shape(cfg: ExperimentConfig, file_path: str) -> tuple[int, ...]:
     from unet_core.io.volume import Source
 
     assert cfg.loaders is not None
-    raw = cfg.loaders.dataset_params().get("raw_internal_path", "raw")
+    raw = cfg.loaders.dataset_setting("raw_internal_path", "raw")
     with Source(file_path, raw_name=raw if isinstance(raw, str) else raw[0]) as src:
         return src.volume(raw, key="loaders.raw_internal_path").spatial_shape
 
 
-def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
+def test_datasets(cfg: ExperimentConfig, predictor: Predictor) -> Iterator[Dataset[Any]]:
     """The test datasets, one file at a time; re-tiled when the predictor chooses tiles."""
     from unet_core.engine.data import build_test_datasets, input_files
 
-    overrides_for = getattr(predictor, "slice_builder_overrides", None)
-    if not callable(overrides_for) or not getattr(predictor, "retiles", False):
+    overrides_for = declared("predictors", predictor, "slice_builder_overrides")
+    if overrides_for is None or not declared("predictors", predictor, "retiles"):
         yield from build_test_datasets(cfg)
         return
     for path in input_files(cfg, "test"):
@@ -135,24 +161,88 @@ def test_datasets(cfg: ExperimentConfig, predictor: Any) -> Iterator[Any]:
         yield from build_test_datasets(narrowed)
 
 
-def run_prediction(config: ConfigLike, *, overwrite: bool = False) -> list[Written]:
-    """Predict every test file; returns the written files with their metrics and timings."""
+def run_prediction(
+    config: ConfigLike,
+    *,
+    device: str | None = None,
+    overwrite: bool = False,
+    preview: bool = False,
+) -> list[Written]:
+    """Predict every test file; returns the written files with their metrics and timings.
+
+    ``device`` overrides the config's ``device`` key. ``preview``: the caller will write
+    ``<output stem>_preview.png`` beside each output (checked for collisions with the rest).
+    """
     from unet_core.engine.device import resolve_device
     from unet_core.hooks import plugin_manager
 
     cfg = _as_config(config)
     check_predict_config(cfg)
-    device = resolve_device(cfg.device)
+    torch_device = resolve_device(device or cfg.device)
     model = build_model(cfg)
-    predictor = build_predictor(cfg, model, device, overwrite=overwrite)
+    predictor = build_predictor(cfg, model, torch_device, overwrite=overwrite)
+    cfg = prepare_outputs(cfg, predictor, preview=preview)
     hook = plugin_manager().hook
     written: list[Written] = []
-    for dataset in test_datasets(cfg, predictor):
-        for item in predictor(dataset):
-            hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
-            written.append(item)
+    with stop_on_signals():
+        for dataset in test_datasets(cfg, predictor):
+            raise_if_stopped()
+            for item in predictor(dataset):
+                hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
+                written.append(item)
     _log_metrics(written)
     return written
+
+
+def prepare_outputs(
+    cfg: ExperimentConfig, predictor: Any, *, preview: bool = False
+) -> ExperimentConfig:
+    """Before any work: skip earlier outputs of this config found among the inputs, refuse
+    shared outputs (or outputs that are inputs), and remove the temporary files a killed
+    earlier run left in the output folders (with a note). Returns the config to run."""
+    from unet_core.engine.data import input_files
+    from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
+    from unet_core.io.scratch import remove_stale
+
+    planned = getattr(predictor, "planned_outputs", None)
+    if not callable(planned):
+        return cfg
+
+    def outputs_of(source: str) -> list[Path]:
+        outputs = [Path(p) for p in planned(source)]
+        if preview and outputs:  # previews read any format's output
+            outputs.append(preview_path(outputs[0]))
+        return outputs
+
+    plan, dropped = without_own_outputs(make_plan(input_files(cfg, "test"), outputs_of))
+    if dropped:
+        warnings.warn(
+            f"Skipped {len(dropped)} earlier prediction(s) of these inputs found among the "
+            f"input files: {', '.join(dropped[:3])}{' ...' if len(dropped) > 3 else ''}.",
+            stacklevel=2,
+        )
+        cfg = _with_test_files(cfg, [source for source, _ in plan])
+    check_plan(plan)
+    replace = bool(getattr(predictor, "overwrite", False))
+    for _, outputs in plan:  # an existing output stops the run before any work, not midway
+        for out in outputs:
+            check_writable(out, replace)
+    folders = {out.parent for _, outputs in plan for out in outputs}
+    for folder in sorted(folders):
+        removed = remove_stale(folder)
+        if removed:
+            warnings.warn(
+                f"Removed {len(removed)} unfinished file(s) that a killed earlier prediction "
+                f"left in {folder}: {', '.join(p.name for p in removed)}.",
+                stacklevel=2,
+            )
+    return cfg
+
+
+def _with_test_files(cfg: ExperimentConfig, files: list[str]) -> ExperimentConfig:
+    data = cfg.model_dump()
+    data["loaders"]["test"]["file_paths"] = files
+    return ExperimentConfig.model_validate(data)
 
 
 def predict(config: ConfigLike, *, overwrite: bool = False) -> list[str]:

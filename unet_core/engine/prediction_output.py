@@ -8,8 +8,7 @@ output is an error unless ``overwrite`` is set; a failure removes the temporary 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,6 @@ from typing import Any
 import numpy as np
 
 from unet_core.errors import DataError
-
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".hd5")
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
@@ -47,6 +43,11 @@ def output_path(
     return folder / f"{name}{suffix}{extension}"
 
 
+def preview_path(output: Path) -> Path:
+    """Where ``unet predict --preview`` draws an output: ``<output stem>_preview.png``."""
+    return output.with_name(f"{output.stem}_preview.png")
+
+
 def check_writable(path: Path, overwrite: bool) -> None:
     """Refuse an existing output unless ``overwrite``; make the folder."""
     if path.exists() and not overwrite:
@@ -65,43 +66,32 @@ def check_writable(path: Path, overwrite: bool) -> None:
 
 
 @contextmanager
-def atomic_output(path: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+def atomic_output(path: Path, overwrite: bool, needed: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` (durably) if the block
+    succeeds. A full or failing disk becomes a :class:`StorageError` naming ``path``."""
+    from unet_core.io.atomic import durable_replace
+    from unet_core.io.scratch import temp_file
+    from unet_core.io.space import is_storage_error, storage_error
+
     check_writable(path, overwrite)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent
-    )
-    os.close(fd)
+    tmp = temp_file(path.parent, path.stem, "partial", path.suffix)
     os.unlink(tmp)  # h5py/tifffile create it themselves
     try:
-        yield Path(tmp)
+        yield tmp
         check_writable(path, overwrite)  # someone else may have written it meanwhile
-        os.replace(tmp, path)
-    except BaseException:
+        durable_replace(tmp, path)
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if is_storage_error(exc):
+            raise storage_error(exc, path, needed) from None  # type: ignore[arg-type]
         raise
 
 
-def h5_compression(compression: str | int | None) -> dict[str, Any]:
-    """``gzip``/``lzf``/``none``/a gzip level -> h5py create_dataset keywords."""
-    if compression in (None, "none", False):
-        return {}
-    if compression == "gzip":
-        return {"compression": "gzip"}
-    if compression == "lzf":
-        return {"compression": "lzf"}
-    if isinstance(compression, int) and not isinstance(compression, bool):
-        return {"compression": "gzip", "compression_opts": int(compression)}
-    raise ValueError(f"unknown compression {compression!r}")
-
-
-def h5_chunks(shape: Sequence[int], chunks: Sequence[int] | None, default: Any = True) -> Any:
-    """Chunk shape for a (C,)Z,Y,X dataset from spatial ``chunks`` (channel chunk 1)."""
-    if chunks is None:
-        return default
-    spatial = tuple(min(int(c), int(s)) for c, s in zip(chunks, shape[-3:]))
-    return (1,) * (len(shape) - 3) + spatial
+def source_attrs(source: str | os.PathLike[str]) -> dict[str, str]:
+    """The attribute that notes which input an output was predicted from (``unet evaluate``
+    and folder runs check it); formats that keep array attributes store it."""
+    return {"unet_source": os.path.realpath(source)}
 
 
 #: float16's largest finite value: anything beyond becomes inf.
@@ -166,19 +156,3 @@ def quantize(values: np.ndarray, dtype: str) -> np.ndarray:
 def segmentation_dtype(max_label: int) -> np.dtype[Any]:
     """uint16 while labels fit (the reference's dtype), uint32 beyond."""
     return np.dtype(np.uint16) if max_label < 2**16 else np.dtype(np.uint32)
-
-
-def write_tiff(path: Path, arrays: dict[str, np.ndarray]) -> list[str]:
-    """TIFF output: the first array at ``path``, the others as ``<stem>_<name>.tif``."""
-    import tifffile
-
-    names = []
-    for i, (name, array) in enumerate(arrays.items()):
-        target = path if i == 0 else path.with_name(f"{path.stem}_{name}{path.suffix}")
-        tifffile.imwrite(target, array, compression="zlib", metadata={"axes": _axes(array)})
-        names.append(name)
-    return names
-
-
-def _axes(array: np.ndarray) -> str:
-    return {2: "YX", 3: "ZYX", 4: "CZYX"}.get(array.ndim, "Q" * array.ndim)

@@ -1,6 +1,7 @@
 """A PNG to look at before opening a viewer: raw | prediction | segmentation mid-slices.
 
-Only the shown planes are read (an HDF5 output of any size is fine). Rows: the middle z
+Only the shown planes are read (an output of any size is fine), through the volume format
+that wrote it. Rows: the middle z
 plane (Y,X) and, for volumes, the middle y plane (Z,X).
 """
 
@@ -43,17 +44,26 @@ def write_preview(
     prediction_name: str = "predictions",
 ) -> Path:
     """Draw the preview of ``output_file`` (and its input ``source``) into ``png_path``."""
-    import h5py
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from unet_core import formats
+    from unet_core.errors import DataError
+
     panels: list[tuple[str, list[np.ndarray], str]] = []
-    with h5py.File(output_file, "r") as f:
-        pred = f[prediction_name] if prediction_name in f else None
-        spatial_src = pred if pred is not None else next(iter(f.values()))
-        z, y, x = (int(s) for s in spatial_src.shape[-3:])
+    reader = formats.open_volume(str(output_file), primary=prediction_name, key="output")
+    try:
+        found: dict[str, Any] = {}
+        for name in (prediction_name, *SEGMENTATION_NAMES):
+            try:
+                found.setdefault(name, reader.array(name, key="output_dataset"))
+            except DataError:
+                continue
+        if not found:
+            raise DataError(f"{output_file} holds neither {prediction_name!r} nor a segmentation.")
+        z, y, x = (int(s) for s in next(iter(found.values())).shape[-3:])
         spatial = (z, y, x)
         if source is not None:
             from unet_core.io.volume import Source
@@ -61,13 +71,15 @@ def write_preview(
             with Source(source, raw_name=raw_name) as src:
                 raw = src.volume(raw_name, key="loaders.raw_internal_path")
                 panels.append(("raw", _planes(raw, spatial), "gray"))
+        pred = found.pop(prediction_name, None)
         if pred is not None:
-            is_labels = pred.ndim == 3 and np.issubdtype(pred.dtype, np.integer)
+            is_labels = len(pred.shape) == 3 and np.issubdtype(pred.dtype, np.integer)
             kind = "labels" if is_labels else "viridis"
             panels.append((f"{prediction_name} (ch 0)", _planes(pred, spatial), kind))
-        for name in SEGMENTATION_NAMES:
-            if name in f and name != prediction_name:
-                panels.append((name, _planes(f[name], spatial), "labels"))
+        for name, labels in found.items():
+            panels.append((name, _planes(labels, spatial), "labels"))
+    finally:
+        reader.close()
     rows = max(len(p[1]) for p in panels)
     fig, axes = plt.subplots(rows, len(panels), figsize=(4 * len(panels), 4 * rows), squeeze=False)
     for col, (title, planes, kind) in enumerate(panels):
@@ -83,7 +95,12 @@ def write_preview(
                 ax.imshow(plane, cmap=kind, interpolation="nearest")
             ax.set_title(f"{title}, {'z' if row == 0 else 'y'} mid-slice", fontsize=9)
     fig.tight_layout()
+    from unet_core.io.atomic import atomic_output
+
     png = Path(png_path)
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
+    try:
+        with atomic_output(png) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
+    finally:
+        plt.close(fig)
     return png

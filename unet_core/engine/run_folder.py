@@ -91,10 +91,19 @@ class RunFolder:
         return manifest
 
     def release(self) -> None:
-        """Drop the lock; before :meth:`start` also remove the (empty) folders the claim made."""
-        self.lock.release()
-        if not self.started:
-            _remove_empty(self._created)
+        """Drop the lock; before :meth:`start` also remove the (empty) folders the claim made.
+
+        A new run that ends without a checkpoint (it failed on its data, say) withdraws its
+        ``run.json``: it owns nothing worth keeping, so fixing the cause and running the same
+        command again must not need ``--overwrite``.
+        """
+        try:
+            if self.started and not self.continues and not _has_checkpoint(self.path):
+                (self.path / MANIFEST).unlink(missing_ok=True)
+        finally:
+            self.lock.release()
+            if not self.started:
+                _remove_empty(self._created)
 
 
 def claim(directory: Path, *, resume: str | None = None, overwrite: bool = False) -> RunFolder:
@@ -273,3 +282,7 @@ def emit(notes: list[str]) -> None:
     """Print run-folder notes on stderr (always: they say where a user's files went)."""
     for note in notes:
         print(f"Note: {note}", file=sys.stderr, flush=True)
+
+
+def _has_checkpoint(directory: Path) -> bool:
+    return any((directory / name).exists() for name in (LAST, BEST))

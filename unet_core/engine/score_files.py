@@ -9,23 +9,28 @@ layout here as during validation. uint8-quantised probabilities are mapped back 
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from unet_core import registry
+from unet_core.contracts import declared
 from unet_core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from unet_core.config import ComponentRef, ExperimentConfig
 
 log = logging.getLogger(__name__)
 
-MetricSpec = Mapping[str, Any] | str
+MetricSpec = Union[Mapping[str, Any], str, "ComponentRef[BaseModel]"]
 
 
 @dataclass
@@ -41,32 +46,24 @@ class Score:
 
 
 def read_prediction(path: str | Path, dataset: str) -> np.ndarray:
-    """A prediction dataset as float32 (uint8 probabilities rescaled) or integer labels."""
-    import h5py
+    """A prediction dataset as float32 (uint8 probabilities rescaled) or integer labels; read
+    through the volume format that claims the file."""
+    from unet_core import formats
 
-    from unet_core.io.volume import list_datasets
-
-    if not Path(path).is_file():
+    if formats.scheme_of(str(path)) is None and not Path(path).exists():
         raise DataError(
             f"The prediction file {path} does not exist. Run `unet predict` first or fix the path."
         )
+    reader = formats.for_path(str(path), key="--prediction").open(
+        str(path), primary=dataset, key="--prediction"
+    )
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(
-            f"Cannot open the prediction file {path}: {exc}. Expected an HDF5 file written by "
-            "`unet predict`."
-        ) from None
-    with f:
-        if dataset not in f:
-            raise DataError(
-                f"The prediction file {path} has no dataset {dataset!r}; it holds "
-                f"{', '.join(list_datasets(f)) or 'nothing'}. Pick one with --dataset."
-            )
-        ds = f[dataset]
-        array = ds[...]
-        if "quantization" in ds.attrs and array.dtype == np.uint8:
-            return np.asarray(array, dtype=np.float32) / 255.0
+        array = np.asarray(reader.array(dataset, key="--dataset", in_memory=True))
+        quantized = "quantization" in reader.info(dataset).attrs
+    finally:
+        reader.close()
+    if quantized and array.dtype == np.uint8:
+        return np.asarray(array, dtype=np.float32) / 255.0
     _refuse_nonfinite(array, f"prediction dataset {dataset!r} of {path}")
     if np.issubdtype(array.dtype, np.floating):
         return np.asarray(array, dtype=np.float32)
@@ -141,8 +138,8 @@ def target_of(gt: np.ndarray, pipeline_specs: Sequence[Any] | None) -> Any:
 
 
 def _metric(spec: MetricSpec) -> tuple[str, Any]:
-    name = spec if isinstance(spec, str) else str(spec.get("name"))
-    return name, registry.create("metrics", spec)
+    name, config = registry.validate("metrics", spec)
+    return name, registry.build(registry.get("metrics", name), config)
 
 
 def score_file(
@@ -172,24 +169,53 @@ def score_file(
         value = metric(batch, target)
         number = float(value.item() if hasattr(value, "item") else value)
         number = _checked(number, name, prediction, ground_truth)
-        better = getattr(metric, "higher_is_better", None)
+        better = bool(declared("metrics", metric, "higher_is_better"))
         out.append(Score(str(prediction), dataset, str(ground_truth), name, number, better))
     return out
 
 
-def config_pairs(cfg: Any) -> list[tuple[str, str]]:
+def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     """(prediction file, input file) per test file of a config, as `unet predict` names them."""
     from unet_core.engine.data import input_files
-    from unet_core.engine.prediction_output import output_path
+    from unet_core.output_files import output_file
 
     if cfg.loaders is None or cfg.loaders.test is None:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")
-    files = input_files(cfg, "test")
-    return [(str(output_path(f, cfg.loaders.output_dir)), f) for f in files]
+    from unet_core.engine.output_plan import check_plan, make_plan, without_own_outputs
+
+    fmt, out_dir = _output_format(cfg), cfg.loaders.output_dir
+    plan = make_plan(input_files(cfg, "test"), lambda f: [output_file(f, out_dir, fmt)])
+    plan, _ = without_own_outputs(plan)  # earlier predictions in an input folder
+    check_plan(plan)  # two inputs, one prediction: ambiguous, refused
+    return [(str(outputs[0]), source) for source, outputs in plan]
+
+
+def check_recorded_source(prediction: str | Path, source: str | Path) -> None:
+    """Refuse a prediction that records (``unet_source``) another input than ``source``."""
+    from unet_core.engine.output_plan import recorded_source
+
+    recorded = recorded_source(prediction)
+    if recorded is None:
+        return  # written by an older version or another tool: paired by name only
+    if os.path.realpath(str(recorded)) != os.path.realpath(source):
+        raise DataError(
+            f"The prediction {prediction} was predicted from {recorded}, not from {source}, "
+            "whose ground truth the config pairs it with (by name). Scoring it would compare "
+            "unrelated volumes. Predict again with this config (loaders.test and "
+            "loaders.output_dir as here), or score the file with --prediction/--ground-truth."
+        )
+
+
+def _output_format(cfg: ExperimentConfig) -> str:
+    """The predictor's output format (its own default when the YAML does not set it; a
+    third-party predictor without the key writes HDF5)."""
+    if cfg.predictor is None:
+        return "hdf5"
+    return str(getattr(cfg.predictor.config, "output_format", "hdf5"))
 
 
 def evaluate_config(
-    cfg: Any, metrics: Sequence[MetricSpec] = (), dataset: str | None = None
+    cfg: ExperimentConfig, metrics: Sequence[MetricSpec] = (), dataset: str | None = None
 ) -> list[Score]:
     """Score each test file's prediction against its ``label_internal_path``."""
     specs = list(metrics) or ([cfg.eval_metric] if cfg.eval_metric else [])
@@ -197,15 +223,21 @@ def evaluate_config(
         raise ConfigError(
             "No metric to evaluate: the config has no eval_metric and no --metric was given."
         )
-    params = cfg.loaders.dataset_params() if cfg.loaders is not None else {}
-    gt_name = params.get("label_internal_path", "label")
-    raw_name = params.get("raw_internal_path", "raw")
+    loaders = cfg.loaders
+    gt_name = str(
+        (loaders.dataset_setting("label_internal_path", None) if loaders else None) or "label"
+    )
+    raw_name = loaders.dataset_setting("raw_internal_path", "raw") if loaders else "raw"
     raw_name = raw_name if isinstance(raw_name, str) else raw_name[0]
-    dataset = dataset or cfg.predictor.get("output_dataset", "predictions")
+    dataset = dataset or str(getattr(cfg.predictor.config, "output_dataset", "predictions"))
     val = cfg.loaders.val if cfg.loaders is not None else None
     pipeline = val.transformer.label if val is not None else None
     scores: list[Score] = []
-    for pred, source in config_pairs(cfg):
+    pairs = config_pairs(cfg)
+    for pred, source in pairs:
+        if Path(pred).is_file():
+            check_recorded_source(pred, source)
+    for pred, source in pairs:
         scores += score_file(
             pred, dataset, source, gt_name, specs, label_pipeline=pipeline, raw_name=raw_name
         )
@@ -214,13 +246,6 @@ def evaluate_config(
 
 def write_reports(scores: Sequence[Score], json_path: Path | None, csv_path: Path | None) -> None:
     """The scores as JSON (``{"scores": [records]}``) and CSV (one row per score)."""
-    rows = [asdict(s) for s in scores]
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({"scores": rows}, indent=2, allow_nan=False) + "\n")
-    if csv_path is not None:
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with csv_path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(Score.__dataclass_fields__))
-            writer.writeheader()
-            writer.writerows(rows)
+    from unet_core.engine.score_reports import write_reports as write
+
+    write(scores, json_path, csv_path, list(Score.__dataclass_fields__))

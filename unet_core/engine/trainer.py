@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unet_core.contracts import declared
 from unet_core.engine import data_order
 from unet_core.engine import distributed as dist
 from unet_core.engine.amp import Precision, to_format
@@ -74,8 +75,8 @@ class Trainer(Evaluation, TrainState):
         self.resumed_from: str | None = None
         self._format = to_format(parts.memory_format)
         self.attach(parts)
-        self._is_2d = getattr(parts.model, "spatial_dims", 3) == 2
-        self._needs_closure = bool(getattr(parts.optimizer, "needs_closure", False))
+        self._is_2d = declared("models", parts.model, "spatial_dims") == 2
+        self._needs_closure = bool(declared("optimizers", parts.optimizer, "needs_closure"))
         self.max_iterations = tcfg.max_num_iterations
         self.max_epochs = tcfg.max_num_epochs
         self.iteration = tcfg.num_iterations - 1
@@ -102,7 +103,9 @@ class Trainer(Evaluation, TrainState):
         self._train_forward: Callable[[torch.Tensor], Any] = (
             parts.model if parts.train_forward is None else parts.train_forward
         )
-        default_eval: Callable[[torch.Tensor], Any] = getattr(parts.model, "logits", parts.model)
+        default_eval: Callable[[torch.Tensor], Any] = (
+            declared("models", parts.model, "logits") or parts.model
+        )
         self._eval_logits: Callable[[torch.Tensor], Any] = (
             default_eval if parts.eval_logits is None else parts.eval_logits
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unet_core import registry
+from unet_core.contracts import declared
 from unet_core.engine import data_order
 from unet_core.engine import distributed as dist
 from unet_core.engine.amp import default_channels_last, memory_format
@@ -33,9 +34,7 @@ from unet_core.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from unet_core.config.schema import ExperimentConfig
-
-DEFAULT_METRIC = {"name": "MeanIoU"}
+    from unet_core.config.schema import ExperimentConfig, TrainerConfig
 
 
 def train(
@@ -112,7 +111,7 @@ def _build(
     seed_everything(cfg.manual_seed, ctx.rank)
 
     model = registry.create("models", cfg.model).to(dev)
-    dims = getattr(model, "spatial_dims", 3)
+    dims = declared("models", model, "spatial_dims")
     channels_last = tcfg.channels_last
     if channels_last is None:
         channels_last = default_channels_last(dims, dev.type)
@@ -123,14 +122,14 @@ def _build(
     loss = registry.create("losses", cfg.loss)
     if isinstance(loss, torch.nn.Module):
         loss = loss.to(dev)
-    metric = registry.create("metrics", cfg.eval_metric or dict(DEFAULT_METRIC))
+    metric = registry.create("metrics", cfg.metric)
     higher = tcfg.eval_score_higher_is_better
     if higher is None:
-        higher = bool(getattr(metric, "higher_is_better", True))
+        higher = bool(declared("metrics", metric, "higher_is_better"))
     optimizer = registry.create("optimizers", cfg.optimizer, params=model.parameters())
     scheduler, needs_metric = _scheduler(cfg, optimizer, higher)
     if tcfg.pre_trained and ckpt is None:
-        load_model_weights(model, tcfg.pre_trained, model_config=cfg.model)
+        load_model_weights(model, tcfg.pre_trained, model_config=cfg.model.dump())
 
     parts = Components(
         config=cfg,
@@ -171,7 +170,7 @@ def _build(
     return trainer
 
 
-def _check_sections(cfg: ExperimentConfig) -> Any:
+def _check_sections(cfg: ExperimentConfig) -> TrainerConfig:
     missing = [
         key
         for key, value in (("trainer", cfg.trainer), ("loss", cfg.loss), ("loaders", cfg.loaders))
@@ -185,6 +184,7 @@ def _check_sections(cfg: ExperimentConfig) -> Any:
             f"Training needs the config section(s) {', '.join(missing)}, which are missing. Add "
             "them (see examples/configs/ for complete training configs)."
         )
+    assert cfg.trainer is not None
     return cfg.trainer
 
 
@@ -206,13 +206,13 @@ def seed_everything(seed: int | None, rank: int = 0) -> None:
 def _scheduler(cfg: ExperimentConfig, optimizer: Any, higher: bool) -> tuple[Any, bool]:
     if cfg.lr_scheduler is None:
         return None, False
-    name, _ = registry.split_spec("lr_schedulers", cfg.lr_scheduler)
-    component = registry.get("lr_schedulers", name)
+    component = registry.get("lr_schedulers", cfg.lr_scheduler.name)
     context: dict[str, Any] = {"optimizer": optimizer}
-    if getattr(component, "needs_metric", False):
+    needs_metric = bool(declared("lr_schedulers", component, "needs_metric"))
+    if needs_metric:
         context["higher_is_better"] = higher
     scheduler = registry.create("lr_schedulers", cfg.lr_scheduler, **context)
-    return scheduler, bool(getattr(component, "needs_metric", False))
+    return scheduler, needs_metric
 
 
 def _forwards(
@@ -222,7 +222,7 @@ def _forwards(
     import torch
 
     train_forward: Any = dist.wrap(model, ctx, dev)
-    eval_logits: Any = getattr(model, "logits", model)
+    eval_logits: Any = declared("models", model, "logits") or model
     if compile_:
         train_forward = torch.compile(train_forward)
         eval_logits = torch.compile(eval_logits)

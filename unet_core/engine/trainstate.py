@@ -95,14 +95,14 @@ class TrainState:
                 "so training cannot resume from it. Use it as trainer.pre_trained (weights only, "
                 "counters start afresh) or resume from a last_checkpoint.pytorch."
             )
-        load_model_weights(self.model, ckpt, model_config=self.config.model)
+        load_model_weights(self.model, ckpt, model_config=self.config.model.dump())
         _check_same_optimizer(ckpt, self.config, source)
         try:
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
         except (ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise CheckpointError(
                 f"The optimizer state in {source} does not fit the configured optimizer "
-                f"({self.config.optimizer.get('name')}): {str(exc).splitlines()[0]}. Resume "
+                f"({self.config.optimizer.name}): {str(exc).splitlines()[0]}. Resume "
                 "with the optimizer section the checkpoint was trained with, or start from its "
                 "weights with trainer.pre_trained instead of resume."
             ) from None
@@ -183,7 +183,7 @@ def _check_same_optimizer(ckpt: dict[str, Any], config: ExperimentConfig, source
     if not isinstance(saved, dict):
         return
     before = (saved.get("optimizer") or {}).get("name")
-    now = config.optimizer.get("name")
+    now = config.optimizer.name
     if before and now and before != now:
         raise CheckpointError(
             f"{source} was trained with optimizer {before}, but the config asks for {now}; "

@@ -1,32 +1,27 @@
-"""Reading input volumes (HDF5, TIFF) and writing outputs, shared by datasets and predictors."""
+"""Reading input volumes (through the volume formats) and writing outputs."""
 
 from unet_core.io.atomic import atomic_output
+from unet_core.io.h5write import write_array
 from unet_core.io.paths import (
-    HDF5_EXTENSIONS,
-    TIFF_EXTENSIONS,
-    VOLUME_EXTENSIONS,
+    drop_companions,
     expand_file_paths,
-    is_hdf5,
-    is_tiff,
+    is_single_array,
     tiff_sibling,
+    volume_suffixes,
 )
 from unet_core.io.stats import compute_stats
-from unet_core.io.volume import Source, Volume, open_dataset, open_hdf5, read_padded, read_tiff
+from unet_core.io.volume import Source, Volume, read_padded
 
 __all__ = [
-    "HDF5_EXTENSIONS",
-    "TIFF_EXTENSIONS",
-    "VOLUME_EXTENSIONS",
     "Source",
     "Volume",
     "atomic_output",
     "compute_stats",
+    "drop_companions",
     "expand_file_paths",
-    "is_hdf5",
-    "is_tiff",
-    "open_dataset",
-    "open_hdf5",
+    "is_single_array",
     "read_padded",
-    "read_tiff",
     "tiff_sibling",
+    "volume_suffixes",
+    "write_array",
 ]

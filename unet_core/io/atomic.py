@@ -29,6 +29,14 @@ def fsync_path(path: str | Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+def durable_replace(tmp: str | Path, final: str | Path) -> None:
+    """Rename a finished ``tmp`` over ``final`` so that both survive a power cut: the file's
+    data is flushed before the rename and the folder's entry after it."""
+    fsync_path(tmp)
+    os.replace(tmp, final)
+    fsync_path(Path(final).parent, directory=True)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -50,12 +58,14 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp
-        fsync_path(tmp)
-        os.replace(tmp, final)
-        fsync_path(final.parent, directory=True)
-    except BaseException:
+        durable_replace(tmp, final)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        from unet_core.io.space import is_storage_error, storage_error
+
+        if is_storage_error(exc):  # a full or failing disk: one paragraph naming the file
+            raise storage_error(exc, final, None) from None  # type: ignore[arg-type]
         raise
 
 

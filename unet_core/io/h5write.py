@@ -42,7 +42,7 @@ def write_array(
     compression: dict[str, Any] | None = None,
 ) -> Any:
     """``group.create_dataset(name, data=array, chunks=chunks, **compression)``, faster for
-    gzip. ``compression`` is what :func:`unet_core.engine.prediction_output.h5_compression`
+    gzip. ``compression`` is what the HDF5 format plugin
     returns; other filters (lzf, none) go through h5py unchanged."""
     compression = compression or {}
     if compression.get("compression") != "gzip" or array.nbytes < PARALLEL_MIN_BYTES:

@@ -1,34 +1,55 @@
 """Which files a ``file_paths`` list means, and where a TIFF's label/weight file lives.
 
-Folders expand like the reference (``traverse_h5_paths``): not recursive, grouped by extension
-in the order ``.h5 .hdf .hdf5 .hd5``, then (our addition) ``.tif .tiff``. Inside a group the
-names are sorted, so the order no longer depends on the file system.
+Folders expand like the reference (``traverse_h5_paths``): not recursive, grouped by suffix in
+the order the installed volume formats list them (:func:`unet_core.formats.suffixes`: HDF5's
+``.h5 .hdf .hdf5 .hd5``, TIFF's ``.tif .tiff``, then any plugin's). Inside a group the names are
+sorted, so the order no longer depends on the file system.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from unet_core.errors import ConfigError, DataError
-
-HDF5_EXTENSIONS: tuple[str, ...] = (".h5", ".hdf", ".hdf5", ".hd5")
-TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
-VOLUME_EXTENSIONS: tuple[str, ...] = HDF5_EXTENSIONS + TIFF_EXTENSIONS
+from unet_core.io.scratch import is_temporary
 
 
-def is_hdf5(path: str | os.PathLike[str]) -> bool:
-    return str(path).lower().endswith(HDF5_EXTENSIONS)
+def is_single_array(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds one array (TIFF-like: label/weight arrays are sibling files)."""
+    from unet_core import formats
+
+    return formats.is_single_array(str(path))
 
 
-def is_tiff(path: str | os.PathLike[str]) -> bool:
-    return str(path).lower().endswith(TIFF_EXTENSIONS)
+def volume_suffixes() -> tuple[str, ...]:
+    """Suffixes of every installed volume format, in format order."""
+    from unet_core import formats
+
+    return formats.suffixes()
 
 
-def list_folder(folder: Path, extensions: Sequence[str] = VOLUME_EXTENSIONS) -> list[str]:
-    """Files of ``folder`` with the given extensions: grouped by extension, sorted in a group."""
+def list_folder(folder: Path, extensions: Sequence[str] | None = None) -> list[str]:
+    """Files of ``folder`` with the given extensions: grouped by extension, sorted in a group.
+
+    Hidden and unfinished files (``.name``, ``*.partial.*``, our temporary files) are never
+    inputs: a killed run's leftovers must not be read as data. Skipping one is noted."""
+    if extensions is None:
+        extensions = volume_suffixes()
     entries = [p for p in folder.iterdir() if p.is_file()]
+    skipped = sorted(
+        p.name for p in entries if is_temporary(p.name) and p.name.endswith(tuple(extensions))
+    )
+    if skipped:
+        warnings.warn(
+            f"Ignored {len(skipped)} hidden or unfinished file(s) in {folder} (temporary files "
+            f"are never inputs; list a file by name to use it): {', '.join(skipped[:5])}"
+            f"{' ...' if len(skipped) > 5 else ''}.",
+            stacklevel=2,
+        )
+    entries = [p for p in entries if not is_temporary(p.name)]
     out: list[str] = []
     for ext in extensions:
         # exact suffix match, as the reference's glob("*.h5") (case-sensitive on Linux)
@@ -40,13 +61,20 @@ def expand_file_paths(
     paths: Iterable[str | os.PathLike[str]],
     *,
     key: str = "file_paths",
-    extensions: Sequence[str] = VOLUME_EXTENSIONS,
+    extensions: Sequence[str] | None = None,
 ) -> list[str]:
     """Files and folders -> input files; DataError for a missing path or an empty folder."""
+    from unet_core import formats
+
     results: list[str] = []
     for raw in paths:
+        if formats.scheme_of(str(raw)) is not None:  # a URL: its format opens it
+            formats.for_path(str(raw), key=key)
+            results.append(str(raw))
+            continue
         path = Path(os.path.expanduser(str(raw)))
         if path.is_dir():
+            extensions = volume_suffixes() if extensions is None else extensions
             found = list_folder(path, extensions)
             if not found:
                 raise DataError(
@@ -113,7 +141,11 @@ def tiff_sibling(raw_path: str, name: str, raw_name: str, *, key: str) -> str:
         if candidate.is_file():
             return str(candidate)
     others = (
-        sorted(p.name for p in raw.parent.iterdir() if is_tiff(p) and p.name != raw.name)
+        sorted(
+            p.name
+            for p in raw.parent.iterdir()
+            if p.suffix.lower() == raw.suffix.lower() and p.name != raw.name
+        )
         if raw.parent.is_dir()
         else []
     )
@@ -121,19 +153,22 @@ def tiff_sibling(raw_path: str, name: str, raw_name: str, *, key: str) -> str:
         f"No {key} file for the TIFF input {raw_path}: looked for "
         f"{', '.join(str(t) for t in tried)}. For TIFF inputs {key} names a file next to the "
         f"raw one: a word that replaces {raw_name!r} in the raw file's name, or a template such "
-        f"as '{{stem}}_labels.tif'. TIFF files in that folder: {', '.join(others) or 'none'}."
+        f"as '{{stem}}_labels.tif'. {raw.suffix} files in that folder: "
+        f"{', '.join(others) or 'none'}."
     )
 
 
-def drop_tiff_companions(files: list[str], names: Sequence[str], raw_name: str) -> list[str]:
-    """Remove TIFFs that are another TIFF's label/weight file (a folder lists both)."""
+def drop_companions(files: list[str], names: Sequence[str], raw_name: str) -> list[str]:
+    """Remove single-array files (TIFF) that are another file's label/weight file (a folder
+    lists both)."""
+    single = {p for p in files if is_single_array(p)}
     companions: set[str] = set()
     for path in files:
-        if not is_tiff(path):
+        if path not in single:
             continue
         for name in names:
             try:
                 companions.add(os.path.realpath(tiff_sibling(path, name, raw_name, key="-")))
             except (DataError, ConfigError):
                 continue
-    return [p for p in files if not (is_tiff(p) and os.path.realpath(p) in companions)]
+    return [p for p in files if not (p in single and os.path.realpath(p) in companions)]

@@ -1,4 +1,4 @@
-"""Read-only volumes in the layouts the models expect, from HDF5 or TIFF files.
+"""Read-only volumes in the layouts the models expect, from any installed volume format.
 
 A :class:`Volume` presents a stored array as ``(Z,Y,X)`` or ``(C,Z,Y,X)`` (a plain 2D ``(Y,X)``
 image becomes ``(1,Y,X)``) and reads only what is indexed, so an ``h5py.Dataset`` behind it is
@@ -16,12 +16,10 @@ from typing import Any
 import numpy as np
 
 from unet_core.errors import DataError
-from unet_core.io.paths import is_hdf5, is_tiff, tiff_sibling
+from unet_core.formats import VolumeInfo
 
 log = logging.getLogger(__name__)
 
-#: h5py chunk cache per dataset: overlapping patches re-read the same chunks.
-CHUNK_CACHE_BYTES = 32 * 1024**2
 #: Voxels per block when a whole volume is scanned (statistics, checks): 32 MB as float64.
 BLOCK_VOXELS = 4 * 1024**2
 
@@ -206,34 +204,32 @@ def read_padded(volume: Any, spatial: Index, halo: Sequence[int]) -> np.ndarray:
 
 
 class Source:
-    """One input file opened read-only; ``volume(name)`` returns a :class:`Volume`.
+    """One input opened read-only through the volume format that claims it.
 
-    HDF5: ``name`` is an internal dataset path. TIFF: the file holds one array, so the raw name
-    (``raw_name``) means the file itself and any other name means a sibling file
-    (:func:`unet_core.io.paths.tiff_sibling`). ``in_memory`` reads TIFFs whole; otherwise an
-    uncompressed TIFF is memory-mapped read-only.
+    ``volume(name)`` returns a :class:`Volume`. For HDF5 ``name`` is an internal dataset path;
+    single-array formats (TIFF) read the primary name (``raw_name``) from the file itself and
+    any other name from a sibling file (:func:`unet_core.io.paths.tiff_sibling`).
+    ``in_memory`` reads the arrays whole; otherwise they stay lazy (memory-mapped TIFF,
+    h5py dataset).
     """
 
     def __init__(self, path: str, *, raw_name: str = "raw", key: str = "file_paths") -> None:
+        from unet_core import formats
+
         self.path = str(path)
         self.raw_name = raw_name
         self.key = key
-        self._h5: Any = None
-        if not os.path.isfile(self.path):
+        if formats.scheme_of(self.path) is None and not os.path.exists(self.path):
             raise DataError(
                 f"The input file {self.path} ({key}) does not exist. Fix the path in {key}."
             )
-        if is_hdf5(self.path):
-            self._h5 = open_hdf5(self.path, key=key)
-        elif not is_tiff(self.path):
-            raise DataError(
-                f"Cannot read {self.path} ({key}): unknown file type. Inputs must be HDF5 "
-                f"(.h5 .hdf .hdf5 .hd5) or TIFF (.tif .tiff)."
-            )
+        self.format = formats.for_path(self.path, key=key)
+        self._reader: Any = self.format.open(self.path, primary=raw_name, key=key)
 
     @property
-    def is_tiff(self) -> bool:
-        return self._h5 is None
+    def single_array(self) -> bool:
+        """One array per file: other names are sibling files."""
+        return bool(self.format.single_array)
 
     def volume(self, names: str | Sequence[str], *, key: str, in_memory: bool = False) -> Volume:
         """The array(s) ``names`` (a list is stacked as channels) as one Volume."""
@@ -241,119 +237,28 @@ class Source:
         if not names:
             raise DataError(f"{key} is an empty list; give at least one dataset name.")
         what = f"{key} {names[0]!r}" if len(names) == 1 else f"{key} {names}"
-        parts = [self._array(name, key=key, in_memory=in_memory) for name in names]
+        parts = [self._reader.array(name, key=key, in_memory=in_memory) for name in names]
         return Volume(parts, what=f"{what} of {self.path}", path=self.path)
 
-    def _array(self, name: str, *, key: str, in_memory: bool) -> Any:
-        if self._h5 is not None:
-            return open_dataset(self._h5, name, path=self.path, key=key)
-        path = (
-            self.path
-            if name == self.raw_name
-            else tiff_sibling(self.path, name, self.raw_name, key=key)
-        )
-        return read_tiff(path, memmap=not in_memory)
+    def info(self, name: str) -> VolumeInfo:
+        """Voxel size and axes of ``name`` (empty where the format cannot say)."""
+        try:
+            info: VolumeInfo = self._reader.info(name)
+        except Exception:  # noqa: BLE001 - metadata is a courtesy, never a reason to fail
+            return VolumeInfo()
+        return info
+
+    def names(self) -> list[str]:
+        """What the input holds (for messages)."""
+        return list(self._reader.names())
 
     def close(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_hdf5(path: str, *, key: str = "file_paths") -> Any:
-    """``h5py.File(path, "r")`` with a DataError instead of h5py's OSError."""
-    import h5py
-
-    try:
-        return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
-    except FileNotFoundError:
-        raise DataError(f"The input file {path} ({key}) does not exist.") from None
-    except OSError as exc:
-        raise DataError(
-            f"Cannot open {path} ({key}) as an HDF5 file: {exc}. Check that the file is a "
-            f"complete HDF5 file (not truncated, not still being written) and readable."
-        ) from None
-
-
-def list_datasets(h5: Any) -> list[str]:
-    """``name shape dtype`` of every dataset in an open HDF5 file."""
-    import h5py
-
-    found: list[str] = []
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            found.append(f"'{name}' {tuple(obj.shape)} {obj.dtype}")
-
-    h5.visititems(visit)
-    return found
-
-
-def open_dataset(h5: Any, name: str, *, path: str, key: str) -> Any:
-    """``h5[name]`` as an h5py.Dataset; DataError listing what the file has if it is missing."""
-    import h5py
-
-    obj = h5.get(name)
-    if isinstance(obj, h5py.Dataset):
-        return obj
-    available = list_datasets(h5)
-    problem = "is a group, not a dataset" if obj is not None else "does not exist"
-    raise DataError(
-        f"The dataset '{name}' ({key}) {problem} in {path}. Datasets in this file: "
-        f"{', '.join(available) or 'none'}. Set {key} to one of them."
-    )
-
-
-def read_tiff(path: str, *, memmap: bool = False) -> Any:
-    """A TIFF stack as (Z,Y,X) / (C,Z,Y,X) / (Y,X); memory-mapped read-only when possible."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes
-            data: Any = None
-            if memmap:
-                try:
-                    data = tifffile.memmap(path, mode="r")
-                except ValueError:
-                    log.info("%s is compressed or not contiguous; reading it whole.", path)
-            if data is None:
-                data = series.asarray()
-    except FileNotFoundError:
-        raise DataError(f"The TIFF file {path} does not exist.") from None
-    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-        raise DataError(f"Cannot read {path} as a TIFF file: {exc}.") from None
-    return _tiff_layout(data, axes, path)
-
-
-def _tiff_layout(data: Any, axes: str, path: str) -> Any:
-    """Reorder TIFF axes (tifffile letters) to C,Z,Y,X where the file says what they are."""
-    if len(axes) != data.ndim or not axes.endswith("YX") and not axes.endswith("YXS"):
-        return data
-    names = list(axes.replace("S", "C") if "C" not in axes else axes)
-    for alias in ("I", "Q"):
-        if alias in names and "Z" not in names:
-            names[names.index(alias)] = "Z"
-    extra = [a for a in names if a not in "CZYX"]
-    if any(data.shape[names.index(a)] > 1 for a in extra):
-        raise DataError(
-            f"The TIFF {path} has axes {axes} with shape {tuple(data.shape)}; only channel (C/S), "
-            f"depth (Z) and Y, X are supported. Save one time point per file."
-        )
-    for a in extra:
-        data = np.take(data, 0, axis=names.index(a))
-        names.remove(a)
-    order = [names.index(a) for a in "CZYX" if a in names]
-    if order != list(range(len(order))):
-        data = np.transpose(data, order)
-        names = [names[i] for i in order]
-    if "C" in names and "Z" not in names:
-        data = data[:, None]  # (C,Y,X) -> (C,1,Y,X)
-    return data

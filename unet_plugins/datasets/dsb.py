@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from unet_core import formats
 from unet_core.config.schema import LoadersConfig
 from unet_core.errors import DataError
-from unet_core.io import expand_file_paths, is_tiff, read_tiff
+from unet_core.io import expand_file_paths
 from unet_core.io.finite import NonFinitePolicy, apply_policy
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.configs import DSB2018DatasetConfig
@@ -60,9 +61,14 @@ def pair_images(images: dict[str, Path], masks: dict[str, Path], root: Path) -> 
 
 def read_image(path: Path, expand_dims: bool) -> np.ndarray:
     """An image as (Y,X) / (Y,X,C), with ``expand_dims``: (1,Y,X) / (C,1,Y,X)."""
-    if is_tiff(path):
-        # read_tiff already puts known channel axes first: RGB (Y,X,S) -> (C,1,Y,X)
-        img = np.asarray(read_tiff(str(path)))
+    found = formats.claim(str(path))
+    if found is not None and found[1].single_array:
+        # a volume format (TIFF) puts known channel axes first: RGB (Y,X,S) -> (C,1,Y,X)
+        reader = found[1].open(str(path), primary="image", key="loaders.file_paths")
+        try:
+            img = np.asarray(reader.array("image", key="loaders.file_paths", in_memory=True))
+        finally:
+            reader.close()
         return img[None] if expand_dims and img.ndim == 2 else img
     else:
         import imageio.v3 as iio

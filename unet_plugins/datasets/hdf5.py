@@ -1,4 +1,4 @@
-"""``StandardHDF5Dataset`` and ``LazyHDF5Dataset``: patches of HDF5 (or TIFF) volumes.
+"""``StandardHDF5Dataset`` and ``LazyHDF5Dataset``: patches of HDF5, TIFF or any format's volumes.
 
 One dataset per input file; ``file_paths`` entries may be files or folders (see
 :func:`unet_core.io.expand_file_paths`). TIFF inputs use the same keys, with the internal
@@ -16,11 +16,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from unet_core.config.schema import LoadersConfig
+from unet_core.config.schema import LoadersConfig, PhaseConfig
 from unet_core.errors import ConfigError
-from unet_core.io import Source, expand_file_paths
+from unet_core.io import Source, drop_companions, expand_file_paths, is_single_array
 from unet_core.io.finite import FiniteView, NonFinitePolicy, apply_policy
-from unet_core.io.paths import drop_tiff_companions, is_tiff
 from unet_plugins.datasets.configs import HDF5DatasetConfig
 from unet_plugins.datasets.patches import PatchDataset, phase_section
 from unet_plugins.datasets.scaling import RandomScale
@@ -38,11 +37,11 @@ class _HDF5Dataset(PatchDataset):
         """The files a phase reads (folders expanded, TIFF label/weight siblings removed)."""
         section = phase_section(loaders, phase)
         files = expand_file_paths(section.file_paths, key=f"loaders.{phase}.file_paths")
-        if any(is_tiff(f) for f in files):
+        if any(is_single_array(f) for f in files):
             names = [n for n in (config.label_internal_path, config.weight_internal_path) if n]
             words = [n if isinstance(n, str) else n[0] for n in names]
             raw = config.raw_internal_path
-            files = drop_tiff_companions(files, words, raw if isinstance(raw, str) else raw[0])
+            files = drop_companions(files, words, raw if isinstance(raw, str) else raw[0])
         return files
 
     @classmethod
@@ -81,7 +80,7 @@ class _HDF5Dataset(PatchDataset):
             cls(
                 path,
                 phase,
-                slice_builder=dict(section.slice_builder),
+                slice_builder=section.slice_builder,
                 transformer=section.transformer,
                 names=names,
                 global_normalization=config.global_normalization,
@@ -92,13 +91,12 @@ class _HDF5Dataset(PatchDataset):
         ]
 
 
-def _random_scale(loaders: LoadersConfig, section: Any, phase: str) -> RandomScale | None:
+def _random_scale(loaders: LoadersConfig, section: PhaseConfig, phase: str) -> RandomScale | None:
     scale = loaders.random_scale
     if scale is None or phase != "train":
         return None
-    spec = section.slice_builder
-    stride = spec.get("stride_shape") or []
-    patch = spec.get("patch_shape") or []
+    stride = section.stride_shape or ()
+    patch = section.patch_shape or ()
     # axes with a 1-voxel patch (2D z) are never scaled, so their stride does not limit it
     if any(scale >= s for s, p in zip(stride, patch) if p > 1):
         raise ConfigError(
@@ -106,7 +104,7 @@ def _random_scale(loaders: LoadersConfig, section: Any, phase: str) -> RandomSca
             f"loaders.train.slice_builder.stride_shape {list(stride)} (axes with a patch "
             f"size of 1 excepted)."
         )
-    return RandomScale(scale, loaders.random_scale_probability, spec["patch_shape"])
+    return RandomScale(scale, loaders.random_scale_probability, patch)
 
 
 class StandardHDF5Dataset(_HDF5Dataset):

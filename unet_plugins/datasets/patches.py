@@ -22,6 +22,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from unet_core import registry
+from unet_core.config import ComponentRef
 from unet_core.errors import ConfigError, DataError
 from unet_core.io import Source, Volume, compute_stats, read_padded
 from unet_core.io.finite import FiniteView, NonFinitePolicy
@@ -67,7 +68,7 @@ class PatchDataset(Dataset):
         file_path: str,
         phase: str,
         *,
-        slice_builder: dict[str, Any],
+        slice_builder: ComponentRef[Any],
         transformer: Any,
         names: dict[str, str | list[str] | None],
         global_normalization: bool = False,
@@ -125,7 +126,7 @@ class PatchDataset(Dataset):
                     f"Check {role}_internal_path, or crop the {role} to the raw volume."
                 )
 
-    def _slices(self, spec: dict[str, Any], volumes: dict[str, Volume]) -> Any:
+    def _slices(self, spec: ComponentRef[Any], volumes: dict[str, Volume]) -> Any:
         try:
             return registry.create(
                 "slice_builders",
@@ -233,14 +234,13 @@ def spatial_of(shape: Sequence[int]) -> tuple[int, int, int]:
     return (int(z), int(y), int(x))
 
 
-def default_weight_specs(label_specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def default_weight_specs(label_specs: list[ComponentRef[Any]]) -> list[ComponentRef[Any]]:
     """The label list's spatial transforms (same order and parameters: same choices) + ToTensor."""
-    out = []
-    for spec in label_specs:
-        name = spec.get("name") if isinstance(spec, dict) else spec
-        if isinstance(name, str) and getattr(registry.get("transforms", name), "spatial", False):
-            out.append(spec)
-    return [*out, {"name": "ToTensor", "expand_dims": False}]
+    out = [
+        ref for ref in label_specs if getattr(registry.get(ref.kind, ref.name), "spatial", False)
+    ]
+    to_tensor = ComponentRef.from_spec("transforms", {"name": "ToTensor", "expand_dims": False})
+    return [*out, to_tensor]
 
 
 def phase_section(loaders: Any, phase: str) -> Any:

@@ -132,9 +132,7 @@ class Loss(nn.Module):
 
     # -- config-time checks ---------------------------------------------------------------
     @classmethod
-    def check_config(
-        cls, config: LossConfig | Mapping[str, Any], model_spec: Mapping[str, Any]
-    ) -> list[str]:
+    def check_config(cls, config: LossConfig | Mapping[str, Any], model_spec: Any) -> list[str]:
         """Problems visible from the config alone (loss vs. ``model`` section), one per line."""
         return check_loss_config(cls.__name__, cls.Config, config, model_spec)
 

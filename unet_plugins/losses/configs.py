@@ -12,13 +12,56 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from unet_core.errors import ConfigError
 from unet_core.interfaces import ComponentConfig
 
 Normalization = Literal["sigmoid", "softmax", "none"]
 Layout = Literal["masks", "indices", "dense"]
+
+#: ``pos_weight`` as the reference needs it per channel: a nested list whose shape broadcasts
+#: against the logits, e.g. (C, 1, 1, 1) against (N, C, Z, Y, X); up to the logits' five axes.
+NestedWeights = (
+    list[list[float]]
+    | list[list[list[float]]]
+    | list[list[list[list[float]]]]
+    | list[list[list[list[list[float]]]]]
+)
+PosWeight = float | list[float] | NestedWeights
+POS_WEIGHT_HELP = (
+    "Weight of the positive term: one number, one per output channel ([w1, w2, ...]), or a "
+    "nested list that broadcasts against the logits (N, C, Z, Y, X) as the reference "
+    "writes it, e.g. [[[[w1]]], [[[w2]]]] (shape (C, 1, 1, 1)). >1 raises recall on rare "
+    "foreground. null: 1."
+)
+
+
+def nested_shape(value: Any) -> tuple[int, ...]:
+    """The shape of a (nested) list of numbers; ValueError if it is ragged."""
+    if not isinstance(value, list):
+        return ()
+    shapes = {nested_shape(item) for item in value}
+    if len(shapes) > 1:
+        raise ValueError("a nested pos_weight must be rectangular (every inner list as long)")
+    return (len(value), *(shapes.pop() if shapes else ()))
+
+
+def pos_weight_problem(value: Any, out_channels: int) -> str | None:
+    """Why ``pos_weight`` cannot weigh the channels of ``out_channels`` logits, or None."""
+    shape = nested_shape(value)
+    if len(shape) == 1 and shape[0] != out_channels:
+        return (
+            f"loss.pos_weight has {shape[0]} values but model.out_channels is {out_channels}; "
+            "give one pos_weight per output channel."
+        )
+    if len(shape) >= 4 and shape[-4] not in (1, out_channels):
+        return (
+            f"loss.pos_weight has shape {shape}, whose channel axis ({shape[-4]}) does not "
+            f"broadcast against model.out_channels {out_channels}; write one value per "
+            "channel as [[[[w1]]], [[[w2]]], ...] (shape (C, 1, 1, 1))."
+        )
+    return None
 
 
 class LossConfig(ComponentConfig):
@@ -54,9 +97,15 @@ class LossConfig(ComponentConfig):
     weight: list[float] | None = Field(
         None, description="Not used by this loss (accepted as null only)."
     )
-    pos_weight: float | list[float] | None = Field(
+    pos_weight: PosWeight | None = Field(
         None, description="Not used by this loss (accepted as null only)."
     )
+
+    @field_validator("pos_weight")
+    @classmethod
+    def _rectangular(cls, value: PosWeight | None) -> PosWeight | None:
+        nested_shape(value)
+        return value
 
     @model_validator(mode="after")
     def _unused_weights(self) -> LossConfig:
@@ -103,14 +152,18 @@ def check_loss_config(
     name: str,
     config_cls: type[LossConfig],
     config: LossConfig | Mapping[str, Any],
-    model_spec: Mapping[str, Any],
+    model_spec: Any,
 ) -> list[str]:
-    """Problems visible from the config alone (loss vs. ``model`` section), one per line."""
+    """Problems visible from the config alone (loss vs. ``model`` section), one per line.
+
+    ``model_spec`` is the typed model section (a ``ComponentRef``: its validated ``Config``
+    is read) or, for direct callers, a ``{name: X, ...}`` mapping.
+    """
     if not isinstance(config, LossConfig):
         params = {k: v for k, v in config.items() if k != "name"}
         config = validate_loss_config(name, config_cls, params)
     problems: list[str] = []
-    out = model_spec.get("out_channels")
+    out = model_setting(model_spec, "out_channels", None)
     if isinstance(out, int) and out < config.min_classes:
         problems.append(
             f"loss {name} needs one output channel per class (at least 2, "
@@ -118,13 +171,14 @@ def check_loss_config(
             "the number of classes, or for a single foreground mask use "
             "BCEWithLogitsLoss/DiceLoss with final_sigmoid: true."
         )
-    for key in ("weight", "pos_weight"):
-        value = getattr(config, key)
-        if isinstance(out, int) and isinstance(value, list) and len(value) != out:
-            problems.append(
-                f"loss.{key} has {len(value)} values but model.out_channels is {out}; "
-                f"give one {key} per output channel."
-            )
+    if isinstance(out, int) and isinstance(config.weight, list) and len(config.weight) != out:
+        problems.append(
+            f"loss.weight has {len(config.weight)} values but model.out_channels is {out}; "
+            "give one weight per output channel."
+        )
+    pos_problem = None if not isinstance(out, int) else pos_weight_problem(config.pos_weight, out)
+    if pos_problem:
+        problems.append(pos_problem)
     expected = config.expected_activation()
     actual = model_activation(model_spec)
     if expected is not None and actual != expected:
@@ -132,14 +186,22 @@ def check_loss_config(
     return problems
 
 
-def model_activation(model_spec: Mapping[str, Any]) -> str:
+def model_setting(model_spec: Any, key: str, default: Any) -> Any:
+    """``key`` of the model section: from a ref's typed ``Config``, or a plain mapping."""
+    config = getattr(model_spec, "config", None)
+    if config is not None:
+        return getattr(config, key, default)
+    return model_spec.get(key, default) if isinstance(model_spec, Mapping) else default
+
+
+def model_activation(model_spec: Any) -> str:
     """What the model applies to its logits: "sigmoid", "softmax" or "none" (reference defaults)."""
-    if not model_spec.get("is_segmentation", True):
+    if not model_setting(model_spec, "is_segmentation", True):
         return "none"
-    return "sigmoid" if model_spec.get("final_sigmoid", True) else "softmax"
+    return "sigmoid" if model_setting(model_spec, "final_sigmoid", True) else "softmax"
 
 
-def _activation_problem(name: str, expected: str, actual: str, spec: Mapping[str, Any]) -> str:
+def _activation_problem(name: str, expected: str, actual: str, spec: Any) -> str:
     fix = {
         "sigmoid": "set model.final_sigmoid: true (and is_segmentation: true)",
         "softmax": "set model.final_sigmoid: false (and is_segmentation: true)",
@@ -148,9 +210,10 @@ def _activation_problem(name: str, expected: str, actual: str, spec: Mapping[str
     shown = {"sigmoid": "a sigmoid", "softmax": "a softmax", "none": "no activation"}
     return (
         f"loss {name} trains the logits for {shown[expected]} output, but the model applies "
-        f"{shown[actual]} at prediction time (final_sigmoid: {spec.get('final_sigmoid', True)}, "
-        f"is_segmentation: {spec.get('is_segmentation', True)}), so predictions would not match "
-        f"what was trained; {fix}."
+        f"{shown[actual]} at prediction time (final_sigmoid: "
+        f"{model_setting(spec, 'final_sigmoid', True)}, "
+        f"is_segmentation: {model_setting(spec, 'is_segmentation', True)}), so predictions "
+        f"would not match what was trained; {fix}."
     )
 
 
@@ -161,13 +224,7 @@ class BCEWithLogitsLossConfig(_SigmoidConfig):
 
     used_weights: ClassVar[frozenset[str]] = frozenset({"pos_weight"})
 
-    pos_weight: float | list[float] | None = Field(
-        None,
-        description=(
-            "Weight of the positive term: one number, or one per output channel "
-            "(>1 raises recall on rare foreground). null: 1."
-        ),
-    )
+    pos_weight: PosWeight | None = Field(None, description=POS_WEIGHT_HELP)
 
 
 # -- cross-entropy -----------------------------------------------------------------------------
@@ -268,8 +325,8 @@ class BCEDiceLossConfig(_SigmoidConfig):
     weight: list[float] | None = Field(
         None, description="Per-channel weights of the Dice intersection (null: none)."
     )
-    pos_weight: float | list[float] | None = Field(
-        None, description="BCE positive-term weight: one number or one per channel."
+    pos_weight: PosWeight | None = Field(
+        None, description="BCE term's pos_weight (see BCEWithLogitsLoss). " + POS_WEIGHT_HELP
     )
     epsilon: float = Field(1e-6, gt=0, description="Lower bound of the Dice denominator.")
 

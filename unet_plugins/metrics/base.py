@@ -13,25 +13,36 @@ from typing import Any, ClassVar
 import torch
 from pydantic import ValidationError
 
+from unet_core import interfaces
 from unet_core.errors import ConfigError, DataError
 from unet_core.interfaces import ComponentConfig
 from unet_core.registry import format_validation_error
 from unet_plugins.metrics.configs import NO_EFFECT  # noqa: F401 - re-exported
 
 
-class Metric:
-    """Base class: ``Metric(**params)`` validates ``params`` with the subclass's ``Config``."""
+class Metric(interfaces.Metric):
+    """Base class (the metric contract): ``Metric(**params)`` validates ``params`` with the
+    subclass's ``Config``."""
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     higher_is_better: ClassVar[bool] = True
 
-    def __init__(self, **params: Any) -> None:
-        try:
-            self.config: Any = self.Config.model_validate(params)
-        except ValidationError as exc:
-            raise ConfigError(
-                format_validation_error(f"metric {type(self).__name__!r}", exc)
-            ) from None
+    def __init__(self, config: ComponentConfig | None = None, /, **params: Any) -> None:
+        if config is None:
+            try:
+                config = self.Config.model_validate(params)
+            except ValidationError as exc:
+                raise ConfigError(
+                    format_validation_error(f"metric {type(self).__name__!r}", exc)
+                ) from None
+        elif params:
+            raise TypeError("pass either a Config or keyword parameters, not both")
+        self.config: Any = config
+
+    @classmethod
+    def from_config(cls, config: ComponentConfig) -> Metric:
+        """Build from an already validated ``Config`` (what the registry calls), as it is."""
+        return cls(config)
 
     def __call__(self, prediction: Any, target: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

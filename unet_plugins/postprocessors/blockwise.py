@@ -90,16 +90,19 @@ def connected_components_blockwise(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    from unet_core.engine.prediction_stop import raise_if_stopped
+    from unet_core.io.scratch import temp_file
+
     structure = ndi.generate_binary_structure(len(shape), connectivity)
-    fd, name = tempfile.mkstemp(prefix=".labels.", suffix=".h5", dir=scratch_dir)
-    os.close(fd)
+    name = temp_file(scratch_dir or tempfile.gettempdir(), "labels", "scratch", ".h5")
     try:
-        with h5py.File(name, "w") as scratch:
+        with h5py.File(name, "w", rdcc_nbytes=0) as scratch:
             chunks = tuple(min(b, n) for b, n in zip(block, shape))
             labels = scratch.create_dataset("labels", shape, dtype=np.uint64, chunks=chunks)
             sizes, firsts = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
             total = 0
             for index in block_indices(shape, block):  # pass 1
+                raise_if_stopped()
                 local, n = ndi.label(foreground(index), structure=structure)
                 if n == 0:
                     continue
@@ -140,6 +143,7 @@ def connected_components_blockwise(
             lut = np.concatenate([[0], number[objects]])
             write = open_output(int(kept.size))
             for index in block_indices(shape, block):
+                raise_if_stopped()
                 write(index, lut[labels[index]])
             return int(kept.size)
     finally:

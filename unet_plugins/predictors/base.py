@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from unet_core import interfaces
 
-class PredictorBase:
+
+class PredictorBase(interfaces.Predictor):
     """Keeps the run context: where outputs go, the postprocessor, and the test loader's
     ``batch_size``/``num_workers`` from the experiment's ``loaders`` section."""
 

@@ -1,4 +1,5 @@
-"""DSB2018Predictor: whole 2D images in, one ``<stem>_predictions.h5`` per image out.
+"""DSB2018Predictor: whole 2D images in, one ``<stem>_predictions.h5`` per image out (or the
+suffix of ``output_format``).
 
 The reference's version cannot run (its constructor does not match how predictors are built,
 and it ships CUDA tensors to a process pool; REFERENCE.md §12.20). This one does what it was
@@ -13,22 +14,22 @@ import logging
 from typing import Any
 
 import numpy as np
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 
-from unet_core.engine.inference import PatchForward
-from unet_core.engine.prediction_output import (
+from unet_core.errors import ConfigError, DataError
+from unet_core.formats import output_format_name
+from unet_core.interfaces import ComponentConfig
+from unet_core.prediction_api import (
+    PatchForward,
     Written,
-    atomic_output,
     check_output,
     check_writable,
-    h5_compression,
-    output_path,
+    open_output,
+    output_file,
     quantize,
     segmentation_dtype,
+    source_attrs,
 )
-from unet_core.errors import ConfigError, DataError
-from unet_core.interfaces import ComponentConfig
-from unet_core.io.h5write import write_array
 from unet_plugins.predictors.base import PredictorBase
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ class DSBConfig(ComponentConfig):
     output_dtype: str = Field("float32", description="float32, float16 or uint8 (round(255 p)).")
     compression: str | int = Field("gzip", description="gzip, a gzip level, lzf or none.")
     overwrite: bool = Field(False, description="Replace existing output files.")
+    output_format: str = Field(
+        "hdf5", description="Volume format of the outputs (any installed: hdf5, tiff, ...)."
+    )
+
+    _format = field_validator("output_format")(output_format_name)
 
 
 class DSB2018Predictor(PredictorBase):
@@ -74,6 +80,7 @@ class DSB2018Predictor(PredictorBase):
                 "float16, uint8."
             )
         super().__init__(config, **context)
+        self._planned: dict[str, str] = {}  # output -> image, over the whole run
         self.forward = PatchForward(
             self.model,
             self.device,
@@ -96,7 +103,16 @@ class DSB2018Predictor(PredictorBase):
     def __call__(self, dataset: Any) -> list[Written]:
         """One output file per image of ``dataset``; returns them in the dataset's order."""
         for image in getattr(dataset, "paths", []):
-            check_writable(output_path(image, self.output_dir), self.overwrite)
+            path = self._path(str(image))
+            first = self._planned.setdefault(str(path), str(image))
+            if first != str(image):
+                raise DataError(
+                    f"Two images would write the same output {path}: {first} and {image} "
+                    "(outputs are named after the image's name). Nothing of this folder was "
+                    "predicted; --overwrite does not change this. Predict the folders in "
+                    "separate runs with a different loaders.output_dir for each."
+                )
+            check_writable(path, self.overwrite)
         written = []
         for batch, paths in self._loader(dataset):
             if batch.dim() == 4:  # (N,C,Y,X) without expand_dims: add the singleton z
@@ -111,10 +127,11 @@ class DSB2018Predictor(PredictorBase):
                 written.append(self._write(prob, str(image)))
         return written
 
+    def _path(self, image: str) -> Any:
+        return output_file(image, self.output_dir, self.config.output_format)
+
     def _write(self, prob: np.ndarray, image: str) -> Written:
         """``prob`` (C,1,Y,X) of one image -> its output file."""
-        import h5py
-
         cfg = self.config
         channel = cfg.prediction_channel or 0
         if channel >= prob.shape[0]:
@@ -127,11 +144,10 @@ class DSB2018Predictor(PredictorBase):
         arrays = {cfg.output_dataset: quantize(np.squeeze(saved), cfg.output_dtype)}
         if cfg.save_segmentation or self.postprocessor is not None:
             arrays["segmentation"] = self._segment(prob, channel)
-        path = output_path(image, self.output_dir)
-        comp = h5_compression(cfg.compression)
-        with atomic_output(path, self.overwrite) as tmp, h5py.File(tmp, "w") as f:
+        path = self._path(image)
+        with open_output(path, cfg.output_format, overwrite=self.overwrite) as out:
             for name, array in arrays.items():
-                write_array(f, name, array, compression=comp)
+                out.write(name, array, compression=cfg.compression, attrs=source_attrs(image))
         return Written(str(path), list(arrays), source=image)
 
     def _segment(self, prob: np.ndarray, channel: int) -> np.ndarray:

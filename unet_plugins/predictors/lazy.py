@@ -1,8 +1,9 @@
 """LazyPredictor: out-of-core prediction, output streamed block by block.
 
 Patches are read one by one (use ``loaders.dataset: LazyHDF5Dataset``), blended into output
-blocks, and each block is written to a chunked HDF5 dataset as soon as every patch touching
-it is in (:class:`unet_core.engine.blending.BlockAccumulator`); unfinished blocks beyond
+blocks, and each block is written to the output format's array (a chunked HDF5 dataset for
+``hdf5``) as soon as every patch touching it is in (:func:`unet_core.prediction_api.blend_blocks`);
+unfinished blocks beyond
 ``max_block_memory_mb`` wait in a scratch file. Memory depends on patch, batch and block
 size, not on the volume.
 """
@@ -17,23 +18,30 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from unet_core.engine.blending import BlockAccumulator, Index
-from unet_core.engine.memory import return_freed_buffers
-from unet_core.engine.prediction_output import (
+from unet_core.interfaces import BlockwisePostprocessor
+from unet_core.prediction_api import (
+    Index,
+    ScoreCounter,
+    VolumeInfo,
+    VolumeWriter,
     Written,
-    atomic_output,
+    blend_blocks,
     check_output,
     check_writable,
-    h5_compression,
+    open_output,
     quantize,
+    return_freed_buffers,
+    segment,
     segmentation_dtype,
+    source_attrs,
 )
-from unet_core.engine.prediction_scores import ScoreCounter, segment
-from unet_core.errors import ConfigError
-from unet_core.interfaces import BlockwisePostprocessor
-from unet_core.io.h5write import write_array
 from unet_plugins.predictors.settings import PredictorConfig
-from unet_plugins.predictors.standard import StandardPredictor, describe_dataset, spatial
+from unet_plugins.predictors.standard import (
+    StandardPredictor,
+    input_info,
+    output_attrs,
+    spatial,
+)
 
 
 class LazyConfig(PredictorConfig):
@@ -65,8 +73,8 @@ LAZY_CHUNKS = (32, 128, 128)
 
 class LazyPredictor(StandardPredictor):
     """Out-of-core prediction: patches are read one by one (with a lazy dataset) and finished
-    output blocks are written to a chunked HDF5 dataset, so memory does not grow with the
-    volume."""
+    output blocks are written to the output format (chunked HDF5 by default), so memory does
+    not grow with the volume (with formats that write blocks to disk)."""
 
     Config = LazyConfig  # type: ignore[assignment]
     streaming = True
@@ -75,11 +83,6 @@ class LazyPredictor(StandardPredictor):
     def __init__(self, config: LazyConfig, **context: Any) -> None:
         super().__init__(config, **context)
         return_freed_buffers()  # patch buffers go back to the OS (see engine.memory)
-        if config.output_format != "hdf5":
-            raise ConfigError(
-                "predictor.output_format: LazyPredictor streams into a chunked HDF5 dataset; "
-                "use output_format: hdf5, or StandardPredictor for TIFF output."
-            )
 
     def geometry(self, volume: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(chunk shape, block shape), the block a multiple of the chunk."""
@@ -91,66 +94,71 @@ class LazyPredictor(StandardPredictor):
         return chunks, block
 
     def __call__(self, dataset: Any) -> list[Written]:
-        import h5py
-
         volume = self._check(dataset)
         path = self.output_file(dataset)
         check_writable(path, self.overwrite)
+        needed = self._check_space(path, volume)
         cfg = self.config
         chunks, block = self.geometry(volume)
         indices = [spatial(s) for s in dataset.raw_slices]
+        info = input_info(dataset)
         start = time.perf_counter()
-        with atomic_output(path, self.overwrite) as tmp, h5py.File(tmp, "w") as f:
-            sink, counter, close_gt = self._sink(f, dataset, volume, chunks)
-            acc = BlockAccumulator(
-                indices,
-                self.channels,
-                volume,
-                block,
-                self.settings.blending,  # type: ignore[arg-type]
-                sink,
-                max_open_blocks=1,
-                scratch_dir=str(path.parent),
-            )
-            acc.max_open_blocks = max(1, int(cfg.max_block_memory_mb * 2**20 // acc.block_nbytes))
+        with open_output(path, cfg.output_format, overwrite=self.overwrite, needed=needed) as out:
+            sink, counter, close_gt, written = self._sink(out, dataset, volume, chunks, info)
             try:
-                for prob, index in self.patches(dataset):
-                    acc.add(prob, index)
-            except BaseException:
-                acc.close(check=False)
-                raise
+                blocks = blend_blocks(
+                    self.patches(dataset),
+                    indices,
+                    self.channels,
+                    volume,
+                    block,
+                    self.settings.blending,
+                    sink,
+                    memory_bytes=cfg.max_block_memory_mb * 2**20,
+                    scratch_dir=str(path.parent),
+                )
             finally:
                 close_gt()
-            acc.close()
             names = [cfg.output_dataset]
             if self.postprocessor is not None:
-                names.append(self._postprocess(f, chunks, block))
+                names.append(self._postprocess(out, written, chunks, block, info, path))
             stats = self._stats(dataset, volume, time.perf_counter() - start)
-            stats.update(peak_open_blocks=acc.peak_open_blocks, spilled_blocks=acc.spills)
+            stats.update(blocks)
         metrics = counter.result() if counter is not None else None
         return [Written(str(path), names, metrics, stats, str(dataset.file_path))]
 
     def _sink(
-        self, f: Any, dataset: Any, volume: tuple[int, ...], chunks: tuple[int, ...]
-    ) -> tuple[Callable[[Index, np.ndarray], None], ScoreCounter | None, Callable[[], None]]:
-        """The block writer (and per-block scoring); returns it, the counter and a closer."""
+        self,
+        out: VolumeWriter,
+        dataset: Any,
+        volume: tuple[int, ...],
+        chunks: tuple[int, ...],
+        info: VolumeInfo,
+    ) -> tuple[Callable[[Index, np.ndarray], None], ScoreCounter | None, Callable[[], None], Any]:
+        """The block writer (and per-block scoring); returns it, the counter, a closer and
+        the output array."""
         cfg = self.config
-        comp = h5_compression(cfg.compression)
         if cfg.save_segmentation:
             shape: tuple[int, ...] = volume
             dtype: Any = np.uint16
-            ds_chunks: tuple[int, ...] = chunks
         else:
             shape = (self.channels, *volume)
             dtype = np.dtype(cfg.output_dtype)
-            ds_chunks = (1, *chunks)
-        ds = f.create_dataset(
-            cfg.output_dataset, shape=shape, dtype=dtype, chunks=ds_chunks, fillvalue=0, **comp
+        ds = out.create(
+            cfg.output_dataset,
+            shape,
+            dtype,
+            chunks=chunks,
+            compression=cfg.compression,
+            info=info.with_axes(len(shape)),
+            attrs={
+                **output_attrs(dtype, cfg.output_dataset, cfg),
+                **source_attrs(dataset.file_path),
+            },
         )
-        describe_dataset(ds, cfg.output_dataset, cfg)
         counter = gt = source = None
         if cfg.performance_metric is not None:
-            from unet_core.io.volume import Source
+            from unet_core.io import Source
 
             source = Source(str(dataset.file_path))
             gt = source.volume(str(cfg.gt_internal_path), key="predictor.gt_internal_path")
@@ -170,39 +178,53 @@ class LazyPredictor(StandardPredictor):
                 assert labels is not None
                 counter.update(labels, truth, masks)
 
-        return sink, counter, (source.close if source is not None else lambda: None)
+        return sink, counter, (source.close if source is not None else lambda: None), ds
 
-    def _postprocess(self, f: Any, chunks: tuple[int, ...], block: tuple[int, ...]) -> str:
+    def _postprocess(
+        self,
+        out: VolumeWriter,
+        source: Any,
+        chunks: tuple[int, ...],
+        block: tuple[int, ...],
+        info: VolumeInfo,
+        path: Path,
+    ) -> str:
         """Instance segmentation of the finished output: block by block where the
         postprocessor can (``segment_blocks``, e.g. ConnectedComponents), else in memory."""
         cfg = self.config
-        source = f[cfg.output_dataset]
         scale = 1.0 / 255.0 if cfg.output_dtype == "uint8" and not cfg.save_segmentation else 1.0
-        compression = h5_compression(cfg.compression)
+        volume = tuple(source.shape[-3:])
 
         def read(index: Index) -> np.ndarray:
-            values = source[(slice(None), *index)] if source.ndim == 4 else source[index]
+            values = source[(slice(None), *index)] if len(source.shape) == 4 else source[index]
             return np.asarray(values, dtype=np.float32) * np.float32(scale)
 
+        def create(n: int) -> Any:
+            return out.create(
+                "segmentation",
+                volume,
+                segmentation_dtype(n),
+                chunks=chunks,
+                compression=cfg.compression,
+                info=info.with_axes(3),
+            )
+
         if isinstance(self.postprocessor, BlockwisePostprocessor):
-            volume = tuple(source.shape[-3:])
 
             def open_output(n: int) -> Callable[[Index, np.ndarray], None]:
-                ds = f.create_dataset(
-                    "segmentation",
-                    shape=volume,
-                    dtype=segmentation_dtype(n),
-                    chunks=chunks,
-                    **compression,
-                )
-                return ds.__setitem__
+                return create(n).__setitem__  # type: ignore[no-any-return]
 
             self.postprocessor.segment_blocks(
-                read, volume, block, open_output, scratch_dir=str(Path(f.filename).parent)
+                read, volume, block, open_output, scratch_dir=str(path.parent)
             )
             return "segmentation"
-        full = tuple(slice(0, n) for n in source.shape[-3:])
-        labels = self.postprocessor(read(full))
-        labels = labels.astype(segmentation_dtype(int(labels.max(initial=0))))
-        write_array(f, "segmentation", labels, chunks=chunks, compression=compression)
+        assert self.postprocessor is not None
+        labels = self.postprocessor(read(tuple(slice(0, n) for n in volume)))
+        out.write(
+            "segmentation",
+            labels.astype(segmentation_dtype(int(labels.max(initial=0)))),
+            chunks=chunks,
+            compression=cfg.compression,
+            info=info.with_axes(3),
+        )
         return "segmentation"

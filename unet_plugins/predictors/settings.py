@@ -6,24 +6,21 @@ output. Everything else is opt-in; ``fast: true`` switches on the recommended se
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from unet_core.engine.amp import default_channels_last
+from unet_core.formats import output_format_name
 from unet_core.interfaces import ComponentConfig
-
-#: What ``fast: true`` means when the key itself is not set (docs/prediction.md).
-FAST_OVERLAP = 0.25
-#: Tile edge per device kind for fast mode. On CPU, throughput per voxel falls for tiles much
-#: above 64^3 (cache-bound convolutions; benchmarks/WORKLOADS.md: one 112^3 tile is slower than
-#: eight 64^3 ones); GPUs are kept busy by bigger tiles, limited by memory.
-FAST_TILE = {"cpu": 64, "cuda": 128, "mps": 96}
-FAST_TILE_2D = {"cpu": 256, "cuda": 512, "mps": 512}
-FAST_BATCH = {"cpu": 2, "cuda": 4, "mps": 2}
+from unet_core.prediction_api import (
+    FAST_BATCH,
+    FAST_OVERLAP,
+    FAST_TILE,
+    default_channels_last,
+    fast_max_tile,
+    fit_tiles,
+)
 
 
 class PredictorConfig(ComponentConfig):
@@ -51,8 +48,8 @@ class PredictorConfig(ComponentConfig):
     )
     patch_halo: list[int] | None = Field(
         None,
-        description="Accepted for compatibility (old reference configs); no effect: the halo "
-        "is loaders.test.slice_builder.halo_shape.",
+        description="Rejected: the reference stopped reading it in 2023. The context around "
+        "each patch is loaders.test.slice_builder.halo_shape.",
     )
     # -- unet-core's opt-in keys ------------------------------------------------------------
     fast: bool = Field(
@@ -110,12 +107,16 @@ class PredictorConfig(ComponentConfig):
     tile_halo: list[int] | None = Field(
         None, description="Halo (Z,Y,X) of tiles chosen here (default 0: blending handles borders)."
     )
-    output_format: Literal["hdf5", "tiff"] = Field(
-        "hdf5", description="hdf5 (`<stem>_predictions.h5`) or tiff (`<stem>_predictions.tif`)."
+    output_format: str = Field(
+        "hdf5",
+        description="Volume format of the output, any installed one: hdf5 "
+        "(`<stem>_predictions.h5`), tiff (`<stem>_predictions.tif`), or a plugin's.",
     )
     overwrite: bool = Field(
         False, description="Replace an existing output file (like `unet predict --overwrite`)."
     )
+
+    _format = field_validator("output_format")(output_format_name)
 
     @field_validator("compression")
     @classmethod
@@ -124,7 +125,19 @@ class PredictorConfig(ComponentConfig):
             raise ValueError("a gzip level must be 0..9")
         return v
 
-    @field_validator("chunks", "tile_shape", "tile_halo", "patch_halo")
+    @field_validator("patch_halo")
+    @classmethod
+    def _moved(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            raise ValueError(
+                f"predictor.patch_halo is not read (the reference stopped reading it in 2023, "
+                f"so it did nothing there either); the context added around each patch is "
+                f"loaders.test.slice_builder.halo_shape: move the value there (halo_shape: "
+                f"{list(v)}) and delete patch_halo"
+            )
+        return v
+
+    @field_validator("chunks", "tile_shape", "tile_halo")
     @classmethod
     def _three(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and (len(v) != 3 or any(x < 0 for x in v)):
@@ -189,35 +202,13 @@ def resolve(
     return Settings(blending, batch, tile, overlap, (hz, hy, hx), channels_last)
 
 
-def fit_axis(size: int, max_tile: int, overlap: float) -> tuple[int, int]:
-    """(tile, stride) along one axis: the fewest tiles of at most ``max_tile`` that overlap by
-    at least ``overlap * max_tile``, shrunk evenly so that no voxel is computed needlessly.
-
-    100 voxels with max 64 and overlap 0.25: two tiles of 58 (stride 42), not two of 64.
-    """
-    if size <= max_tile:
-        return size, size
-    min_overlap = math.ceil(max_tile * overlap)
-    count = math.ceil((size - min_overlap) / max(1, max_tile - min_overlap))
-    tile = min(max_tile, math.ceil((size + (count - 1) * min_overlap) / count))
-    stride = math.ceil((size - tile) / (count - 1)) if count > 1 else tile
-    return tile, max(1, stride)
-
-
-def fit_tiles(
-    volume_shape: Sequence[int], max_tile: Sequence[int], overlap: float
-) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """Tile and stride (Z,Y,X) for a volume, axis by axis (see :func:`fit_axis`)."""
-    (tz, sz), (ty, sy), (tx, sx) = (
-        fit_axis(int(v), int(m), overlap) for v, m in zip(volume_shape[-3:], max_tile)
-    )
-    return (tz, ty, tx), (sz, sy, sx)
-
-
-def fast_max_tile(device_type: str, volume_shape: Sequence[int]) -> tuple[int, int, int]:
-    """The largest tile fast mode uses on this device; flat tiles for 2D data (Z == 1)."""
-    if int(volume_shape[-3]) == 1:
-        edge = FAST_TILE_2D.get(device_type, 256)
-        return (1, edge, edge)
-    edge = FAST_TILE.get(device_type, 64)
-    return (edge, edge, edge)
+__all__ = [
+    "FAST_BATCH",
+    "FAST_OVERLAP",
+    "FAST_TILE",
+    "PredictorConfig",
+    "Settings",
+    "fast_max_tile",
+    "fit_tiles",
+    "resolve",
+]

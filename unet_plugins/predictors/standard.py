@@ -16,22 +16,30 @@ from typing import Any
 
 import numpy as np
 
-from unet_core.engine.blending import Index, VolumeAccumulator, redundancy, stride_for_overlap
-from unet_core.engine.inference import PatchForward
-from unet_core.engine.prediction_output import (
+from unet_core import formats
+from unet_core.errors import ConfigError
+from unet_core.prediction_api import (
+    Index,
+    PatchForward,
+    ScoreCounter,
+    VolumeInfo,
+    VolumeWriter,
     Written,
-    atomic_output,
+    blend_in_memory,
+    check_halo,
     check_output,
+    check_space,
     check_writable,
-    h5_chunks,
-    h5_compression,
-    output_path,
+    forward_patches,
+    open_output,
+    output_file,
     quantize,
+    redundancy,
+    segment,
     segmentation_dtype,
+    source_attrs,
+    stride_for_overlap,
 )
-from unet_core.engine.prediction_scores import ScoreCounter, segment
-from unet_core.errors import ConfigError, DataError
-from unet_core.io.h5write import write_array
 from unet_plugins.predictors.base import PredictorBase
 from unet_plugins.predictors.settings import (
     PredictorConfig,
@@ -49,21 +57,6 @@ AUTO_BATCH_MAX_VOXELS = 96**3
 def spatial(index: Sequence[slice]) -> Index:
     """The last three (spatial) slices of a dataset index."""
     return tuple(index)[-3:]
-
-
-def check_halo(halo: Sequence[int], volume_shape: Sequence[int], where: str) -> None:
-    """Mirror padding needs a halo smaller than the volume on every axis."""
-    bad = [
-        (axis, h, n) for axis, h, n in zip("ZYX", halo, volume_shape) if h < 0 or (h > 0 and h >= n)
-    ]
-    if bad:
-        axis, h, n = bad[0]
-        raise DataError(
-            f"loaders.test.slice_builder.halo_shape {list(halo)} is too big for {where}, whose "
-            f"(Z,Y,X) shape is {tuple(volume_shape)}: the halo is mirrored from inside the "
-            f"volume, so each entry must be smaller than the volume along its axis ({axis}: "
-            f"{h} >= {n}), and 0 along z for 2D data. Reduce halo_shape."
-        )
 
 
 class StandardPredictor(PredictorBase):
@@ -130,9 +123,9 @@ class StandardPredictor(PredictorBase):
             stride = stride_for_overlap(tile, s.tile_overlap)  # type: ignore[assignment]
         halo = tuple(0 if t == 1 else h for t, h in zip(tile, s.tile_halo))
         return {
-            "patch_shape": list(tile),
-            "stride_shape": list(stride),
-            "halo_shape": list(halo),
+            "patch_shape": tuple(tile),
+            "stride_shape": tuple(stride),
+            "halo_shape": tuple(halo),
             "skip_shape_check": True,
         }
 
@@ -142,8 +135,35 @@ class StandardPredictor(PredictorBase):
         return 1 if self.config.prediction_channel is not None else self.out_channels
 
     def output_file(self, dataset: Any) -> Path:
-        ext = ".tif" if self.config.output_format == "tiff" else ".h5"
-        return output_path(dataset.file_path, self.output_dir, extension=ext)
+        return self._output_for(dataset.file_path)
+
+    def _output_for(self, input_path: str) -> Path:
+        """``<stem>_predictions`` + the output format's suffix."""
+        return output_file(input_path, self.output_dir, self.config.output_format)
+
+    def planned_outputs(self, input_path: str) -> list[Path]:
+        """Every file predicting ``input_path`` writes (checked for collisions up front)."""
+        path = self._output_for(input_path)
+        if (
+            self.postprocessor is None
+            or not formats.for_output(self.config.output_format).single_array
+        ):
+            return [path]
+        return [path, path.with_name(f"{path.stem}_segmentation{path.suffix}")]
+
+    def output_bytes(self, volume: Sequence[int]) -> int:
+        """Uncompressed size of the output of a (Z,Y,X) volume: the free space it needs."""
+        voxels = int(np.prod([int(v) for v in volume]))
+        if self.config.save_segmentation:
+            size = voxels * 2
+        else:
+            size = voxels * self.channels * np.dtype(self.config.output_dtype).itemsize
+        return size + (voxels * 4 if self.postprocessor is not None else 0)
+
+    def _check_space(self, path: Path, volume: Sequence[int]) -> int:
+        needed = self.output_bytes(volume)
+        check_space(path, needed, compressed=self.config.compression not in ("none", 0))
+        return needed
 
     def batch_for(self, dataset: Any) -> int:
         """Patches per forward: the configured number, or the automatic one for small patches
@@ -171,30 +191,14 @@ class StandardPredictor(PredictorBase):
 
     def patches(self, dataset: Any) -> Iterator[tuple[np.ndarray, Index]]:
         """(probabilities (C,*patch), output index) of every patch, halo cropped."""
-        halo = tuple(int(h) for h in dataset.halo_shape)
-        crop = tuple(slice(h, -h if h else None) for h in halo)
-        channel = self.config.prediction_channel
-        for batch, indices in self._loader(dataset):
-            probs = self.forward(batch)
-            probs = probs[(slice(None), slice(None), *crop)]
-            if channel is not None:
-                probs = probs[:, channel : channel + 1]
-            elif probs.shape[1] != self.out_channels:
-                raise ConfigError(
-                    f"The model returned {probs.shape[1]} channels but model.out_channels is "
-                    f"{self.out_channels}; fix model.out_channels."
-                )
-            for prob, index in zip(probs, indices):
-                index = spatial(index)
-                extent = tuple(s.stop - s.start for s in index)
-                if prob.shape[1:] != extent:
-                    raise DataError(
-                        f"The model's output patch {prob.shape[1:]} (after cropping the halo "
-                        f"{list(halo)}) does not match the input patch {extent} of "
-                        f"{dataset.file_path}; the model must keep the spatial size (e.g. "
-                        "conv_padding: 1)."
-                    )
-                yield prob, index
+        return forward_patches(
+            self.forward,
+            self._loader(dataset),
+            tuple(int(h) for h in dataset.halo_shape),
+            out_channels=self.out_channels,
+            channel=self.config.prediction_channel,
+            where=str(dataset.file_path),
+        )
 
     def _check(self, dataset: Any) -> tuple[int, ...]:
         if not hasattr(dataset, "raw_slices") or not hasattr(dataset, "volume_shape"):
@@ -221,22 +225,36 @@ class StandardPredictor(PredictorBase):
         volume = self._check(dataset)
         path = self.output_file(dataset)
         check_writable(path, self.overwrite)
+        needed = self._check_space(path, volume)
         log.info("Predicting %s -> %s", dataset.file_path, path)
         start = time.perf_counter()
-        acc = VolumeAccumulator(self.channels, volume, self.settings.blending)  # type: ignore[arg-type]
-        for prob, index in self.patches(dataset):
-            acc.add(prob, index)
-        values = acc.result()
+        values = blend_in_memory(
+            self.patches(dataset), self.channels, volume, self.settings.blending
+        )
         stats = self._stats(dataset, volume, time.perf_counter() - start)
         check_output(values, self._checked_dtype, str(dataset.file_path))
         arrays = self._arrays(values)
         metrics = self._score(dataset, arrays, values)
-        with atomic_output(path, self.overwrite) as tmp:
-            if self.config.output_format == "tiff":
-                names = _write_tiffs(tmp, path, arrays, self.overwrite)
-            else:
-                names = self._write_h5(tmp, arrays)
-        return [Written(str(path), names, metrics, stats, str(dataset.file_path))]
+        info = input_info(dataset)
+        source = str(dataset.file_path)
+        with open_output(
+            path, self.config.output_format, overwrite=self.overwrite, needed=needed
+        ) as out:
+            for name, array in arrays.items():
+                self._write(out, name, array, info, source)
+        return [Written(str(path), list(arrays), metrics, stats, source)]
+
+    def _write(
+        self, out: VolumeWriter, name: str, array: np.ndarray, info: VolumeInfo, source: str
+    ) -> None:
+        out.write(
+            name,
+            array,
+            chunks=self.config.chunks,
+            compression=self.config.compression,
+            info=info.with_axes(array.ndim),
+            attrs={**output_attrs(array.dtype, name, self.config), **source_attrs(source)},
+        )
 
     @property
     def _checked_dtype(self) -> str | None:
@@ -254,17 +272,6 @@ class StandardPredictor(PredictorBase):
             labels = self.postprocessor(values)
             out["segmentation"] = labels.astype(segmentation_dtype(int(labels.max(initial=0))))
         return out
-
-    def _write_h5(self, tmp: Path, arrays: dict[str, np.ndarray]) -> list[str]:
-        import h5py
-
-        comp = h5_compression(self.config.compression)
-        with h5py.File(tmp, "w") as f:
-            for name, array in arrays.items():
-                chunks = h5_chunks(array.shape, self.config.chunks, default=None)
-                ds = write_array(f, name, array, chunks=chunks, compression=comp)
-                describe_dataset(ds, name, self.config)
-        return list(arrays)
 
     def _score(
         self, dataset: Any, arrays: dict[str, np.ndarray], values: np.ndarray
@@ -284,31 +291,30 @@ class StandardPredictor(PredictorBase):
 
 def read_gt(file_path: str, name: str | None) -> np.ndarray:
     """The whole ground-truth volume of an input file."""
-    from unet_core.io.volume import Source
+    from unet_core.io import Source
 
     with Source(str(file_path)) as src:
         return src.volume(str(name), key="predictor.gt_internal_path").read()
 
 
-def describe_dataset(ds: Any, name: str, config: PredictorConfig) -> None:
-    if ds.dtype == np.uint8 and not config.save_segmentation:
-        ds.attrs["quantization"] = "probability = value / 255"
+def input_info(dataset: Any) -> VolumeInfo:
+    """Voxel size and axes of the dataset's raw input, to carry into its outputs."""
+    from unet_core.io import Source
+
+    raw = getattr(dataset, "names", {}).get("raw") or "raw"
+    raw = raw if isinstance(raw, str) else raw[0]
+    try:
+        with Source(str(dataset.file_path), raw_name=raw) as src:
+            return src.info(raw)
+    except Exception:  # noqa: BLE001 - metadata is a courtesy, never a reason to fail
+        return VolumeInfo()
 
 
-def _write_tiffs(
-    tmp: Path, path: Path, arrays: dict[str, np.ndarray], overwrite: bool
-) -> list[str]:
-    """First array at ``path`` (via ``tmp``); others beside it as ``<stem>_<name>.tif``."""
-    import tifffile
-
-    names = list(arrays)
-    first, *rest = names
-    for name in rest:
-        side = path.with_name(f"{path.stem}_{name}{path.suffix}")
-        with atomic_output(side, overwrite) as side_tmp:
-            tifffile.imwrite(side_tmp, arrays[name], compression="zlib")
-    tifffile.imwrite(tmp, arrays[first], compression="zlib")
-    return names
+def output_attrs(dtype: Any, name: str, config: PredictorConfig) -> dict[str, Any]:
+    """Attributes that say how to read an output back (uint8 probabilities are quantized)."""
+    if np.dtype(dtype) == np.uint8 and not config.save_segmentation and name != "segmentation":
+        return {"quantization": "probability = value / 255"}
+    return {}
 
 
-__all__ = ["StandardPredictor", "check_halo", "describe_dataset", "read_gt", "spatial"]
+__all__ = ["StandardPredictor", "check_halo", "input_info", "output_attrs", "read_gt", "spatial"]

@@ -18,19 +18,12 @@ from pydantic import Field, field_validator, model_validator
 
 from unet_core.errors import DataError
 from unet_core.interfaces import ComponentConfig
+from unet_core.tiling import axis_starts as grid_starts
 
 log = logging.getLogger(__name__)
 
 Slices = list[tuple[slice, ...]]
 Shape3 = tuple[int, int, int]
-
-
-def grid_starts(size: int, patch: int, stride: int) -> list[int]:
-    """Start positions along one axis (reference ``_gen_indices``); requires size >= patch."""
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] + patch < size:
-        starts.append(size - patch)
-    return starts
 
 
 def build_slices(shape: tuple[int, ...], patch: Shape3, stride: Shape3) -> Slices:

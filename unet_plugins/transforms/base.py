@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from unet_core import interfaces
 from unet_core.errors import DataError
 from unet_core.interfaces import ComponentConfig
 from unet_plugins.transforms.configs import (  # noqa: F401 - re-exported
@@ -24,8 +25,9 @@ from unet_plugins.transforms.configs import (  # noqa: F401 - re-exported
 )
 
 
-class Transform:
-    """Base class: ``Config`` validates the parameters, ``apply`` does the work."""
+class Transform(interfaces.Transform):
+    """Base class (the transform contract): ``Config`` validates the parameters, ``apply`` does
+    the work."""
 
     #: True for random geometric transforms that must make the same choice on raw/label/weight.
     spatial: ClassVar[bool] = False

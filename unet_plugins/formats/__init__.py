@@ -1,0 +1,1 @@
+"""Built-in volume formats (``unet.formats``): HDF5 and TIFF."""
