@@ -64,3 +64,11 @@ class TrainingError(UserError):
 
 class DownloadError(UserError):
     """A public dataset could not be fetched, or what arrived is not what the catalogue lists."""
+
+
+class ExportError(UserError):
+    """A model cannot be exported faithfully (unmappable transform, parity check failed)."""
+
+
+class ModelPackageError(UserError):
+    """A bioimage.io model package is unreadable, inconsistent or not runnable here."""

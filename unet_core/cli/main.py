@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     ("unet_core.cli.train", "train"),
     ("unet_core.cli.predict", "predict"),
     ("unet_core.cli.evaluate", "evaluate"),
+    ("unet_core.cli.export", "export"),
     ("unet_core.cli.demo", "demo"),
 ]
 

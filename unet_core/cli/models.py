@@ -262,3 +262,13 @@ def format_report(r: Mapping[str, Any]) -> str:
         lines.append(("Note", r["patch_advice"]))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+
+
+def _add_zoo_commands() -> None:
+    from unet_core.cli.model_zoo import list_models, pull
+
+    models.add_command(pull)
+    models.add_command(list_models)
+
+
+_add_zoo_commands()

@@ -7,6 +7,7 @@ existing output is refused unless ``--overwrite``. ``--preview`` also writes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,12 @@ from unet_core.cli.options import config_option, set_option
 @click.command("predict")
 @config_option("YAML config with model, model_path, predictor and loaders.test.")
 @set_option("model_path=best.pytorch")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(),
+    help="Checkpoint or bioimage.io model package (zip, folder, rdf.yaml); sets model_path.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--preview", is_flag=True, help="Also write a PNG of the mid-slices per output.")
 @click.option(
@@ -40,6 +47,7 @@ from unet_core.cli.options import config_option, set_option
 def predict(
     config_path: str,
     overrides: tuple[str, ...],
+    model: str | None,
     overwrite: bool,
     preview: bool,
     scheduler: str | None,
@@ -49,6 +57,8 @@ def predict(
     from unet_core.config import load_config
     from unet_core.prediction.run import run_prediction
 
+    if model is not None:  # a JSON string is YAML, so any path survives the --set parser unchanged
+        overrides = (*overrides, f"model_path={json.dumps(model)}")
     cfg = load_config(config_path, overrides)
     if scheduler is not None or workers is not None:
         from unet_core.config.schema import DistributedConfig

@@ -53,12 +53,20 @@ def _numpy_safe_globals() -> list[Any]:
 def load_checkpoint(path: StrPath) -> dict[str, Any]:
     """Read a checkpoint on the CPU; always returns a dict with ``model_state_dict``.
 
+    A bioimage.io model package with a unet-core/pytorch-3dunet state dict reads as one too.
+
     A bare state dict is wrapped as ``{"model_state_dict": sd}``; wrapper prefixes are
     stripped from the model keys. Other keys (optimizer state, counters) are returned as saved.
     """
     import torch
 
+    from unet_core.exchange.package_reader import is_model_package
+
     p = Path(path)
+    if is_model_package(p):  # a bioimage.io package: its state dict, e.g. as pre_trained
+        from unet_core.exchange.package_model import package_checkpoint
+
+        return normalize_checkpoint(package_checkpoint(p), source=str(p))
     if not p.is_file():
         where = "is a directory" if p.is_dir() else "does not exist"
         raise CheckpointError(

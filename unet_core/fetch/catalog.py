@@ -77,10 +77,18 @@ BUILTIN: tuple[CatalogEntry, ...] = (
 )  # fmt: skip
 
 
-def load_catalog(path: str | Path | None = None) -> dict[str, CatalogEntry]:
-    """The built-in catalogue, or the YAML file at ``path`` (a ``datasets:`` mapping)."""
+def load_catalog(
+    path: str | Path | None = None,
+    *,
+    section: str = "datasets",
+    builtin: tuple[CatalogEntry, ...] = BUILTIN,
+) -> dict[str, CatalogEntry]:
+    """The built-in catalogue, or the YAML file at ``path`` (a ``datasets:`` mapping).
+
+    ``section``/``builtin`` let another catalogue of the same shape (pretrained models) reuse it.
+    """
     if path is None:
-        return {entry.name: entry for entry in BUILTIN}
+        return {entry.name: entry for entry in builtin}
     import yaml
 
     where = Path(path)
@@ -93,17 +101,17 @@ def load_catalog(path: str | Path | None = None) -> dict[str, CatalogEntry]:
         ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"The catalogue {where} is not valid YAML: {exc}") from exc
-    datasets = data.get("datasets") if isinstance(data, dict) else None
+    datasets = data.get(section) if isinstance(data, dict) else None
     if not isinstance(datasets, dict) or not datasets:
         raise ConfigError(
-            f"The catalogue {where} has no `datasets:` mapping: expected `datasets: {{NAME: "
+            f"The catalogue {where} has no `{section}:` mapping: expected `{section}: {{NAME: "
             "{url: ..., sha256: ..., file: ...}}`. Add the mapping or use the built-in catalogue."
         )
-    return {str(name): _entry(where, str(name), spec) for name, spec in datasets.items()}
+    return {str(name): _entry(where, f"{section}.{name}", spec) for name, spec in datasets.items()}
 
 
-def _entry(where: Path, name: str, spec: Any) -> CatalogEntry:
-    key = f"datasets.{name}"
+def _entry(where: Path, key: str, spec: Any) -> CatalogEntry:
+    name = key.partition(".")[2]
     if not isinstance(spec, dict) or "url" not in spec:
         raise ConfigError(
             f"{key} in the catalogue {where} needs at least `url` (and `sha256`, `file`)."
@@ -136,7 +144,9 @@ def _entry(where: Path, name: str, spec: Any) -> CatalogEntry:
     )
 
 
-def lookup(catalog: dict[str, CatalogEntry], name: str) -> CatalogEntry:
+def lookup(
+    catalog: dict[str, CatalogEntry], name: str, *, what: str = "dataset", listing: str = ""
+) -> CatalogEntry:
     """The entry called ``name``; ConfigError with the known names and the closest one."""
     if name in catalog:
         return catalog[name]
@@ -144,7 +154,9 @@ def lookup(catalog: dict[str, CatalogEntry], name: str) -> CatalogEntry:
 
     close = difflib.get_close_matches(name, list(catalog), n=1)
     hint = f" Did you mean {close[0]}?" if close else ""
+    listing = listing or "unet data fetch --list"
+    known = ", ".join(sorted(catalog)) or "none"
     raise ConfigError(
-        f"No dataset called {name!r} in the catalogue: known are {', '.join(sorted(catalog))}."
-        f"{hint} `unet data fetch --list` describes each."
+        f"No {what} called {name!r} in the catalogue: known are {known}."
+        f"{hint} `{listing}` describes each."
     )

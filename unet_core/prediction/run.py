@@ -62,13 +62,33 @@ def check_predict_config(cfg: ExperimentConfig) -> None:
 
 
 def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
-    """The configured model with the weights of ``model_path`` (strict)."""
-    from unet_core.engine.checkpoint import load_model_weights
+    """The configured model with the weights of ``model_path`` (strict).
 
+    A bioimage.io model package as ``model_path`` brings its own network (see
+    :mod:`unet_core.exchange.package_model`); the config's model section is then not used.
+    """
+    from unet_core.engine.checkpoint import load_model_weights
+    from unet_core.exchange.package_model import package_model_or_none
+
+    packaged: torch.nn.Module | None = package_model_or_none(cfg.model_path)
+    if packaged is not None:
+        _warn_on_other_preprocessing(cfg)
+        return packaged
     model: torch.nn.Module = registry.create("models", cfg.model)
     assert cfg.model_path is not None
     load_model_weights(model, cfg.model_path, model_config=cfg.model.dump())
     return model
+
+
+def _warn_on_other_preprocessing(cfg: ExperimentConfig) -> None:
+    from unet_core.exchange.package_model import check_preprocessing
+
+    test = cfg.loaders.test if cfg.loaders is not None else None
+    if cfg.model_path is None or test is None:
+        return
+    problem = check_preprocessing(cfg.model_path, [dict(t) for t in test.transformer.raw])
+    if problem:
+        log.warning(problem)
 
 
 def build_predictor(

@@ -1,0 +1,31 @@
+"""The check every export runs before anything is written: exported output == eager output."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unet_core.errors import ExportError
+
+#: Largest absolute difference accepted between an exported model and the eager network.
+PARITY_TOLERANCE = 1e-4
+
+
+def check_parity(
+    expected: np.ndarray, got: np.ndarray, *, what: str, tolerance: float = PARITY_TOLERANCE
+) -> float:
+    """The max absolute difference; raises ExportError (nothing written) beyond ``tolerance``."""
+    if expected.shape != got.shape:
+        raise ExportError(
+            f"The {what} gives an output of shape {tuple(got.shape)} where the network gives "
+            f"{tuple(expected.shape)} on the same test input, so it was not written. Report "
+            "this with the model config; export another format meanwhile."
+        )
+    diff = float(np.max(np.abs(expected.astype(np.float64) - got.astype(np.float64))))
+    if not np.isfinite(diff) or diff > tolerance:
+        raise ExportError(
+            f"The {what} differs from the network by up to {diff:.3g} on the test input "
+            f"(allowed {tolerance:g}), so it was not written. The exported graph does not "
+            "compute what the model computes (an operation the exporter handles differently); "
+            "try the other TorchScript mode (--torchscript-mode script|trace) or another format."
+        )
+    return diff
