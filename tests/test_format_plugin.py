@@ -88,7 +88,7 @@ def predicted(fenv: PluginEnv, data: dict) -> Path:
 
 
 def test_format_and_predictor_are_listed_from_the_plugin(fenv: PluginEnv) -> None:
-    listing = _unet(fenv, "plugins", "list").stdout
+    listing = _unet(fenv, "plugins", "list", "--long").stdout
     assert "npy" in listing and "WholeArrayPredictor" in listing
     assert "unet-format-test" in listing
 
