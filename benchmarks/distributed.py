@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 def make_volume(path: Path, gigabytes: float, chunk: int = 64) -> tuple[int, int, int]:
     """A float32 volume of about ``gigabytes`` as OME-Zarr ('raw'), written chunk slab by slab."""
     from unet_core.formats import VolumeInfo
-    from unet_core.output_files import open_output
+    from unet_core.prediction.output_files import open_output
 
     voxels = gigabytes * 2**30 / 4
     edge = max(chunk, int(round((voxels / 0.25) ** (1 / 3) / chunk)) * chunk)

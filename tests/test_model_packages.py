@@ -439,7 +439,7 @@ def test_a_2d_softmax_model_with_percentile_normalisation_exports(tmp_path, caps
 def test_spec_04_channel_counts_are_read_from_shapes():
     """TorchScript packages in the 0.4 layout state channels through (min, step) / offsets."""
     from unet_core.exchange.package_model import _channels
-    from unet_core.exchange.package_reader import ModelPackage
+    from unet_core.io.model_package import ModelPackage
 
     rdf = {
         "inputs": [{"axes": "bczyx", "shape": {"min": [1, 2, 16, 32, 32], "step": [0] * 5}}],

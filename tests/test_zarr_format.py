@@ -15,7 +15,7 @@ from unet_core import formats
 from unet_core.errors import DataError
 from unet_core.formats import VolumeInfo
 from unet_core.io import Source, expand_file_paths
-from unet_core.output_files import open_output, output_file
+from unet_core.prediction.output_files import open_output, output_file
 
 
 def _write_output(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +218,7 @@ def test_round_trip_hdf5_to_ome_zarr_predict_evaluate_equals_hdf5(sample_data, t
     """Real volume: HDF5 -> OME-Zarr (unet data convert) -> prediction -> evaluation scores
     the same as the all-HDF5 path."""
     from unet_core.config import as_config
-    from unet_core.io.convert import convert
+    from unet_core.conversion import convert
     from unet_core.prediction.run import run_prediction
     from unet_core.prediction.score_files import evaluate_config
 
@@ -252,7 +252,7 @@ def test_round_trip_hdf5_to_ome_zarr_predict_evaluate_equals_hdf5(sample_data, t
 def test_convert_with_a_pyramid_of_levels(tmp_path):
     import h5py
 
-    from unet_core.io.convert import convert
+    from unet_core.conversion import convert
 
     rng = np.random.default_rng(4)
     raw = rng.integers(0, 255, size=(6, 20, 18)).astype(np.uint8)

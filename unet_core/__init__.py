@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 from unet_core.errors import ConfigError, DataError, PluginError, UserError
-
-__version__ = "0.1.0"
+from unet_core.version import __version__
 
 __all__ = [
     "ConfigError",

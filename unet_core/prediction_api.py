@@ -21,7 +21,6 @@ from unet_core.array_prediction import (
 from unet_core.engine.amp import default_channels_last
 from unet_core.formats import VolumeInfo, VolumeWriter
 from unet_core.io.space import check_space
-from unet_core.output_files import open_output, output_file
 from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
 from unet_core.prediction.inference import PatchForward
 from unet_core.prediction.memory import return_freed_buffers
@@ -35,6 +34,7 @@ from unet_core.prediction.output import (
     segmentation_dtype,
     source_attrs,
 )
+from unet_core.prediction.output_files import open_output, output_file
 from unet_core.prediction.scores import ScoreCounter, segment
 from unet_core.prediction.stop import raise_if_stopped
 from unet_core.tiling import (

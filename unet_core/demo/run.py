@@ -62,7 +62,7 @@ def _suffix() -> str:
 
 
 def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
-    from unet_core.output_files import open_output
+    from unet_core.prediction.output_files import open_output
 
     with open_output(path, DEMO_FORMAT, overwrite=True) as out:
         out.write("raw", raw, compression="gzip")

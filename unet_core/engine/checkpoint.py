@@ -60,11 +60,11 @@ def load_checkpoint(path: StrPath) -> dict[str, Any]:
     """
     import torch
 
-    from unet_core.exchange.package_reader import is_model_package
+    from unet_core.io.model_package import is_model_package
 
     p = Path(path)
     if is_model_package(p):  # a bioimage.io package: its state dict, e.g. as pre_trained
-        from unet_core.exchange.package_model import package_checkpoint
+        from unet_core.io.package_weights import package_checkpoint
 
         return normalize_checkpoint(package_checkpoint(p), source=str(p))
     if not p.is_file():

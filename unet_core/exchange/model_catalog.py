@@ -63,7 +63,7 @@ def pull_model(
     entries = load_model_catalog(catalog)
     entry = lookup(entries, name, what="model", listing="unet models list --remote")
     result = fetch(entry, model_cache(cache), trust_unverified=trust_unverified)
-    from unet_core.exchange.package_reader import is_model_package
+    from unet_core.io.model_package import is_model_package
 
     if not is_model_package(result.cached):
         raise DownloadError(

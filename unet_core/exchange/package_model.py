@@ -20,13 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from unet_core.errors import ConfigError, ModelPackageError, PluginError
-from unet_core.exchange.package_reader import ModelPackage, is_model_package, open_package
+from unet_core.errors import ConfigError, ModelPackageError
+from unet_core.io.model_package import ModelPackage, is_model_package, open_package
+from unet_core.io.package_weights import native_spec, package_state_dict
 
 log = logging.getLogger(__name__)
-
-#: The reference's package: its model classes are ours under the same names.
-REFERENCE_PACKAGE = "pytorch3dunet"
 
 
 def package_model_or_none(path: str | Path | None) -> Any:
@@ -102,43 +100,6 @@ def load_package_model(path: str | Path) -> Any:
     )
 
 
-def native_spec(package: ModelPackage) -> dict[str, Any] | None:
-    """``{name, **kwargs}`` when the architecture is a model of the registry, else None."""
-    from unet_core import registry
-
-    arch = package.architecture()
-    if arch is None or arch.callable not in registry.list("models"):
-        return None
-    if arch.module is not None:
-        if arch.module.split(".")[0] != REFERENCE_PACKAGE:
-            try:
-                cls = registry.get("models", arch.callable)
-            except PluginError:
-                return None
-            if getattr(cls, "__module__", None) != arch.module:
-                return None
-    return {"name": arch.callable, **arch.kwargs}
-
-
-def package_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The package's state dict as a checkpoint dict (``trainer.pre_trained``, fine-tuning)."""
-    package = open_package(path)
-    spec = native_spec(package)
-    if spec is None:
-        raise ModelPackageError(
-            f"The model package {str(path)!r} holds no state dict of a unet-core or "
-            "pytorch-3dunet model, so its weights cannot be loaded into one for training; "
-            "it can only be used for prediction (model_path / unet predict --model)."
-        )
-    return {"model_state_dict": _state_dict(package), "package_model": spec}
-
-
-def _state_dict(package: ModelPackage) -> Any:
-    entry = package.weights("pytorch_state_dict") or {}
-    data = package.read(str(entry.get("source")), sha256=entry.get("sha256"), what="weights file")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
 def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
     from unet_core import registry
     from unet_core.engine.checkpoint import load_model_weights
@@ -151,7 +112,7 @@ def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
             f"kwargs this version cannot build: {exc.message} Export the package again with "
             "this version, or drop the unsupported kwargs from its rdf.yaml."
         ) from None
-    load_model_weights(model, _state_dict(package), model_config=spec)
+    load_model_weights(model, package_state_dict(package), model_config=spec)
     model.eval()
     log.info("model_path is a bioimage.io package: native %s", spec["name"])
     return model

@@ -121,7 +121,7 @@ def run_distributed(
     cfg: ExperimentConfig, model: Any, device: Any, *, overwrite: bool = False
 ) -> list[Written]:
     """Predict every test file on Dask; returns the completed outputs."""
-    from unet_core.prediction.run import build_predictor, test_datasets
+    from unet_core.prediction.building import build_predictor, test_datasets
 
     assert cfg.distributed is not None
     predictor = build_predictor(cfg, model, device, overwrite=overwrite)

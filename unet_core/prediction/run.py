@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from unet_core import registry
-from unet_core.config.refs import ComponentRef
-from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig
-from unet_core.contracts import declared
-from unet_core.errors import ConfigError
+from unet_core.config.schema import ExperimentConfig
+from unet_core.prediction.building import (  # noqa: F401 - re-exported for callers
+    ConfigLike,
+    _as_config,
+    build_model,
+    build_predictor,
+    check_predict_config,
+    test_datasets,
+)
 from unet_core.prediction.output import (
     Written,
     check_writable,
@@ -29,136 +32,9 @@ from unet_core.prediction.output import (
 from unet_core.prediction.stop import raise_if_stopped, stop_on_signals
 
 if TYPE_CHECKING:
-    import torch
-    from torch.utils.data import Dataset
-
-    from unet_core.interfaces import Predictor
+    pass
 
 log = logging.getLogger(__name__)
-
-ConfigLike = ExperimentConfig | Mapping[str, Any] | str | Path
-
-
-def _as_config(config: ConfigLike) -> ExperimentConfig:
-    from unet_core.config import as_config
-
-    return as_config(config)
-
-
-def check_predict_config(cfg: ExperimentConfig) -> None:
-    """What prediction needs beyond the schema, in one paragraph each."""
-    if not cfg.model_path:
-        raise ConfigError(
-            "model_path is missing: prediction needs the checkpoint to load (e.g. "
-            "model_path: checkpoints/best_checkpoint.pytorch written by `unet train` or "
-            "pytorch-3dunet). Add it to the config or pass --set model_path=FILE."
-        )
-    if cfg.loaders is None or cfg.loaders.test is None:
-        raise ConfigError(
-            "loaders.test is missing: prediction needs the files to predict (loaders.test."
-            "file_paths) and how to cut them into patches (loaders.test.slice_builder). "
-            "Add a loaders.test section."
-        )
-
-
-def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
-    """The configured model with the weights of ``model_path`` (strict).
-
-    A bioimage.io model package as ``model_path`` brings its own network (see
-    :mod:`unet_core.exchange.package_model`); the config's model section is then not used.
-    """
-    from unet_core.engine.checkpoint import load_model_weights
-    from unet_core.exchange.package_model import package_model_or_none
-
-    packaged: torch.nn.Module | None = package_model_or_none(cfg.model_path)
-    if packaged is not None:
-        _warn_on_other_preprocessing(cfg)
-        return packaged
-    model: torch.nn.Module = registry.create("models", cfg.model)
-    assert cfg.model_path is not None
-    load_model_weights(model, cfg.model_path, model_config=cfg.model.dump())
-    return model
-
-
-def _warn_on_other_preprocessing(cfg: ExperimentConfig) -> None:
-    from unet_core.exchange.package_model import check_preprocessing
-
-    test = cfg.loaders.test if cfg.loaders is not None else None
-    if cfg.model_path is None or test is None:
-        return
-    problem = check_preprocessing(cfg.model_path, [dict(t) for t in test.transformer.raw])
-    if problem:
-        log.warning(problem)
-
-
-def build_predictor(
-    cfg: ExperimentConfig,
-    model: torch.nn.Module,
-    device: torch.device,
-    *,
-    overwrite: bool = False,
-) -> Predictor:
-    """The configured predictor, with the postprocessor it should apply."""
-    post = registry.create("postprocessors", cfg.postprocessor) if cfg.postprocessor else None
-    loaders = cfg.loaders
-    predictor: Predictor = registry.create(
-        "predictors",
-        cfg.predictor,
-        model=model,
-        device=device,
-        output_dir=loaders.output_dir if loaders is not None else None,
-        experiment=cfg,
-        postprocessor=post,
-        overwrite=overwrite,
-    )
-    return predictor
-
-
-def _file_config(
-    cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]
-) -> ExperimentConfig:
-    """A typed copy of ``cfg`` narrowed to one file, with the predictor's patch/stride/halo.
-
-    At test time there is no label, so every slice builder is a plain grid; the predictor's
-    values (already typed) replace the builder's, and nothing is validated again.
-    """
-    assert cfg.loaders is not None and cfg.loaders.test is not None
-    test = cfg.loaders.test
-    builder = test.slice_builder
-    if builder is None:
-        builder = ComponentRef.from_spec(
-            "slice_builders",
-            {"name": DEFAULT_NAMES["slice_builder"], **overrides},
-            ("loaders", "test", "slice_builder"),
-        )
-    else:
-        builder = builder.with_params(**overrides)
-    test = test.model_copy(update={"file_paths": [str(file_path)], "slice_builder": builder})
-    loaders = cfg.loaders.model_copy(update={"test": test})
-    return cfg.model_copy(update={"loaders": loaders})
-
-
-def _volume_shape(cfg: ExperimentConfig, file_path: str) -> tuple[int, ...]:
-    from unet_core.io.volume import Source
-
-    assert cfg.loaders is not None
-    raw = cfg.loaders.dataset_setting("raw_internal_path", "raw")
-    with Source(file_path, raw_name=raw if isinstance(raw, str) else raw[0]) as src:
-        return src.volume(raw, key="loaders.raw_internal_path").spatial_shape
-
-
-def test_datasets(cfg: ExperimentConfig, predictor: Predictor) -> Iterator[Dataset[Any]]:
-    """The test datasets, one file at a time; re-tiled when the predictor chooses tiles."""
-    from unet_core.engine.data import build_test_datasets, input_files
-
-    overrides_for = declared("predictors", predictor, "slice_builder_overrides")
-    if overrides_for is None or not declared("predictors", predictor, "retiles"):
-        yield from build_test_datasets(cfg)
-        return
-    for path in input_files(cfg, "test"):
-        overrides = overrides_for(_volume_shape(cfg, path))
-        narrowed = _file_config(cfg, path, overrides or {})
-        yield from build_test_datasets(narrowed)
 
 
 def run_prediction(

@@ -177,7 +177,7 @@ def score_file(
 def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     """(prediction file, input file) per test file of a config, as `unet predict` names them."""
     from unet_core.engine.data import input_files
-    from unet_core.output_files import output_file
+    from unet_core.prediction.output_files import output_file
 
     if cfg.loaders is None or cfg.loaders.test is None:
         raise ConfigError("loaders.test is missing: it lists the files whose predictions to score.")

@@ -67,7 +67,7 @@ class RunFolder:
 
     def start(self, config: ExperimentConfig, *, resumed_from: str | None) -> dict[str, Any]:
         """Write ``run.json``: this run's id, config and model identity, owner, resume source."""
-        from unet_core import __version__
+        from unet_core.version import __version__
 
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         old = self.manifest if self.continues and self.manifest else None

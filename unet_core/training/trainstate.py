@@ -55,7 +55,7 @@ class TrainState:
 
     def state_dict(self, rank_states: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """A CPU copy of everything needed to continue; ``rank_states`` from :meth:`gather_rng`."""
-        from unet_core import __version__
+        from unet_core.version import __version__
 
         rank_states = rank_states or self.gather_rng()
         mine = rank_states[0]

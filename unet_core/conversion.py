@@ -35,7 +35,7 @@ def convert(
     levels: int = 0,
 ) -> list[str]:
     """Copy the arrays ``names`` of ``source`` into a new ``target``; returns what was copied."""
-    from unet_core.output_files import open_output
+    from unet_core.prediction.output_files import open_output
 
     found = formats.claim(target)
     if found is None:
