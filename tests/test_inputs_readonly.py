@@ -131,3 +131,58 @@ def test_demo_refuses_data_inside_its_output_folder(tmp_path, capsys):
         )
         assert code == 2 and str(given) in err and "-o" in err, err
         assert_only_new(tmp_path, before, set())
+
+
+def test_train_export_and_convert_leave_inputs_alone(tmp_path, capsys):
+    """Training with its run folder beside the inputs, then export and convert from them."""
+    import shutil
+
+    from test_train_support import DATA, reference_config, tiny
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("nuclei3d_train_a.h5", "nuclei3d_train_b.h5"):
+        shutil.copy(DATA / name, data / name)
+    (data / "notes.txt").write_text("my notes\n")
+    cfg = tiny(reference_config(data / "run"), iterations=2, every=2)
+    cfg["loaders"]["train"]["file_paths"] = [str(data / "nuclei3d_train_a.h5")]
+    cfg["loaders"]["val"]["file_paths"] = [str(data / "nuclei3d_train_b.h5")]
+    cfg["loaders"]["num_workers"] = 0
+    cfg_path = data / "train.yml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    for path in data.iterdir():
+        path.chmod(0o444)
+    before = snapshot(tmp_path)
+
+    code, _, err = run_here(capsys, "train", "-c", str(cfg_path))
+    assert code == 0, err
+    after = snapshot(tmp_path)
+    new = set(after) - set(before)
+    assert new and all(name.startswith("data/run/") for name in new), new
+    assert_only_new(tmp_path, before, new)
+    before = after
+
+    checkpoint = data / "run" / "last_checkpoint.pytorch"
+    exported = data / "model.pt"
+    code, _, err = run_here(
+        capsys, "export", str(checkpoint), "--format", "torchscript", "-o", str(exported)
+    )
+    assert code == 0, err
+    assert_only_new(tmp_path, before, {"data/model.pt"})
+    before = snapshot(tmp_path)
+
+    target = data / "nuclei3d_train_a.ome.zarr"
+    code, _, err = run_here(
+        capsys, "data", "convert", str(data / "nuclei3d_train_a.h5"), str(target)
+    )
+    assert code == 0, err
+    new = set(snapshot(tmp_path)) - set(before)
+    assert new and all(n.startswith("data/nuclei3d_train_a.ome.zarr/") for n in new), new
+    assert_only_new(tmp_path, before, new)
+    # converting again never writes over the first conversion (no --overwrite)
+    before = snapshot(tmp_path)
+    code, _, err = run_here(
+        capsys, "data", "convert", str(data / "nuclei3d_train_a.h5"), str(target)
+    )
+    assert code != 0 and str(target) in err
+    assert_only_new(tmp_path, before, set())

@@ -11,14 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from unet_core.errors import DataError
-from unet_core.interfaces import (  # noqa: F401 - the format contract, re-exported
-    ArrayLike,
-    VolumeFormat,
-    VolumeInfo,
-    VolumeReader,
-    VolumeWriter,
-    WritableArray,
-)
+from unet_core.interfaces import ArrayLike as ArrayLike  # the format contract, re-exported
+from unet_core.interfaces import VolumeFormat as VolumeFormat
+from unet_core.interfaces import VolumeInfo as VolumeInfo
+from unet_core.interfaces import VolumeReader as VolumeReader
+from unet_core.interfaces import VolumeWriter as VolumeWriter
+from unet_core.interfaces import WritableArray as WritableArray
 
 KIND = "formats"
 

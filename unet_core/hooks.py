@@ -19,7 +19,8 @@ from typing import Any
 
 import pluggy
 
-from unet_core.discovery import ImportFailure, hook_modules, import_object
+from unet_core.discovery import hook_modules
+from unet_core.plugin_import import ImportFailure, import_object
 
 PROJECT = "unet"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -19,6 +19,7 @@ from unet_core import discovery
 from unet_core.discovery import Record
 from unet_core.errors import ConfigError, PluginError
 from unet_core.kinds import KINDS, singular
+from unet_core.plugin_import import ImportFailure
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -144,7 +145,7 @@ class Registry:
         rec = self.record(kind, name)
         try:
             impl = obj.resolve()
-        except discovery.ImportFailure as failure:
+        except ImportFailure as failure:
             rec.error, rec.cause, rec.obj = failure.reason, failure.cause, None
             raise self._broken(rec) from failure.cause
         problem = discovery.contract_problem(kind, impl)

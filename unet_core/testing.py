@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from unet_core.contracts import CONTRACTS, declared, problems
-from unet_core.discovery import ImportFailure, config_problem
+from unet_core.discovery import config_problem
 from unet_core.kinds import KINDS
+from unet_core.plugin_import import ImportFailure
 
 
 class ContractViolation(AssertionError):
