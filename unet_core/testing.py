@@ -165,7 +165,7 @@ def _loss(build: Build, impl: Any, options: dict[str, Any]) -> list[str]:
                 "scalar tensor"]  # fmt: skip
     if not _finite(value):
         return [f"it returned {value.item()} on finite inputs"]
-    value.backward()
+    value.backward()  # type: ignore[no-untyped-call]
     if logits.grad is None or not _finite(logits.grad):
         return ["its gradient with respect to the logits is missing or not finite"]
     return []
@@ -274,7 +274,7 @@ def _optimizer(build: Build, impl: Any, options: dict[str, Any]) -> list[str]:
     def closure() -> Any:
         optimizer.zero_grad()
         value = param.square().sum()
-        value.backward()
+        value.backward()  # type: ignore[no-untyped-call]
         return value
 
     closes = declared("optimizers", impl, "needs_closure") or declared(

@@ -88,4 +88,4 @@ def redundancy(indices: Sequence[Index], volume_shape: Sequence[int], halo: Sequ
     computed = sum(
         math.prod((s.stop - s.start) + 2 * h for s, h in zip(idx, halo)) for idx in indices
     )
-    return computed / float(math.prod(volume_shape))
+    return computed / float(math.prod(volume_shape))  # type: ignore[no-any-return]

@@ -108,7 +108,7 @@ def with_files(cfg: ExperimentConfig, phase: str, files: list[str]) -> Experimen
     """A copy of ``cfg`` whose ``loaders.<phase>.file_paths`` is ``files``."""
     assert cfg.loaders is not None
     section = getattr(cfg.loaders, phase).model_copy(update={"file_paths": files})
-    return with_loaders(cfg, **{phase: section})
+    return with_loaders(cfg, **{phase: section})  # type: ignore[no-any-return]
 
 
 def with_loaders(cfg: Any, **update: Any) -> Any:

@@ -178,14 +178,14 @@ class _LiveBytes:
 
         tracker = self
 
-        class Mode(TorchDispatchMode):
+        class Mode(TorchDispatchMode):  # type: ignore[no-untyped-call]
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
                 out = func(*args, **(kwargs or {}))
                 if not (func._schema.is_mutable or func.is_view):
                     tracker.record(out, args, kwargs)
                 return out
 
-        self.mode = Mode()
+        self.mode = Mode()  # type: ignore[no-untyped-call]
         self.live = self.peak = self.largest = 0
 
     def record(self, out: Any, args: Any, kwargs: Any) -> None:
@@ -207,11 +207,11 @@ class _LiveBytes:
         self.live -= n
 
     def __enter__(self) -> _LiveBytes:
-        self.mode.__enter__()
+        self.mode.__enter__()  # type: ignore[no-untyped-call]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.mode.__exit__(*exc)
+        self.mode.__exit__(*exc)  # type: ignore[no-untyped-call]
 
 
 # -- output ---------------------------------------------------------------------------------------

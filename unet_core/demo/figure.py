@@ -13,7 +13,7 @@ def _labels_rgb(labels: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(7)
     colours = rng.uniform(0.25, 1.0, size=(int(labels.max()) + 1, 3))
     colours[0] = 0.0
-    return colours[labels]
+    return colours[labels]  # type: ignore[no-any-return]
 
 
 def save_figure(

@@ -51,7 +51,7 @@ class Precision:
     def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """``loss.backward(); optimizer.step()``, through the grad scaler under fp16."""
         if self.scaler is None:
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             return
         self.scaler.scale(loss).backward()

@@ -121,7 +121,7 @@ def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
 def _scripted(package: ModelPackage, entry: dict[str, Any], dims: int) -> Any:
     data = package.read(str(entry["source"]), sha256=entry.get("sha256"), what="weights file")
     try:
-        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")  # type: ignore[no-untyped-call]
     except Exception as exc:  # noqa: BLE001 - a broken file, told once
         raise ModelPackageError(
             f"The TorchScript weights {entry['source']!r} of {str(package.location)!r} cannot "

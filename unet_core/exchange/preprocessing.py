@@ -99,15 +99,15 @@ def _apply(step: Step, x: np.ndarray) -> np.ndarray:
     reduce = (0, *range(2, x.ndim)) if kw.get("axes") else None
     if step.id == "zero_mean_unit_variance":
         mean = np.mean(x, axis=reduce, keepdims=True)
-        return (x - mean) / (np.std(x, axis=reduce, keepdims=True) + kw["eps"])
+        return (x - mean) / (np.std(x, axis=reduce, keepdims=True) + kw["eps"])  # type: ignore[no-any-return]
     if step.id == "fixed_zero_mean_unit_variance":
-        return (x - kw["mean"]) / (kw["std"] + kw["eps"])
+        return (x - kw["mean"]) / (kw["std"] + kw["eps"])  # type: ignore[no-any-return]
     if step.id == "scale_range":
         q = [kw["min_percentile"], kw["max_percentile"]]
         lo, hi = np.percentile(x, q, axis=reduce, keepdims=True)
-        return (x - lo) / (hi - lo + kw["eps"])
+        return (x - lo) / (hi - lo + kw["eps"])  # type: ignore[no-any-return]
     if step.id == "scale_linear":
-        return x * kw["gain"] + kw["offset"]
+        return x * kw["gain"] + kw["offset"]  # type: ignore[no-any-return]
     if step.id == "clip":
-        return np.clip(x, kw["min"], kw["max"])
+        return np.clip(x, kw["min"], kw["max"])  # type: ignore[no-any-return]
     raise ValueError(f"unknown step {step.id}")

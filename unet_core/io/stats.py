@@ -160,7 +160,9 @@ def _ranks_by_refinement(
             _collect(blocks, collect, state, values)
 
 
-def _collect(blocks: Blocks, ranks: list[int], state: dict[int, list[Any]], values: dict) -> None:
+def _collect(
+    blocks: Blocks, ranks: list[int], state: dict[int, list[Any]], values: dict[int, float]
+) -> None:
     picked: dict[int, list[np.ndarray]] = {r: [] for r in ranks}
     for block in blocks():
         b = np.asarray(block, dtype=np.float64).ravel()

@@ -104,7 +104,7 @@ class Volume:
         for part in self._parts:
             block = part.read(spatial if len(part.shape) == 3 else (slice(None), *spatial))
             blocks.append(block[None] if len(part.shape) == 3 else block)
-        return np.concatenate(blocks, axis=0).astype(self.dtype, copy=False)[channel]
+        return np.concatenate(blocks, axis=0).astype(self.dtype, copy=False)[channel]  # type: ignore[no-any-return]
 
     def _full_index(self, index: Any) -> Index:
         if not isinstance(index, tuple):

@@ -22,13 +22,13 @@ def track(futures: list[Any], *, total: int, done: int, what: str) -> None:
             transient=False,
         ) as bar:
             task = bar.add_task(f"{what} blocks", total=total, completed=done)
-            for future in as_completed(futures):
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
                 future.result()
                 bar.advance(task)
         return
     step = max(1, total // 10)
     count = done
-    for future in as_completed(futures):
+    for future in as_completed(futures):  # type: ignore[no-untyped-call]
         future.result()
         count += 1
         if count % step == 0 or count == total:

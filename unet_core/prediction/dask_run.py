@@ -60,7 +60,7 @@ def dask_client(dist: DistributedConfig) -> Iterator[Any]:
         ) from None
     if dist.scheduler:
         try:
-            client = Client(dist.scheduler, timeout=dist.connect_timeout)
+            client = Client(dist.scheduler, timeout=dist.connect_timeout)  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:
             raise ConfigError(
                 f"distributed.scheduler: no Dask scheduler answered at {dist.scheduler!r} "
@@ -72,14 +72,14 @@ def dask_client(dist: DistributedConfig) -> Iterator[Any]:
             yield client
         return
     with (
-        LocalCluster(
+        LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=dist.workers,
             threads_per_worker=dist.threads_per_worker,
             processes=True,
             dashboard_address=":0",
             silence_logs=logging.WARNING,
         ) as cluster,
-        Client(cluster) as client,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         yield client
 

@@ -165,7 +165,7 @@ def quantize(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "float16":
         return values.astype(np.float16)
     if dtype == "uint8":
-        return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)  # type: ignore[no-any-return]
     raise ValueError(f"unknown output dtype {dtype!r}")
 
 

@@ -22,8 +22,8 @@ METRICS = ("dice", "mean_iou")
 def segment(probabilities: np.ndarray) -> np.ndarray:
     """(C,Z,Y,X) probabilities -> (Z,Y,X) labels: p > 0.5 for C == 1, argmax otherwise."""
     if probabilities.shape[0] == 1:
-        return (probabilities[0] > 0.5).astype(np.uint16)
-    return np.argmax(probabilities, axis=0).astype(np.uint16)
+        return (probabilities[0] > 0.5).astype(np.uint16)  # type: ignore[no-any-return]
+    return np.argmax(probabilities, axis=0).astype(np.uint16)  # type: ignore[no-any-return]
 
 
 def check_metric(metric: str) -> None:

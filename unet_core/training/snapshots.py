@@ -45,7 +45,7 @@ def rng_state() -> dict[str, Any]:
     import torch
 
     version, internal, gauss = random.getstate()
-    _, key, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    _, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": {
             "version": version,
@@ -60,7 +60,7 @@ def rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 

@@ -115,5 +115,5 @@ def _normalize(img: np.ndarray) -> np.ndarray:
 def _label_rgb(labels: np.ndarray) -> np.ndarray:
     from skimage.color import label2rgb
 
-    rgb = label2rgb(np.asarray(labels).astype(np.int64), bg_label=0)
+    rgb = label2rgb(np.asarray(labels).astype(np.int64), bg_label=0)  # type: ignore[no-untyped-call]
     return np.ascontiguousarray(rgb.transpose(2, 0, 1).astype(np.float32))

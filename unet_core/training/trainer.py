@@ -286,7 +286,7 @@ class Trainer(Evaluation, TrainState):
                 kept["loss"] = float(loss.detach())
                 self._check_finite(kept["loss"])
             loss.backward()
-            return loss
+            return loss  # type: ignore[no-any-return]
 
         self.optimizer.step(closure)  # type: ignore[arg-type]
         return kept["loss"], kept["logits"]
