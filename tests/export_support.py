@@ -21,17 +21,3 @@ def train_tiny(folder: Path, iterations: int = 2, **model: Any) -> Path:
     torch.manual_seed(0)
     train(config_from_dict(cfg))
     return folder / "checkpoints" / "best_checkpoint.pytorch"
-
-
-def run_cli_here(capsys: Any, *args: str) -> tuple[int, str, str]:
-    """The CLI in this process: (exit code, stdout, stderr)."""
-    from unet_core.cli.errors import run_cli
-    from unet_core.cli.main import cli
-
-    try:
-        run_cli(cli, list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err

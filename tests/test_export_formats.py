@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from export_support import run_cli_here, train_tiny
+from cli_support import run_here as run_cli_here
+from export_support import train_tiny
 
 from unet_core.errors import ExportError
 from unet_core.exchange.source import load_export_source

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from cli_support import run_here
 from predict_support import config, save_weights, tiny_unet, write_volume
 
 Snapshot = dict[str, tuple[str, int, int, int]]
@@ -35,19 +36,6 @@ def assert_only_new(root: Path, before: Snapshot, allowed_new: set[str]) -> None
     changed = [name for name, state in before.items() if after.get(name) != state]
     assert changed == [], f"touched: {changed}"
     assert set(after) - set(before) <= allowed_new, set(after) - set(before) - allowed_new
-
-
-def run_here(capsys, *args):
-    from unet_core.cli.errors import run_cli
-    from unet_core.cli.main import cli
-
-    try:
-        run_cli(cli, list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _workspace(tmp_path: Path, shape=(12, 20, 20)) -> tuple[Path, Path]:

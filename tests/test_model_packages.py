@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from export_support import run_cli_here, train_tiny
+from cli_support import run_here as run_cli_here
+from export_support import train_tiny
 from test_train_support import DATA
 
 pytest.importorskip("bioimageio.spec")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from export_support import run_cli_here
+from cli_support import run_here as run_cli_here
 
 pytest.importorskip("pooch")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from cli_support import run_here
 from predict_support import Register, _TestModel, config, save_weights, tiny_unet, write_volume
 
 from unet_core.io.volume import Source
@@ -31,20 +32,6 @@ TINY_MODEL = {
     "num_levels": 2,
     "num_groups": 2,
 }
-
-
-def run_here(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The `unet` CLI in this process: (exit code, stdout, stderr)."""
-    from unet_core.cli.errors import run_cli
-    from unet_core.cli.main import cli
-
-    try:
-        run_cli(cli, list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def flat(text: str) -> str:

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import yaml
+from cli_support import run_here
 from predict_support import config, read, save_weights, tiny_unet, write_volume
 
 UNET = [sys.executable, "-m", "unet_core.cli.main"]
@@ -15,20 +16,6 @@ UNET = [sys.executable, "-m", "unet_core.cli.main"]
 
 def run(*args, cwd=None):
     return subprocess.run([*UNET, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
-
-
-def run_here(capsys, *args):
-    """The CLI in this process (no new torch import): (exit code, stdout, stderr)."""
-    from unet_core.cli.errors import run_cli
-    from unet_core.cli.main import cli
-
-    try:
-        run_cli(cli, list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _setup(tmp_path):

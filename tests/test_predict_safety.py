@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from cli_support import run_here
 from predict_support import config, read, save_weights, tiny_unet, write_volume
 
 UNET = [sys.executable, "-m", "unet_core.cli.main"]
@@ -48,19 +49,6 @@ def _config(tmp_path: Path, files, out_dir, **kw) -> Path:
 def _temporaries(folder: Path) -> list[str]:
     """Hidden files: unfinished outputs and scratch files (whatever their naming)."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
-
-def run_here(capsys, *args):
-    from unet_core.cli.errors import run_cli
-    from unet_core.cli.main import cli
-
-    try:
-        run_cli(cli, list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # -- class 2: two inputs never map to one output ---------------------------------------------------

@@ -87,8 +87,6 @@ def connected_components_blockwise(
     """
     import h5py
     from scipy import ndimage as ndi
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     from unet_core.io import temp_file
     from unet_core.prediction_api import raise_if_stopped
@@ -123,28 +121,37 @@ def connected_components_blockwise(
                     after = labels[(slice(None),) * axis + (cut,)]
                     edges.append(_touching_pairs(before, after, connectivity))
             pairs = np.unique(np.concatenate(edges), axis=0)  # no duplicate edges to sum
-            graph = coo_matrix(
-                (np.ones(len(pairs), np.int32), (pairs[:, 0], pairs[:, 1])),
-                shape=(total + 1, total + 1),
-            )
-            _, component = connected_components(graph, directed=False)
-
-            # pass 3: objects = components; keep the large ones, number them in raster order
-            objects = component[1:]
-            n_objects = int(objects.max(initial=-1)) + 1
-            object_size = np.bincount(objects, weights=size[1:], minlength=n_objects)
-            object_first = np.full(n_objects, np.iinfo(np.int64).max)
-            np.minimum.at(object_first, objects, first[1:])
-            kept = np.flatnonzero(object_size >= max(min_size, 1))
-            number = np.zeros(n_objects, np.int64)
-            number[kept[np.argsort(object_first[kept], kind="stable")]] = np.arange(
-                1, kept.size + 1
-            )
-            lut = np.concatenate([[0], number[objects]])
-            write = open_output(int(kept.size))
+            lut, kept = merged_numbering(pairs, size, first, total, min_size)  # pass 3
+            write = open_output(kept)
             for index in block_indices(shape, block):
                 raise_if_stopped()
                 write(index, lut[labels[index]])
-            return int(kept.size)
+            return kept
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+def merged_numbering(
+    pairs: np.ndarray, size: np.ndarray, first: np.ndarray, total: int, min_size: int
+) -> tuple[np.ndarray, int]:
+    """Block labels 1..total joined by the touching ``pairs`` into objects; objects smaller
+    than ``min_size`` dropped, the others numbered 1..n in raster order of their first voxel
+    (whole-volume labelling's order). Returns (lookup table from block label to object
+    number, n); label 0 maps to 0. ``size``/``first`` are per block label, index 0 unused."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix(
+        (np.ones(len(pairs), np.int32), (pairs[:, 0], pairs[:, 1])),
+        shape=(total + 1, total + 1),
+    )
+    _, component = connected_components(graph, directed=False)
+    objects = component[1:]
+    n_objects = int(objects.max(initial=-1)) + 1
+    object_size = np.bincount(objects, weights=size[1:], minlength=n_objects)
+    object_first = np.full(n_objects, np.iinfo(np.int64).max)
+    np.minimum.at(object_first, objects, first[1:])
+    kept = np.flatnonzero(object_size >= max(min_size, 1))
+    number = np.zeros(n_objects, np.int64)
+    number[kept[np.argsort(object_first[kept], kind="stable")]] = np.arange(1, kept.size + 1)
+    return np.concatenate([[0], number[objects]]), int(kept.size)

@@ -26,6 +26,7 @@ from unet_plugins.postprocessors.blockwise import (
     _global_raster_index,
     _touching_pairs,
     block_indices,
+    merged_numbering,
 )
 
 
@@ -102,8 +103,6 @@ def connected_components_dask(
     """Like :func:`connected_components_blockwise`, on Dask; ``read``, ``foreground`` and
     the writer ``open_output(n)`` returns must pickle. Returns the object count."""
     import zarr
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     folder = tempfile.mkdtemp(prefix=".labels.", suffix=".zarr", dir=scratch_dir)
     try:
@@ -145,21 +144,9 @@ def connected_components_dask(
         edges = np.unique(np.concatenate([np.zeros((0, 2), np.int64), *pairs]), axis=0)
         numbers, local = np.divmod(edges, block_voxels)
         compact = offsets[numbers] + local - 1 if edges.size else edges
-        graph = coo_matrix(
-            (np.ones(len(compact), np.int32), (compact[:, 0], compact[:, 1])),
-            shape=(total + 1, total + 1),
-        )
-        _, component = connected_components(graph, directed=False)
-        objects = component[1:]
-        n_objects = int(objects.max(initial=-1)) + 1
-        object_size = np.bincount(objects, weights=size[1:], minlength=n_objects)
-        object_first = np.full(n_objects, np.iinfo(np.int64).max)
-        np.minimum.at(object_first, objects, first[1:])
-        kept = np.flatnonzero(object_size >= max(min_size, 1))
-        number = np.zeros(n_objects, np.int64)
-        number[kept[np.argsort(object_first[kept], kind="stable")]] = np.arange(1, kept.size + 1)
-        lut = client.scatter(np.concatenate([[0], number[objects]]), broadcast=True)
-        write = open_output(int(kept.size))
+        table, kept = merged_numbering(compact, size, first, total, min_size)
+        lut = client.scatter(table, broadcast=True)
+        write = open_output(kept)
         client.gather(
             [
                 client.submit(
@@ -177,6 +164,6 @@ def connected_components_dask(
                 for i, index in enumerate(blocks)
             ]
         )
-        return int(kept.size)
+        return kept
     finally:
         shutil.rmtree(folder, ignore_errors=True)
