@@ -80,7 +80,7 @@ def build_package(
     meta = read_metadata(metadata, default_name=source.checkpoint.stem, dims=dims)
     steps = map_transforms(test_transforms(source), spatial_axis_ids(dims))
     x = apply_steps(steps, raw)
-    from unet_core.exchange.torchscript import eager_output
+    from unet_core.exchange.parity import eager_output
 
     y = eager_output(source.model, x)
     with tempfile.TemporaryDirectory(prefix="unet-bioimageio-") as folder:

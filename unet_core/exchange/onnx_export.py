@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unet_core.errors import ExportError
-from unet_core.exchange.parity import check_parity
-from unet_core.exchange.torchscript import _grown, eager_output
+from unet_core.exchange.parity import check_exported
 from unet_core.io.atomic import atomic_output
 
 if TYPE_CHECKING:
@@ -75,14 +74,7 @@ def export_onnx(model: torch.nn.Module, x: np.ndarray, out: Path) -> float:
     """Write ``out`` if onnxruntime's output matches the network on ``x``; returns the max diff."""
     _needs("onnxruntime")
     model.eval()
-    expected = eager_output(model, x)
     with atomic_output(out) as tmp:
         _write_graph(model, x, tmp)
-        diff = check_parity(expected, run_onnx(tmp, x), what="ONNX graph")
-        bigger = _grown(x)
-        check_parity(
-            eager_output(model, bigger),
-            run_onnx(tmp, bigger),
-            what="ONNX graph (on a larger input)",
-        )
+        diff = check_exported(model, x, lambda a: run_onnx(tmp, a), what="ONNX graph")
     return diff

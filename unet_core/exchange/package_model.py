@@ -119,16 +119,27 @@ def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
 
 
 def _scripted(package: ModelPackage, entry: dict[str, Any], dims: int) -> Any:
-    data = package.read(str(entry["source"]), sha256=entry.get("sha256"), what="weights file")
-    try:
-        module = torch.jit.load(io.BytesIO(data), map_location="cpu")  # type: ignore[no-untyped-call]
-    except Exception as exc:  # noqa: BLE001 - a broken file, told once
-        raise ModelPackageError(
-            f"The TorchScript weights {entry['source']!r} of {str(package.location)!r} cannot "
-            f"be loaded: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}."
-        ) from None
+    module = _loaded(
+        package,
+        entry,
+        "TorchScript",
+        lambda data: torch.jit.load(io.BytesIO(data), map_location="cpu"),  # type: ignore[no-untyped-call]
+    )
     cin, cout = _channels(package, "inputs"), _channels(package, "outputs")
     return ScriptedNetwork(module, in_channels=cin, out_channels=cout, spatial_dims=dims)
+
+
+def _loaded(package: ModelPackage, entry: dict[str, Any], kind: str, load: Any) -> Any:
+    """``load(bytes)`` of a weights file, checked against its sha256; one paragraph if broken."""
+    data = package.read(str(entry["source"]), sha256=entry.get("sha256"), what="weights file")
+    try:
+        return load(data)
+    except Exception as exc:  # noqa: BLE001 - a broken file, told once
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise ModelPackageError(
+            f"The {kind} weights {entry['source']!r} of {str(package.location)!r} cannot be "
+            f"loaded: {first}."
+        ) from None
 
 
 def _has_onnxruntime() -> bool:
@@ -140,14 +151,12 @@ def _has_onnxruntime() -> bool:
 def _onnx(package: ModelPackage, entry: dict[str, Any], dims: int) -> Any:
     import onnxruntime as ort
 
-    data = package.read(str(entry["source"]), sha256=entry.get("sha256"), what="weights file")
-    try:
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - a broken file, told once
-        raise ModelPackageError(
-            f"The ONNX weights {entry['source']!r} of {str(package.location)!r} cannot be "
-            f"loaded: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}."
-        ) from None
+    session = _loaded(
+        package,
+        entry,
+        "ONNX",
+        lambda data: ort.InferenceSession(data, providers=["CPUExecutionProvider"]),
+    )
     cin, cout = _channels(package, "inputs"), _channels(package, "outputs")
     return OnnxNetwork(session, in_channels=cin, out_channels=cout, spatial_dims=dims)
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from unet_core.errors import ExportError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Largest absolute difference accepted between an exported model and the eager network.
 PARITY_TOLERANCE = 1e-4
@@ -28,4 +34,28 @@ def check_parity(
             "compute what the model computes (an operation the exporter handles differently); "
             "try the other TorchScript mode (--torchscript-mode script|trace) or another format."
         )
+    return diff
+
+
+def eager_output(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """The network's own eval-mode output on ``x`` (the parity reference)."""
+    import torch
+
+    with torch.no_grad():
+        return np.asarray(model(torch.from_numpy(x)).numpy())
+
+
+def grown(x: np.ndarray) -> np.ndarray:
+    """``x`` with its last axis doubled (mirrored), another size the network can take."""
+    return np.ascontiguousarray(np.concatenate([x, x[..., ::-1]], axis=-1))
+
+
+def check_exported(
+    model: torch.nn.Module, x: np.ndarray, run: Callable[[np.ndarray], np.ndarray], *, what: str
+) -> float:
+    """Exported (``run``) == eager on ``x`` and on a larger input, which proves the sizes are
+    not frozen into the graph; returns the max difference on ``x``."""
+    diff = check_parity(eager_output(model, x), run(x), what=what)
+    bigger = grown(x)
+    check_parity(eager_output(model, bigger), run(bigger), what=f"{what} (on a larger input)")
     return diff
