@@ -22,13 +22,15 @@ from torch import nn
 
 from unet_core.errors import ConfigError
 from unet_plugins.losses import targets
+from unet_plugins.losses.config_checks import (  # noqa: F401 - re-exported for the loss modules
+    check_loss_config,
+    model_activation,
+    validate_loss_config,
+)
 from unet_plugins.losses.configs import (  # noqa: F401 - re-exported for the loss modules
     Layout,
     LossConfig,
     Normalization,
-    check_loss_config,
-    model_activation,
-    validate_loss_config,
 )
 
 

@@ -11,11 +11,12 @@ from functools import partial
 
 from unet_core.interfaces import Deferred
 from unet_plugins.losses import configs as c
+from unet_plugins.losses.config_checks import check_loss_config
 
 
 def _loss(target: str, config: type[c.LossConfig]) -> Deferred:
     name = target.rpartition(":")[2]
-    check = partial(c.check_loss_config, name, config)
+    check = partial(check_loss_config, name, config)
     return Deferred(f"unet_plugins.losses.{target}", config, check_config=check)
 
 
