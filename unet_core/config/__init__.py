@@ -2,10 +2,17 @@
 
 from unet_core.config.loading import as_config, config_from_dict, load_config
 from unet_core.config.refs import ComponentRef, RefOf
-from unet_core.config.schema import ExperimentConfig, LoadersConfig, PhaseConfig, TrainerConfig
+from unet_core.config.schema import (
+    ExperimentConfig,
+    LoadersConfig,
+    PhaseConfig,
+    TrainerConfig,
+    block_shape,
+)
 from unet_core.config.sections import phase_section
 
 __all__ = [
+    "block_shape",
     "ComponentRef",
     "RefOf",
     "ExperimentConfig",

@@ -206,6 +206,13 @@ class LoadersConfig(BaseModel):
         return getattr(self.dataset_ref.config, key, default)
 
 
+def block_shape(value: list[int] | None) -> list[int] | None:
+    """Validator of a (Z, Y, X) block shape key: three positive integers, or null."""
+    if value is not None and (len(value) != 3 or any(x < 1 for x in value)):
+        raise ValueError("expected 3 positive integers (Z, Y, X)")
+    return value
+
+
 class DistributedConfig(Section):
     """Prediction spread over a Dask cluster (docs/large-volumes.md)."""
 
@@ -230,9 +237,7 @@ class DistributedConfig(Section):
     @field_validator("block_shape")
     @classmethod
     def _block(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 3 or any(x < 1 for x in v)):
-            raise ValueError("expected 3 positive integers (Z, Y, X)")
-        return v
+        return block_shape(v)
 
 
 class ExperimentConfig(Section):

@@ -94,7 +94,7 @@ def model_digest(model: Any) -> str:
 
 
 def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
-    needs = ("patches", "channels", "settings", "output_file", "config")
+    needs = ("patches", "channels", "settings", "output_file", "output_layout", "config")
     if not all(hasattr(predictor, n) for n in needs):
         raise ConfigError(
             f"distributed: the predictor {cfg.predictor.get('name')} cannot run block by block "
@@ -249,11 +249,7 @@ def _predict_file(
         fmt, tmp, final, grid, _fingerprint(predictor, dataset, digest, block)
     )
     info = _input_info(dataset)
-    if cfg.save_segmentation:
-        shape: tuple[int, ...] = volume
-        dtype: Any = np.uint16
-    else:
-        shape, dtype = (predictor.channels, *volume), np.dtype(cfg.output_dtype)
+    shape, dtype = predictor.output_layout(volume)
     out = writer.create(
         cfg.output_dataset,
         shape,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
+from unet_core.config import block_shape
 from unet_core.interfaces import BlockwisePostprocessor
 from unet_core.prediction_api import (
     Index,
@@ -62,9 +63,7 @@ class LazyConfig(PredictorConfig):
     @field_validator("block_shape")
     @classmethod
     def _block(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 3 or any(x < 1 for x in v)):
-            raise ValueError("expected 3 positive integers (Z, Y, X)")
-        return v
+        return block_shape(v)
 
 
 #: Output chunk (Z,Y,X) of the streamed output when `chunks` is not set: ~2 MB of float32.
@@ -138,12 +137,7 @@ class LazyPredictor(StandardPredictor):
         """The block writer (and per-block scoring); returns it, the counter, a closer and
         the output array."""
         cfg = self.config
-        if cfg.save_segmentation:
-            shape: tuple[int, ...] = volume
-            dtype: Any = np.uint16
-        else:
-            shape = (self.channels, *volume)
-            dtype = np.dtype(cfg.output_dtype)
+        shape, dtype = self.output_layout(volume)
         ds = out.create(
             cfg.output_dataset,
             shape,

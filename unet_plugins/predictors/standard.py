@@ -151,6 +151,14 @@ class StandardPredictor(PredictorBase):
             return [path]
         return [path, path.with_name(f"{path.stem}_segmentation{path.suffix}")]
 
+    def output_layout(self, volume: Sequence[int]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+        """(shape, dtype) of the output array of a (Z,Y,X) volume written block by block:
+        uint16 labels with ``save_segmentation``, else one channel per class."""
+        spatial = tuple(int(v) for v in volume)
+        if self.config.save_segmentation:
+            return spatial, np.dtype(np.uint16)
+        return (self.channels, *spatial), np.dtype(self.config.output_dtype)
+
     def output_bytes(self, volume: Sequence[int]) -> int:
         """Uncompressed size of the output of a (Z,Y,X) volume: the free space it needs."""
         voxels = int(np.prod([int(v) for v in volume]))
