@@ -102,6 +102,9 @@ def test_distributed_equals_single_process(cluster, case, tmp_path):
     labels = zarr.open(written.path, mode="r")["labels/segmentation/0"][...]
     assert labels.max() > 1  # several objects, labelled block-wise like one process does
     np.testing.assert_array_equal(labels, case["labels"])
+    # read back like the single-process output: the input it came from is recorded
+    source = zarr.open(written.path, mode="r")["predictions"].attrs["unet_source"]
+    assert source == os.path.realpath(written.source)
 
 
 def _marked(partial: Path) -> int:

@@ -94,7 +94,15 @@ def model_digest(model: Any) -> str:
 
 
 def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
-    needs = ("patches", "channels", "settings", "output_file", "output_layout", "config")
+    needs = (
+        "patches",
+        "channels",
+        "settings",
+        "output_file",
+        "output_layout",
+        "array_attrs",
+        "config",
+    )
     if not all(hasattr(predictor, n) for n in needs):
         raise ConfigError(
             f"distributed: the predictor {cfg.predictor.get('name')} cannot run block by block "
@@ -257,6 +265,7 @@ def _predict_file(
         chunks=chunks,
         compression=cfg.compression,
         info=info.with_axes(len(shape)),
+        attrs=predictor.array_attrs(dtype, cfg.output_dataset, str(dataset.file_path)),
     )
     finished = np.asarray(marks[...]).astype(bool)
     indices = [tuple(s)[-3:] for s in dataset.raw_slices]

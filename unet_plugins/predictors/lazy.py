@@ -34,13 +34,11 @@ from unet_core.prediction_api import (
     return_freed_buffers,
     segment,
     segmentation_dtype,
-    source_attrs,
 )
 from unet_plugins.predictors.settings import PredictorConfig
 from unet_plugins.predictors.standard import (
     StandardPredictor,
     input_info,
-    output_attrs,
     spatial,
 )
 
@@ -145,10 +143,7 @@ class LazyPredictor(StandardPredictor):
             chunks=chunks,
             compression=cfg.compression,
             info=info.with_axes(len(shape)),
-            attrs={
-                **output_attrs(dtype, cfg.output_dataset, cfg),
-                **source_attrs(dataset.file_path),
-            },
+            attrs=self.array_attrs(dtype, cfg.output_dataset, str(dataset.file_path)),
         )
         counter = gt = source = None
         if cfg.performance_metric is not None:

@@ -159,6 +159,11 @@ class StandardPredictor(PredictorBase):
             return spatial, np.dtype(np.uint16)
         return (self.channels, *spatial), np.dtype(self.config.output_dtype)
 
+    def array_attrs(self, dtype: Any, name: str, source: str) -> dict[str, Any]:
+        """Attributes of an output array: how to read its values back (``quantization``)
+        and which input it was predicted from (``unet_source``)."""
+        return {**output_attrs(dtype, name, self.config), **source_attrs(source)}
+
     def output_bytes(self, volume: Sequence[int]) -> int:
         """Uncompressed size of the output of a (Z,Y,X) volume: the free space it needs."""
         voxels = int(np.prod([int(v) for v in volume]))
@@ -261,7 +266,7 @@ class StandardPredictor(PredictorBase):
             chunks=self.config.chunks,
             compression=self.config.compression,
             info=info.with_axes(array.ndim),
-            attrs={**output_attrs(array.dtype, name, self.config), **source_attrs(source)},
+            attrs=self.array_attrs(array.dtype, name, source),
         )
 
     @property
