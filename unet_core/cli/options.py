@@ -28,3 +28,19 @@ def set_option(example: str = "trainer.max_num_iterations=1000") -> Callable[[F]
         metavar="KEY=VALUE",
         help=f"Override a config value (YAML-typed), e.g. --set {example}; repeatable.",
     )
+
+
+def output_option(what: str, *, required: bool = False) -> Callable[[F], F]:
+    """``-o/--output PATH``: where a command writes (``what`` says what PATH may be)."""
+    return click.option("-o", "--output", "output", required=required, type=click.Path(), help=what)
+
+
+def device_option() -> Callable[[F], F]:
+    """``--device``: where the model runs, overriding the config's ``device`` key."""
+    return click.option(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:N or mps (overrides the config's `device`; default: the best "
+        "one present).",
+    )

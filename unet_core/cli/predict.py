@@ -1,4 +1,5 @@
-"""``unet predict``: run a trained model over ``loaders.test`` (``predict3dunet`` is the same).
+"""``unet predict``: run a trained model over ``loaders.test`` (``predict3dunet`` is the same),
+or, without a config, ``unet predict CHECKPOINT INPUT... -o OUT`` (see predict_checkpoint.py).
 
 Outputs go to ``<loaders.output_dir or the input's folder>/<stem>_predictions.h5``; an
 existing output is refused unless ``--overwrite``. ``--preview`` also writes
@@ -17,12 +18,41 @@ if TYPE_CHECKING:
 
 import click
 
-from unet_core.cli.options import config_option, set_option
+from unet_core.cli.options import config_option, device_option, output_option, set_option
 
 
 @click.command("predict")
-@config_option("YAML config with model, model_path, predictor and loaders.test.")
+@click.argument("arguments", nargs=-1, metavar="[CHECKPOINT INPUT...]", type=click.Path())
+@config_option(
+    "YAML config with model, model_path, predictor and loaders.test (not needed with "
+    "CHECKPOINT INPUT...: a checkpoint of `unet train` carries its config).",
+    required=False,
+)
 @set_option("model_path=best.pytorch")
+@output_option(
+    "Output: a file (out.h5, out.tif, out.ome.zarr; the suffix picks the format) for one "
+    "input, else a folder for <input>_predictions files (sets loaders.output_dir)."
+)
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="Recommended for new work: gaussian-blended tiles and batches sized for the device "
+    "(several times faster, no seams). Without it the reference's (pytorch-3dunet) patching "
+    "is reproduced to ~1e-5: keep that for configs that come from pytorch-3dunet.",
+)
+@device_option()
+@click.option(
+    "--precision",
+    type=click.Choice(["none", "bf16", "fp16", "auto"]),
+    default=None,
+    help="Autocast precision of the forward pass (sets predictor.amp); fp16 needs CUDA.",
+)
+@click.option(
+    "--postprocess",
+    metavar="NAME",
+    default=None,
+    help="Also write instance labels with this postprocessor (e.g. ConnectedComponents).",
+)
 @click.option(
     "--model",
     "model",
@@ -45,30 +75,94 @@ from unet_core.cli.options import config_option, set_option
     help="Predict on a LocalCluster of N worker processes; sets distributed.workers.",
 )
 def predict(
-    config_path: str,
+    arguments: tuple[str, ...],
+    config_path: str | None,
     overrides: tuple[str, ...],
+    output: str | None,
+    fast: bool,
+    device: str | None,
+    precision: str | None,
+    postprocess: str | None,
     model: str | None,
     overwrite: bool,
     preview: bool,
     scheduler: str | None,
     workers: int | None,
 ) -> None:
-    """Predict every file of loaders.test with the checkpoint in model_path."""
-    from unet_core.config import load_config
-    from unet_core.prediction.run import run_prediction
+    """Predict INPUT files with CHECKPOINT (its stored config supplies model, normalisation
+    and patching), or every file of loaders.test of --config FILE.
 
+    \b
+      unet predict run/best_checkpoint.pytorch vol.h5 -o vol_pred.h5 --fast
+      unet predict run/best_checkpoint.pytorch a.h5 b.tif -o predictions/
+      unet predict --config test_config.yml
+
+    Use --fast for new work; the default reproduces pytorch-3dunet's output.
+    """
+    from unet_core.cli.predict_checkpoint import flag_overrides
+
+    overrides = (
+        *flag_overrides(
+            fast=fast, precision=precision, postprocess=postprocess, output_format=None
+        ),
+        *overrides,
+    )
     if model is not None:  # a JSON string is YAML, so any path survives the --set parser unchanged
         overrides = (*overrides, f"model_path={json.dumps(model)}")
-    cfg = load_config(config_path, overrides)
+    cfg = _load(arguments, config_path, overrides)
     if scheduler is not None or workers is not None:
         from unet_core.config.schema import DistributedConfig
 
         dist = cfg.distributed.model_dump() if cfg.distributed is not None else {}
         dist.update({k: v for k, v in (("scheduler", scheduler), ("workers", workers)) if v})
         cfg = cfg.model_copy(update={"distributed": DistributedConfig(**dist)})
-    written = run_prediction(cfg, overwrite=overwrite, preview=preview)
+    written = _run(cfg, output, device=device, overwrite=overwrite, preview=preview)
     previews = _previews(cfg, written) if preview else {}
     _report(written, previews)
+
+
+def _load(
+    arguments: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...]
+) -> ExperimentConfig:
+    """The config of either form: --config FILE, or CHECKPOINT INPUT... (no config file)."""
+    from unet_core.config import config_from_dict, load_config
+    from unet_core.errors import UsageError
+
+    if config_path is not None:
+        if arguments:
+            raise UsageError(
+                f"unet predict got --config {config_path} and the arguments "
+                f"{' '.join(arguments)}; give either --config FILE (inputs in loaders.test) "
+                "or CHECKPOINT INPUT... without a config."
+            )
+        return load_config(config_path, overrides)
+    if len(arguments) < 2:
+        raise UsageError(
+            "unet predict needs a checkpoint and at least one input: unet predict "
+            "CHECKPOINT INPUT... -o OUT (or --config FILE for a config with loaders.test)."
+        )
+    from unet_core.cli.predict_checkpoint import prediction_config, stored_config
+
+    checkpoint, inputs = arguments[0], arguments[1:]
+    data = prediction_config(checkpoint, inputs, stored_config(checkpoint))
+    return config_from_dict(data, overrides)
+
+
+def _run(
+    cfg: ExperimentConfig, output: str | None, *, device: str | None, overwrite: bool, preview: bool
+) -> list[Written]:
+    """Predict, with -o read as one output file or a folder (predict_checkpoint.py)."""
+    from unet_core.cli.predict_checkpoint import discard_scratch, finish, output_target, with_target
+    from unet_core.engine.data import input_files
+    from unet_core.prediction.run import run_prediction
+
+    target = output_target(output, len(input_files(cfg, "test")) if output else 0, overwrite)
+    try:
+        cfg = with_target(cfg, target)
+        written = run_prediction(cfg, device=device, overwrite=overwrite, preview=preview)
+        return finish(target, written)
+    finally:
+        discard_scratch(target)
 
 
 def _previews(cfg: ExperimentConfig, written: list[Written]) -> dict[str, Path]:
