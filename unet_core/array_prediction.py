@@ -125,9 +125,12 @@ def forward_patches(
     where: str = "the input",
 ) -> Iterator[tuple[np.ndarray, Index]]:
     """(probabilities (C,*patch), spatial index) of every patch: forwarded, halo cropped."""
+    from unet_core.engine.work_progress import current
+
     crop = tuple(slice(h, -h if h else None) for h in halo)
     for batch, indices in batches:
         probs = forward(batch)[(slice(None), slice(None), *crop)]
+        current().advance(len(indices))
         if channel is not None:
             probs = probs[:, channel : channel + 1]
         elif probs.shape[1] != out_channels:

@@ -30,11 +30,22 @@ SUBCOMMANDS = [
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="unet-core")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for user errors too.")
+@click.option("-v", "--verbose", count=True, help="Debug lines too (-vv: every library's as well).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """unet-core: train and apply 3D/2D U-Nets to microscopy volumes."""
+def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool) -> None:
+    """unet-core: train and apply 3D/2D U-Nets to microscopy volumes.
+
+    Shell completion (bash; zsh and fish alike): eval "$(_UNET_COMPLETE=bash_source unet)".
+    """
+    from unet_core.cli import verbosity
+
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj.update(debug=debug, quiet=quiet)
+    if ctx.resilient_parsing:  # completion: nothing is run
+        return
+    handler = verbosity.configure(verbose, quiet)
+    ctx.call_on_close(lambda: verbosity.remove(handler))
 
 
 for _module, _attr in SUBCOMMANDS:

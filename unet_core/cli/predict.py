@@ -157,9 +157,12 @@ def _run(
     from unet_core.prediction.run import run_prediction
 
     target = output_target(output, len(input_files(cfg, "test")) if output else 0, overwrite)
+    from unet_core.cli.verbosity import command_progress
+
     try:
         cfg = with_target(cfg, target)
-        written = run_prediction(cfg, device=device, overwrite=overwrite, preview=preview)
+        with command_progress("predict"):
+            written = run_prediction(cfg, device=device, overwrite=overwrite, preview=preview)
         return finish(target, written)
     finally:
         discard_scratch(target)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unet_core.config.schema import ExperimentConfig
+from unet_core.engine.data import input_files
+from unet_core.engine.work_progress import current
 from unet_core.prediction.building import (  # noqa: F401 - re-exported for callers
     ConfigLike,
     _as_config,
@@ -68,14 +70,27 @@ def run_prediction(
         return written
     predictor = build_predictor(cfg, model, torch_device, overwrite=overwrite)
     cfg = prepare_outputs(cfg, predictor, preview=preview)
+    progress = current()
+    progress.begin("predict", len(input_files(cfg, "test")))
     with stop_on_signals():
         for dataset in test_datasets(cfg, predictor):
             raise_if_stopped()
+            name = Path(str(getattr(dataset, "file_path", "") or "input")).name
+            progress.begin_file(name, _units(dataset))
             for item in predictor(dataset):
                 hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
                 written.append(item)
+            progress.end_file()
     _log_metrics(written)
     return written
+
+
+def _units(dataset: Any) -> int | None:
+    """Patches of a patch dataset (what forward passes count), None if it cannot say."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
 
 
 def prepare_outputs(
@@ -84,7 +99,6 @@ def prepare_outputs(
     """Before any work: skip earlier outputs of this config found among the inputs, refuse
     shared outputs (or outputs that are inputs), and remove the temporary files a killed
     earlier run left in the output folders (with a note). Returns the config to run."""
-    from unet_core.engine.data import input_files
     from unet_core.io.scratch import remove_stale
     from unet_core.prediction.output_plan import check_plan, make_plan, without_own_outputs
 
