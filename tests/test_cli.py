@@ -211,7 +211,7 @@ def test_config_validate_takes_dash_c_like_every_command(tmp_path):
         ok = run("config", "validate", *args)
         assert ok.returncode == 0, ok.stderr
         assert ok.stdout.strip() == f"{MINIMAL}: valid (model, loss, eval_metric, optimizer, " \
-            "trainer, loaders)."  # fmt: skip
+            "lr_scheduler, trainer, loaders (train, val); files checked)."  # fmt: skip
     typo = tmp_path / "typo.yml"
     typo.write_text(MINIMAL.read_text().replace("f_maps:", "f_map:"))
     bad = run("config", "validate", "-c", str(typo))

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-
 from cli_support import run_here
 from test_train_support import reference_config, tiny, write_config
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from unet_core.cli.options import set_option
+
+if TYPE_CHECKING:
+    from unet_core.config import ExperimentConfig
+    from unet_core.config.yaml_source import YamlSource
 
 
 @click.group()
@@ -19,10 +25,20 @@ def config() -> None:
     help="The config to check (the same as giving FILE; as in every other command).",
 )  # fmt: skip
 @set_option("trainer.max_num_iterations=1000")
-def validate(file: str | None, config_file: str | None, overrides: tuple[str, ...]) -> None:
-    """Check FILE (or -c/--config FILE) against every component's schema without running
-    anything."""
-    from unet_core.config import load_config
+@click.option(
+    "--no-files",
+    is_flag=True,
+    help="Skip the checks of files and folders (inputs, checkpoints, output folders), for a "
+    "config written ahead of its data.",
+)
+def validate(
+    file: str | None, config_file: str | None, overrides: tuple[str, ...], no_files: bool
+) -> None:
+    """Check that FILE (or -c/--config FILE) will run, without running anything: every
+    component's schema and, unless --no-files, that every input path and checkpoint exists,
+    that each checkpoint fits the model, and that the output folders can be written."""
+    from unet_core.config.loading import validate_source
+    from unet_core.config.yaml_source import YamlSource
     from unet_core.errors import UsageError
 
     if file and config_file and file != config_file:
@@ -36,10 +52,40 @@ def validate(file: str | None, config_file: str | None, overrides: tuple[str, ..
             "unet config validate needs the config to check: `unet config validate -c FILE` "
             "(or `unet config validate FILE`)."
         )
-    cfg = load_config(file, overrides)
-    sections = [k for k in ("model", "loss", "eval_metric", "optimizer", "trainer", "loaders")]
-    present = ", ".join(k for k in sections if getattr(cfg, k) is not None)
-    click.echo(f"{file}: valid ({present}).")
+    source = YamlSource.from_file(file)
+    cfg = validate_source(source, overrides)
+    if not no_files:
+        _check_files(cfg, source)
+    checked = "schema only, files not checked" if no_files else "files checked"
+    click.echo(f"{file}: valid ({_sections(source.data)}; {checked}).")
+
+
+def _check_files(cfg: ExperimentConfig, source: YamlSource) -> None:
+    from unet_core.config.problems import raise_problems
+    from unet_core.engine.preflight import file_problems
+    from unet_core.errors import ConfigError
+
+    problems = file_problems(cfg)
+    try:
+        raise_problems(sorted(problems, key=lambda p: source.line(p.path) or 0), source, set())
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}\n(For a config written ahead of its data, `unet config validate --no-files` "
+            "checks everything else.)"
+        ) from None
+
+
+def _sections(data: dict[str, Any]) -> str:
+    """The top-level sections the file has, loader phases named: 'model, loaders (train)'."""
+    out = []
+    for key in data:
+        loaders = data[key]
+        if key == "loaders" and isinstance(loaders, dict):
+            phases = [p for p in ("train", "val", "test") if loaders.get(p) is not None]
+            out.append(f"loaders ({', '.join(phases)})" if phases else "loaders")
+        else:
+            out.append(str(key))
+    return ", ".join(out) or "empty"
 
 
 @config.command("schema")

@@ -10,9 +10,13 @@ from unet_core.config.schema import (
     block_shape,
 )
 from unet_core.config.sections import phase_section
+from unet_core.config.shapes import ShapeZYX, three_values, zyx
 
 __all__ = [
     "block_shape",
+    "ShapeZYX",
+    "three_values",
+    "zyx",
     "ComponentRef",
     "RefOf",
     "ExperimentConfig",

@@ -77,7 +77,8 @@ def from_validation_error(
         else:
             shown = repr(err.get("input"))
             shown = shown if len(shown) < 60 else shown[:57] + "..."
-            msg = f"{err['msg']}{what}; got {shown}"
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{text}{what}; got {shown}"
         problems.append(Problem(path, msg))
     return problems
 

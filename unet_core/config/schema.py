@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from unet_core.config.refs import ComponentRef, RefOf
+from unet_core.config.shapes import three_values, zyx
 
 #: The reference's component defaults, named once: the section (or ``loaders.dataset``) that
 #: may omit its ``name`` and the component it then means.
@@ -208,9 +210,7 @@ class LoadersConfig(BaseModel):
 
 def block_shape(value: list[int] | None) -> list[int] | None:
     """Validator of a (Z, Y, X) block shape key: three positive integers, or null."""
-    if value is not None and (len(value) != 3 or any(x < 1 for x in value)):
-        raise ValueError("expected 3 positive integers (Z, Y, X)")
-    return value
+    return zyx(value, minimum=1)
 
 
 class DistributedConfig(Section):
@@ -225,7 +225,7 @@ class DistributedConfig(Section):
     threads_per_worker: int = Field(
         1, ge=1, description="Torch threads (and Dask threads) per LocalCluster worker."
     )
-    block_shape: list[int] | None = Field(
+    block_shape: Annotated[list[int] | None, BeforeValidator(three_values)] = Field(
         None,
         description="(Z,Y,X) of one task's output block, a multiple of the output chunks; "
         "default twice the chunk shape per axis.",

@@ -39,12 +39,7 @@ class YamlSource:
             data = yaml.safe_load(text)
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f", line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(
-                f"{origin}{where}: not valid YAML ({problem}). Check indentation and quoting there."
-            ) from None
+            raise ConfigError(yaml_error_message(exc, text, origin)) from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -63,6 +58,36 @@ class YamlSource:
             if path[:n] in self.lines:
                 return self.lines[path[:n]]
         return None
+
+
+def yaml_error_message(exc: yaml.YAMLError, text: str, origin: str) -> str:
+    """Where YAML parsing failed and where the construct it was reading opened (often the
+    real mistake: an unclosed bracket or quote), each with its line of the file."""
+    lines = text.splitlines()
+
+    def shown(mark: Any) -> str:
+        number = mark.line + 1
+        if mark.line >= len(lines):
+            return f"line {number} (the end of the file)"
+        body = lines[mark.line].strip()
+        return f"line {number}: `{body}`" if body else f"line {number} (an empty line)"
+
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    where = f", line {mark.line + 1}" if mark is not None else ""
+    out = f"{origin}{where}: not valid YAML: {problem}"
+    if mark is not None:
+        out += f" at {shown(mark)}"
+    first = mark.line if mark is not None else 0
+    if context_mark is not None:
+        out += f"; {context or 'the construct'} that opened at {shown(context_mark)}"
+        first = min(first, context_mark.line)
+    return (
+        f"{out}. Check the indentation, quotes and brackets from line {first + 1} on (a "
+        "bracket or quote opened there and never closed is the usual cause)."
+    )
 
 
 def _collect_lines(node: yaml.Node, prefix: YamlPath, out: dict[YamlPath, int]) -> None:

@@ -173,15 +173,7 @@ def load_model_weights(
         source = "the checkpoint"
         ckpt = normalize_checkpoint(checkpoint_or_path, source=source)
     target = unwrap_model(model)
-    state = ckpt["model_state_dict"]
-    expected = target.state_dict()
-    state = _squeeze_legacy_2d(state, expected)
-    from unet_core.contracts import declared
-
-    explain = declared("models", target, "explain_mismatch")
-    problem = describe_mismatch(
-        expected, state, model_config=model_config, source=source, explain=explain
-    )
+    state, problem = fit_state(target, ckpt["model_state_dict"], model_config, source)
     if problem is not None:
         raise CheckpointError(problem)
     try:
@@ -192,6 +184,25 @@ def load_model_weights(
             f"The weights in {source} do not fit the model {type(target).__name__}: "
             f"{' '.join(first[:3])[:400]}."
         ) from None
+
+
+def fit_state(
+    model: torch.nn.Module,
+    state: Mapping[str, Any],
+    model_config: Mapping[str, Any] | None = None,
+    source: str = "the checkpoint",
+) -> tuple[dict[str, Any], str | None]:
+    """(``state`` as ``model`` would load it, the paragraph on why it does not fit or None)."""
+    from unet_core.contracts import declared
+
+    target = unwrap_model(model)
+    expected = target.state_dict()
+    fitted = _squeeze_legacy_2d(dict(state), expected)
+    explain = declared("models", target, "explain_mismatch")
+    problem = describe_mismatch(
+        expected, fitted, model_config=model_config, source=source, explain=explain
+    )
+    return fitted, problem
 
 
 def _squeeze_legacy_2d(state: dict[str, Any], expected: Mapping[str, Any]) -> dict[str, Any]:

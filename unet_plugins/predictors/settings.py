@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from unet_core.config import three_values, zyx
 from unet_core.formats import output_format_name
 from unet_core.interfaces import ComponentConfig
 from unet_core.prediction_api import (
@@ -137,12 +138,15 @@ class PredictorConfig(ComponentConfig):
             )
         return v
 
+    @field_validator("chunks", "tile_shape", "tile_halo", mode="before")
+    @classmethod
+    def _three(cls, v: Any) -> Any:
+        return three_values(v)
+
     @field_validator("chunks", "tile_shape", "tile_halo")
     @classmethod
-    def _three(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (len(v) != 3 or any(x < 0 for x in v)):
-            raise ValueError("expected 3 non-negative integers (Z, Y, X)")
-        return v
+    def _non_negative(cls, v: list[int] | None) -> list[int] | None:
+        return zyx(v, minimum=0)
 
     @model_validator(mode="after")
     def _cross(self) -> PredictorConfig:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from unet_core.config import ShapeZYX
 from unet_core.errors import DataError
 from unet_core.interfaces import ComponentConfig
 from unet_core.tiling import axis_starts as grid_starts
@@ -50,9 +51,9 @@ class SliceBuilder:
     """Regular grid of patches; label/weight share the raw slices when their shape is equal."""
 
     class Config(ComponentConfig):
-        patch_shape: Shape3 = Field(..., description="Patch size (Z,Y,X).")
-        stride_shape: Shape3 = Field(..., description="Step between patch starts (Z,Y,X).")
-        halo_shape: Shape3 = Field(
+        patch_shape: ShapeZYX = Field(..., description="Patch size (Z,Y,X).")
+        stride_shape: ShapeZYX = Field(..., description="Step between patch starts (Z,Y,X).")
+        halo_shape: ShapeZYX = Field(
             (0, 0, 0),
             description="Test phase: context added around each patch (mirrored at the volume "
             "border) and cropped from the prediction.",
