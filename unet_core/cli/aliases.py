@@ -78,9 +78,29 @@ def alias_help(alias: str, subcommand: str) -> str:
         return formatter.getvalue()
 
 
+def warn_if_shadowing(alias: str) -> None:
+    """One line on stderr when pytorch-3dunet is importable here too: both install a script
+    called ``alias``, and this one (unet-core's) is the one that runs."""
+    import importlib.util
+
+    try:
+        present = importlib.util.find_spec("pytorch3dunet") is not None
+    except (ImportError, ValueError):
+        present = False
+    if present:
+        module = "train" if alias.startswith("train") else "predict"
+        print(
+            f"Warning: pytorch-3dunet is installed here too; this {alias} is unet-core's "
+            f"(same flags). For the reference's, run: python -m pytorch3dunet.{module} "
+            "--config FILE (docs/getting-started.md).",
+            file=sys.stderr,
+        )
+
+
 def _run(subcommand: str, alias: str) -> None:
     from unet_core.cli.main import cli, main
 
+    warn_if_shadowing(alias)
     if subcommand not in cli.commands:
         report(UsageError(f"`{subcommand}` is not yet available in this version of unet-core."))
         sys.exit(2)
