@@ -35,6 +35,7 @@ def convert(
     levels: int = 0,
 ) -> list[str]:
     """Copy the arrays ``names`` of ``source`` into a new ``target``; returns what was copied."""
+    from unet_core.engine.work_progress import current
     from unet_core.prediction.output_files import open_output
 
     found = formats.claim(target)
@@ -45,6 +46,8 @@ def convert(
         )
     if Path(source).resolve() == Path(target).resolve():
         raise DataError(f"The output {target} is the input itself; name another output.")
+    progress = current()
+    progress.begin("convert", len(names))
     with (
         Source(source, raw_name=names[0], key="IN") as src,
         open_output(Path(target), found[1], overwrite=overwrite) as out,
@@ -63,8 +66,11 @@ def convert(
             )
             box = tuple(c * k for c, k in zip(chunk, BLOCK_CHUNKS))
             lead = (slice(None),) * (volume.ndim - 3)
+            progress.begin_file(name, len(list(boxes(spatial, box))), unit="blocks")
             for index in boxes(spatial, box):
                 array[(*lead, *index)] = np.asarray(volume[(*lead, *index)])
+                progress.advance()
+            progress.end_file()
             if levels:
                 pyramid = getattr(out, "pyramid", None)
                 if pyramid is None:

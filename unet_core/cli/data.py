@@ -321,9 +321,11 @@ def print_report(report: Report) -> None:
 )
 def convert(source: str, target: str, names: tuple[str, ...], overwrite: bool, levels: int) -> None:
     """Copy volumes between formats, e.g. HDF5/TIFF -> OME-Zarr (IN.h5 OUT.ome.zarr)."""
+    from unet_core.cli.verbosity import command_progress
     from unet_core.conversion import convert as run
 
-    copied = run(source, target, names, overwrite=overwrite, levels=levels)
+    with command_progress("convert"):
+        copied = run(source, target, names, overwrite=overwrite, levels=levels)
     click.echo(f"{target}: {', '.join(copied)} copied from {source}")
 
 

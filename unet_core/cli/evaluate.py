@@ -66,10 +66,12 @@ def evaluate(
 
     specs = [_metric_spec(m) for m in metrics]
     if config_path is not None:
+        from unet_core.cli.verbosity import command_progress
         from unet_core.config import load_config
 
         cfg = load_config(config_path, overrides)
-        scores = evaluation.evaluate_config(cfg, specs, dataset)
+        with command_progress("evaluate"):
+            scores = evaluation.evaluate_config(cfg, specs, dataset)
         out_dir = Path(scores[0].prediction).parent if scores else Path(".")
         default = out_dir / "evaluation"
     elif prediction is not None and ground_truth is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from unet_core.cli.options import config_option, set_option
+from unet_core.cli.options import config_option, device_option, set_option
 from unet_core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     default=None,
     help="Processes (GPUs) on this machine: re-launches itself under torchrun (DDP).",
 )
-@click.option("--device", help="cpu, cuda, cuda:N or mps (overrides the config's `device`).")
+@device_option()
 def train(
     config_path: str | None,
     overrides: tuple[str, ...],
@@ -64,6 +64,10 @@ def train(
         raise UsageError(
             "unet train needs --config FILE (or --resume CHECKPOINT to continue a run)."
         )
+    from unet_core.cli.verbosity import progress_mode
+
+    if progress_mode() == "none":  # unet -q: no progress bar or lines either
+        overrides = (*overrides, "trainer.progress=none")
     cfg = _load(config_path, overrides, resume)
     if nproc is not None and nproc > 1 and "LOCAL_RANK" not in os.environ:
         _check_folder_before_launch(cfg, resume, overwrite)

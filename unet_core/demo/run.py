@@ -131,7 +131,11 @@ def patch_for(shape: tuple[int, ...]) -> list[int]:
 
 
 def demo_config(
-    out: Path, files: dict[str, Path], iterations: int, shapes: dict[str, tuple[int, ...]]
+    out: Path,
+    files: dict[str, Path],
+    iterations: int,
+    shapes: dict[str, tuple[int, ...]],
+    device: str | None = None,
 ) -> dict[str, Any]:
     """A pytorch-3dunet-style config (plus our opt-in keys) for the demo's train and test."""
     from unet_core.config.sections import phase_section
@@ -161,7 +165,7 @@ def demo_config(
     every = max(1, min(VALIDATE_EVERY, iterations))
     return {
         "manual_seed": 0,
-        "device": available_device(),  # written out, so config.json says where it ran
+        "device": device or available_device(),  # written out: config.json says where it ran
         "model": {
             "name": model_name(shapes["train"]),
             "in_channels": 1,
@@ -231,8 +235,10 @@ def run_demo(
     labels: str | None = None,
     iterations: int = DEFAULT_ITERATIONS,
     echo: Any = print,
+    device: str | None = None,
 ) -> DemoResult:
-    """Run the whole demo into ``output_dir`` and return where everything went."""
+    """Run the whole demo into ``output_dir`` and return where everything went (``device``:
+    where the model runs; default the best one present)."""
     import unet_core
     from unet_core.config import config_from_dict
     from unet_core.demo.figure import save_figure
@@ -248,7 +254,7 @@ def run_demo(
     for phase, path in files.items():
         with Source(str(path)) as src:
             shapes[phase] = src.volume("raw", key="raw").shape
-    cfg_dict = demo_config(out, files, iterations, shapes)
+    cfg_dict = demo_config(out, files, iterations, shapes, device)
     write_text_atomic(out / "config.json", json.dumps(cfg_dict, indent=2) + "\n")
     cfg = config_from_dict(cfg_dict)
 

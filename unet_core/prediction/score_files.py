@@ -21,6 +21,7 @@ import numpy as np
 
 from unet_core import registry
 from unet_core.contracts import declared
+from unet_core.engine.work_progress import current
 from unet_core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -237,10 +238,15 @@ def evaluate_config(
     for pred, source in pairs:
         if Path(pred).is_file():
             check_recorded_source(pred, source)
+    progress = current()
+    progress.begin("evaluate", len(pairs))
     for pred, source in pairs:
+        progress.begin_file(Path(pred).name, len(specs), unit="metrics")
         scores += score_file(
             pred, dataset, source, gt_name, specs, label_pipeline=pipeline, raw_name=raw_name
         )
+        progress.advance(len(specs))
+        progress.end_file()
     return scores
 
 
