@@ -102,9 +102,7 @@ def predict(
     from unet_core.cli.predict_checkpoint import flag_overrides
 
     overrides = (
-        *flag_overrides(
-            fast=fast, precision=precision, postprocess=postprocess, output_format=None
-        ),
+        *flag_overrides(fast=fast, precision=precision, postprocess=postprocess),
         *overrides,
     )
     if model is not None:  # a JSON string is YAML, so any path survives the --set parser unchanged
@@ -125,7 +123,7 @@ def _load(
     arguments: tuple[str, ...], config_path: str | None, overrides: tuple[str, ...]
 ) -> ExperimentConfig:
     """The config of either form: --config FILE, or CHECKPOINT INPUT... (no config file)."""
-    from unet_core.config import config_from_dict, load_config
+    from unet_core.config import load_config
     from unet_core.errors import UsageError
 
     if config_path is not None:
@@ -144,8 +142,11 @@ def _load(
     from unet_core.cli.predict_checkpoint import prediction_config, stored_config
 
     checkpoint, inputs = arguments[0], arguments[1:]
+    from unet_core.config.loading import validate_source
+    from unet_core.config.yaml_source import YamlSource
+
     data = prediction_config(checkpoint, inputs, stored_config(checkpoint))
-    return config_from_dict(data, overrides)
+    return validate_source(YamlSource(data, {}, f"the config stored in {checkpoint}"), overrides)
 
 
 def _run(

@@ -27,9 +27,7 @@ if TYPE_CHECKING:
 GRID_KEYS = ("patch_shape", "stride_shape", "halo_shape")
 
 
-def flag_overrides(
-    *, fast: bool, precision: str | None, postprocess: str | None, output_format: str | None
-) -> list[str]:
+def flag_overrides(*, fast: bool, precision: str | None, postprocess: str | None) -> list[str]:
     """The ``--set`` overrides the prediction flags stand for."""
     out = []
     if fast:
@@ -38,8 +36,6 @@ def flag_overrides(
         out.append(f"predictor.amp={precision}")
     if postprocess is not None:
         out.append(f"postprocessor.name={postprocess}")
-    if output_format is not None:
-        out.append(f"predictor.output_format={output_format}")
     return out
 
 
