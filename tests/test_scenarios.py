@@ -121,10 +121,12 @@ def test_every_scenario_folder_is_covered():
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_configs_validate_as_shipped(name):
-    """`unet config validate` accepts every shipped config without overrides."""
+    """`unet config validate --no-files` accepts every shipped config without overrides (their
+    data folders are made by the scenarios' preparation scripts and their model_path by
+    training, so the files are checked where the READMEs run validate: after those steps)."""
     runner = CliRunner()
     for path in sorted((CONFIGS / name).glob("*.yml")):
-        result = runner.invoke(cli, ["config", "validate", str(path)])
+        result = runner.invoke(cli, ["config", "validate", "--no-files", str(path)])
         assert result.exit_code == 0, result.output
         assert "valid" in result.output
 
