@@ -15,7 +15,9 @@ def test_device_option_wherever_a_model_runs(capsys, command) -> None:
     assert code == 0 and "--device DEVICE" in out and "cpu, cuda, cuda:N or mps" in out
 
 
-@pytest.mark.parametrize("command", [("predict",), ("demo",), ("export",), ("config", "schema")])
+@pytest.mark.parametrize(
+    "command", [("predict",), ("demo",), ("export",), ("config", "schema"), ("data", "convert")]
+)
 def test_outputs_are_dash_o(capsys, command) -> None:
     code, out, _ = run_here(capsys, *command, "--help")
     assert code == 0 and "-o, --output" in out

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 import click
 
-from unet_core.cli.options import config_option, set_option
+from unet_core.cli.options import config_option, output_option, set_option
 
 PHASES = ("train", "val", "test")
 
@@ -302,7 +302,8 @@ def print_report(report: Report) -> None:
 
 @data.command("convert")
 @click.argument("source", metavar="IN")
-@click.argument("target", metavar="OUT")
+@click.argument("target", metavar="[OUT]", required=False)
+@output_option("The output (the same as OUT, as in every other command), e.g. vol.ome.zarr.")
 @click.option(
     "--dataset",
     "names",
@@ -319,10 +320,25 @@ def print_report(report: Report) -> None:
     show_default=True,
     help="Coarser levels of a multiscale pyramid (OME-Zarr), each half the previous one.",
 )
-def convert(source: str, target: str, names: tuple[str, ...], overwrite: bool, levels: int) -> None:
-    """Copy volumes between formats, e.g. HDF5/TIFF -> OME-Zarr (IN.h5 OUT.ome.zarr)."""
+def convert(
+    source: str,
+    target: str | None,
+    output: str | None,
+    names: tuple[str, ...],
+    overwrite: bool,
+    levels: int,
+) -> None:
+    """Copy volumes between formats, e.g. HDF5/TIFF -> OME-Zarr (IN.h5 OUT.ome.zarr, or
+    IN.h5 -o OUT.ome.zarr)."""
     from unet_core.cli.verbosity import command_progress
     from unet_core.conversion import convert as run
+    from unet_core.errors import UsageError
+
+    if target is not None and output is not None and target != output:
+        raise UsageError(f"unet data convert got two outputs, {target} and -o {output}; give one.")
+    target = target or output
+    if target is None:
+        raise UsageError("unet data convert needs the output: unet data convert IN -o OUT.")
 
     with command_progress("convert"):
         copied = run(source, target, names, overwrite=overwrite, levels=levels)
