@@ -23,6 +23,12 @@ pytest.importorskip("bioimageio.spec")
 
 EPS = 1e-6  # bioimage.io's default eps
 SPACE = ["z", "y", "x"]
+#: What the config would normalise with: clipping, so that it cannot pass for the package's
+#: steps (an affine normalisation would: the network's first GroupNorm removes it).
+CONFIG_TRANSFORMS = [
+    {"name": "Normalize", "min_value": 0, "max_value": 30, "norm01": True},
+    {"name": "ToTensor", "expand_dims": True},
+]
 
 
 def _variant(exported, tmp_path: Path, name: str, pre: list, post: list | None = None) -> Path:
@@ -97,7 +103,7 @@ def test_input_steps_are_applied(exported_package, tmp_path, case):
     steps, formula = PRE[case]
     package = _variant(exported_package, tmp_path, "pkg", steps)
     expected = _network(exported_package, formula(_raw(tmp_path)))
-    got = predict_crop(package, tmp_path, whole=True)[0]
+    got = predict_crop(package, tmp_path, raw=CONFIG_TRANSFORMS, whole=True)[0]
     assert np.abs(got - expected).max() < 1e-5
 
 

@@ -69,7 +69,7 @@ def _read(raw: Any, where: str, location: Any, tensor: dict[str, Any]) -> Step |
     kwargs = dict(raw.get("kwargs") or {})
     if name in IGNORED:
         return None
-    if kwargs.get("reference_tensor") not in (None, ""):
+    if name == "scale_mean_variance" or kwargs.get("reference_tensor") not in (None, ""):
         _refuse(location, where, name, "whose statistics come from another tensor")
     if name == "zero_mean_unit_variance" and kwargs.get("mode") == "fixed":  # spec 0.4
         name = "fixed_zero_mean_unit_variance"

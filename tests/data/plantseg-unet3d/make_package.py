@@ -24,7 +24,7 @@ DATA = HERE.parents[2] / "examples" / "data" / "nuclei3d_train_b.h5"
 KWARGS = {
     "in_channels": 1,
     "out_channels": 1,
-    "layer_order": "gcr",
+    "layer_order": "crg",
     "f_maps": 4,
     "num_groups": 2,
     "num_levels": 2,
