@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_support import FileServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = ROOT / "examples" / "data"
@@ -30,3 +32,34 @@ def _few_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[FileServer]:
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path/www`` (put files there)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = FileServer(root)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def bioimageio_core(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
+    """bioimageio.core, run in subprocesses (see tests/bioimageio_support.py): installed
+    once per checkout into pytest's cache, since pip cannot install it beside our pin."""
+    from bioimageio_support import CoreRunner, install_core
+
+    cache = getattr(pytestconfig, "cache", None)
+    folder = cache.mkdir("bioimageio-core") if cache is not None else None
+    return CoreRunner(install_core(folder or tmp_path_factory.mktemp("bioimageio-core")))
+
+
+@pytest.fixture(scope="session")
+def exported_package(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny UNet3D trained on the real nuclei volume and exported as a bioimage.io package:
+    ``checkpoint``, ``package`` (zip), ``folder`` (unpacked), ``root``."""
+    pytest.importorskip("bioimageio.spec")
+    from export_support import export_tiny_package
+
+    return export_tiny_package(tmp_path_factory.mktemp("package"))

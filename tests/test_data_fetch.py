@@ -6,65 +6,26 @@ The catalogue is injected with --catalog; the cache and the output folder are te
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from http_support import FileServer as Server
 
 from unet_core.fetch.catalog import BUILTIN, load_catalog
 
 PAYLOAD = b"real bytes of a small dataset\n" * 1000
 
 
-class Server:
-    """Serves one folder on 127.0.0.1; counts the requests it answered."""
-
-    def __init__(self, folder: Path) -> None:
-        self.requests = 0
-        self.stopped = False
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(folder), **kwargs)
-
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                outer.requests += 1
-                super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        """Idempotent: a test may stop the server before the fixture does."""
-        if self.stopped:
-            return
-        self.stopped = True
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    root = tmp_path / "www"
-    root.mkdir()
-    (root / "volumes.zip").write_bytes(PAYLOAD)
-    srv = Server(root)
-    yield srv
-    srv.stop()
+def server(http_server: Server) -> Server:
+    """The shared 127.0.0.1 server (tests/conftest.py) with one small file."""
+    (http_server.folder / "volumes.zip").write_bytes(PAYLOAD)
+    return http_server
 
 
 def catalog(tmp_path: Path, url: str, sha256: str | None, name: str = "tiny") -> Path:

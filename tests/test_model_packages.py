@@ -17,111 +17,31 @@ import pytest
 import torch
 import yaml
 from cli_support import run_here as run_cli_here
-from export_support import train_tiny
+from export_support import META, predict_crop
 from test_train_support import DATA
 
 pytest.importorskip("bioimageio.spec")
 
-META = {"name": "Tiny nuclei", "authors": [{"name": "Test Author"}], "license": "MIT"}
-
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("package")
-    checkpoint = train_tiny(folder)
-    meta = folder / "meta.yaml"
-    meta.write_text(yaml.safe_dump(META))
-    package = folder / "nuclei.zip"
-    from unet_core.cli.errors import run_cli
-    from unet_core.cli.main import cli
-
-    try:
-        run_cli(
-            cli,
-            [
-                "export",
-                str(checkpoint),
-                "--format",
-                "bioimageio",
-                "-o",
-                str(package),
-                "--metadata",
-                str(meta),
-                "--onnx",
-            ],
-        )
-    except SystemExit as exc:
-        assert not exc.code
-    unpacked = folder / "unpacked"
-    with zipfile.ZipFile(package) as z:
-        z.extractall(unpacked)
-    return {"checkpoint": checkpoint, "package": package, "folder": unpacked, "root": folder}
+def exported(exported_package: dict[str, Path]) -> dict[str, Path]:
+    return exported_package
 
 
-def _predict(model_path: Path, out: Path, **model: object) -> np.ndarray:
-    """`unet predict`'s engine on a crop of the nuclei volume; returns the predictions."""
-    import h5py
-
-    from unet_core.config import config_from_dict
-    from unet_core.prediction.run import predict
-
-    crop = out / "crop.h5"
-    if not crop.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with h5py.File(DATA / "nuclei3d_train_b.h5") as f, h5py.File(crop, "w") as g:
-            g["raw"] = f["raw"][30:62, 10:74, 20:84]
-    cfg = {
-        "model": {
-            "name": "UNet3D",
-            "in_channels": 1,
-            "out_channels": 1,
-            "f_maps": 4,
-            "num_levels": 2,
-            "num_groups": 2,
-            **model,
-        },
-        "model_path": str(model_path),
-        "device": "cpu",
-        "predictor": {"name": "StandardPredictor"},
-        "loaders": {
-            "dataset": "StandardHDF5Dataset",
-            "output_dir": str(out / model_path.name),
-            "batch_size": 1,
-            "num_workers": 0,
-            "raw_internal_path": "raw",
-            "global_normalization": True,
-            "test": {
-                "file_paths": [str(crop)],
-                "slice_builder": {
-                    "name": "SliceBuilder",
-                    "patch_shape": [16, 32, 32],
-                    "stride_shape": [12, 24, 24],
-                    "halo_shape": [0, 0, 0],
-                    "skip_shape_check": True,
-                },
-                "transformer": {
-                    "raw": [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}]
-                },
-            },
-        },
-    }
-    [path] = predict(config_from_dict(cfg))
-    with h5py.File(path) as f:
-        return f["predictions"][...]
+_predict = predict_crop
 
 
 # -- export ---------------------------------------------------------------------------------------
-def test_the_package_passes_bioimageio_validation_and_test_model(exported):
+def test_the_package_passes_bioimageio_validation_and_test_model(exported, bioimageio_core):
     from bioimageio.spec import load_description
 
     descr = load_description(exported["package"], format_version="latest")
     assert descr.validation_summary.status in ("valid-format", "passed")
-    core = pytest.importorskip("bioimageio.core", reason="pip install --no-deps bioimageio.core")
-    for weights in ("pytorch_state_dict", "torchscript", "onnx"):
-        summary = core.test_model(exported["package"], weight_format=weights)
-        failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.errors]
-        assert summary.status == "passed", (weights, failed)
+    formats = ("pytorch_state_dict", "torchscript", "onnx")
+    results = bioimageio_core.test_model(exported["package"], *formats)
+    assert sorted(results) == sorted(formats)
+    for weights, (status, failed) in results.items():
+        assert status == "passed", (weights, failed)
 
 
 def test_the_package_describes_the_network(exported):
@@ -297,8 +217,33 @@ def _time_axis(rdf, folder):
     rdf["inputs"][0]["axes"].insert(2, {"type": "time", "size": 4})
 
 
+def _steps(role: str, *steps: dict):
+    key, field = ("inputs", "preprocessing") if role == "pre" else ("outputs", "postprocessing")
+
+    def change(rdf, folder):
+        rdf[key][0][field] = list(steps)
+
+    return change
+
+
 BAD = {
     "missing weights": (lambda rdf, f: (f / "weights.pt").unlink(), "holds no such file"),
+    "output statistics": (
+        _steps("post", {"id": "zero_mean_unit_variance", "kwargs": {}}),
+        "postprocessing[0]: zero_mean_unit_variance, which needs statistics of the whole output",
+    ),
+    "per-slice statistics": (
+        _steps("pre", {"id": "zero_mean_unit_variance", "kwargs": {"axes": ["y", "x"]}}),
+        "with statistics over axes ['y', 'x'] only",
+    ),
+    "per-channel values": (
+        _steps("pre", {"id": "scale_linear", "kwargs": {"gain": [1.0, 2.0], "axis": "channel"}}),
+        "scale_linear, with one value per channel",
+    ),
+    "unknown step": (
+        _steps("post", {"id": "stardist_postprocessing", "kwargs": {}}),
+        "stardist_postprocessing, which unet-core does not know",
+    ),
     "wrong sha256": (
         lambda rdf, f: rdf["weights"]["pytorch_state_dict"].update(sha256="0" * 64),
         "does not match the sha256",
@@ -356,18 +301,22 @@ def test_a_package_is_a_pre_trained_start_for_fine_tuning(exported, tmp_path):
     assert trainer.iteration >= 1
 
 
-def test_other_test_transforms_than_the_package_expects_are_warned_about(exported, tmp_path):
-    from unet_core.exchange.package_model import check_preprocessing
+def test_the_package_normalisation_replaces_other_test_transforms(exported, tmp_path, caplog):
+    """The package's zero_mean_unit_variance is applied, not the config's PercentileNormalizer."""
+    import logging
 
-    standardize = [{"name": "Standardize"}, {"name": "ToTensor", "expand_dims": True}]
-    assert check_preprocessing(exported["package"], standardize) is None
+    expected = _predict(exported["checkpoint"], tmp_path, final_sigmoid=True)
     percentiles = [{"name": "PercentileNormalizer"}, {"name": "ToTensor", "expand_dims": True}]
-    warning = check_preprocessing(exported["package"], percentiles)
-    assert warning is not None
+    with caplog.at_level(logging.WARNING):
+        got = _predict(exported["package"], tmp_path / "pkg", raw=percentiles)
+    assert np.abs(got - expected).max() < 1e-5
+    [warning] = [r.getMessage() for r in caplog.records if "replaces" in r.getMessage()]
     assert "['zero_mean_unit_variance']" in warning and "PercentileNormalizer" in warning
 
 
-def test_a_2d_softmax_model_with_percentile_normalisation_exports(tmp_path, capsys):
+def test_a_2d_softmax_model_with_percentile_normalisation_exports(
+    tmp_path, capsys, bioimageio_core
+):
     """UNet2D, two softmax channels, PercentileNormalizer -> scale_range; sample from --sample."""
     import h5py
 
@@ -432,9 +381,8 @@ def test_a_2d_softmax_model_with_percentile_normalisation_exports(tmp_path, caps
     assert step["kwargs"] == {"min_percentile": 2.0, "max_percentile": 98.0}
     assert x.shape == (1, 1, 88, 68) and y.shape == (1, 2, 88, 68)  # multiples of 4
     np.testing.assert_allclose(y.sum(axis=1), 1, atol=1e-5)  # softmax inside the network
-    core = pytest.importorskip("bioimageio.core", reason="pip install --no-deps bioimageio.core")
-    summary = core.test_model(out, weight_format="pytorch_state_dict")
-    assert summary.status == "passed"
+    [(status, failed)] = bioimageio_core.test_model(out, "pytorch_state_dict").values()
+    assert status == "passed", failed
 
 
 def test_spec_04_channel_counts_are_read_from_shapes():
@@ -457,3 +405,44 @@ def test_spec_04_channel_counts_are_read_from_shapes():
     }
     package = ModelPackage(Path("pkg"), rdf, None, Path("."))
     assert (_channels(package, "inputs"), _channels(package, "outputs")) == (2, 3)
+
+
+PLANTSEG = Path(__file__).parent / "data" / "plantseg-unet3d"
+
+
+def test_a_package_made_by_pytorch3dunet_predicts_like_the_reference(tmp_path, capsys):
+    """tests/data/plantseg-unet3d: built as PlantSeg publishes its UNet3D models, weights and
+    test output from pytorch-3dunet itself (make_package.py); `unet predict --model` on its
+    test input gives the reference network's output, as the native UNet3D, normalised by the
+    package's own zero_mean_unit_variance (the config normalises nothing)."""
+    import h5py
+
+    from unet_core.exchange.package_model import load_package_model
+
+    model = load_package_model(PLANTSEG)
+    assert type(model).__name__ == "UNet3D" and type(model).__module__.startswith("unet_plugins")
+    x, expected = np.load(PLANTSEG / "test_input.npy"), np.load(PLANTSEG / "test_output.npy")
+    raw = tmp_path / "raw.h5"
+    with h5py.File(raw, "w") as f:
+        f["raw"] = x[0, 0]
+    config = tmp_path / "predict.yaml"
+    shape = list(x.shape[2:])
+    builder = {"name": "SliceBuilder", "patch_shape": shape, "stride_shape": shape}
+    builder["skip_shape_check"] = True
+    test = {"file_paths": [str(raw)], "slice_builder": builder, "transformer": {"raw": TENSOR}}
+    loaders = {"output_dir": str(tmp_path / "out"), "raw_internal_path": "raw", "test": test}
+    model = {"name": "UNet3D", "in_channels": 1, "out_channels": 1}
+    config.write_text(json.dumps({"model": model, "device": "cpu", "loaders": loaders}))
+    before = {p.name: p.read_bytes() for p in PLANTSEG.iterdir()}
+    code, _, err = run_cli_here(
+        capsys, "predict", "--config", str(config), "--model", str(PLANTSEG)
+    )
+    assert code == 0, err
+    with h5py.File(tmp_path / "out" / "raw_predictions.h5") as f:
+        got = f["predictions"][...]
+    assert got.shape == expected.shape[1:]
+    assert np.abs(got - expected[0]).max() < 1e-5
+    assert {p.name: p.read_bytes() for p in PLANTSEG.iterdir()} == before  # read only
+
+
+TENSOR = [{"name": "ToTensor", "expand_dims": True}]

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from cli_support import run_here as run_cli_here
+from http_support import FileServer
 
 pytest.importorskip("pooch")
 
@@ -53,48 +51,14 @@ PACKAGE = _package_bytes()
 SHA = hashlib.sha256(PACKAGE).hexdigest()
 
 
-class Server:
-    """Serves PACKAGE at /zoo-unet.zip, and /cut.zip as a transfer that breaks mid-way."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                outer.requests += 1
-                if self.path not in ("/zoo-unet.zip", "/cut.zip"):
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(PACKAGE)))
-                self.end_headers()
-                if self.path == "/cut.zip":  # half the bytes, then the connection drops
-                    self.wfile.write(PACKAGE[: len(PACKAGE) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(PACKAGE)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    srv = Server()
-    yield srv
-    srv.stop()
+def server(http_server: FileServer) -> FileServer:
+    """The shared 127.0.0.1 server with PACKAGE at /zoo-unet.zip, and /cut.zip as a
+    transfer that breaks mid-way."""
+    for name in ("zoo-unet.zip", "cut.zip"):
+        (http_server.folder / name).write_bytes(PACKAGE)
+    http_server.cut.add("/cut.zip")
+    return http_server
 
 
 def _catalog(tmp_path: Path, url: str, sha256: str | None = SHA) -> Path:
@@ -122,7 +86,6 @@ def test_pull_verifies_caches_and_then_works_offline(server, tmp_path, capsys):
     cached = cache / "models" / "zoo-unet" / "zoo-unet.zip"
     assert "downloaded" in out and hashlib.sha256(cached.read_bytes()).hexdigest() == SHA
     server.stop()  # offline from here on
-    server.stop = lambda: None
     code, out, err = run_cli_here(capsys, *args)
     assert code == 0 and "already in the cache" in out, err
     from unet_core.exchange.package_model import load_package_model

@@ -34,49 +34,17 @@ def package_model_or_none(path: str | Path | None) -> Any:
     return load_package_model(path)
 
 
-def check_preprocessing(path: str | Path, transforms: list[dict[str, Any]]) -> str | None:
-    """A warning when the package normalises its input otherwise than ``transforms`` do.
-
-    Prediction normalises with the config's test transforms (as for any checkpoint); a package
-    states what its network expects. They should agree; this says how when they do not.
-    """
-    from unet_core.errors import ExportError
-    from unet_core.exchange.preprocessing import map_transforms
-
-    package = open_package(path)
-    tensor = (package.rdf.get("inputs") or [{}])[0]
-    wanted = [
-        _step_key(p) for p in tensor.get("preprocessing") or [] if p.get("id") != "ensure_dtype"
-    ]
-    wanted = [w for w in wanted if w[0] is not None]
-    try:
-        ours = [(s.id, _rounded(s.kwargs)) for s in map_transforms(transforms, ["z", "y", "x"])]
-    except ExportError:
-        ours = [("(a transform with no bioimage.io equivalent)", ())]
-    if [w[0] for w in wanted] == [o[0] for o in ours]:
-        return None
-    names = [t.get("name") for t in transforms]
-    return (
-        f"The model package {str(path)!r} expects its input preprocessed with "
-        f"{[w[0] for w in wanted] or 'nothing'}, but loaders.test.transformer.raw is {names}; "
-        "predictions will not be what the package's authors intended. Set the test transforms "
-        "to the equivalent (zero_mean_unit_variance: Standardize; scale_range: "
-        "PercentileNormalizer; see docs/sharing-models.md)."
-    )
-
-
-def _step_key(step: dict[str, Any]) -> tuple[Any, Any]:
-    name = step.get("id") or step.get("name")  # 0.5 uses id, 0.4 name
-    return name, _rounded(step.get("kwargs") or {})
-
-
-def _rounded(kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(sorted((k, str(v)) for k, v in kwargs.items() if k != "eps"))
-
-
 def load_package_model(path: str | Path) -> Any:
-    """The package's network in eval mode, with its weights; ModelPackageError if it cannot be."""
+    """The package's network in eval mode, with its weights and its output steps
+    (:mod:`unet_core.exchange.package_processing`); ModelPackageError if it cannot be."""
+    from unet_core.exchange.package_processing import with_postprocessing
+
     package = open_package(path)
+    return with_postprocessing(_network(package), package)
+
+
+def _network(package: ModelPackage) -> Any:
+    path = package.location
     dims = check_axes(package)
     spec = native_spec(package)
     if spec is not None:

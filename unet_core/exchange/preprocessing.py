@@ -86,12 +86,15 @@ def _clip(lo: float, hi: float) -> Step:
     return Step("clip", {"min": lo, "max": hi})
 
 
-def apply_steps(steps: Sequence[Step], x: np.ndarray) -> np.ndarray:
-    """``x`` (batch, channel, *spatial) through ``steps`` as bioimage.io defines them."""
-    out = x.astype(np.float64)
+def apply_steps(
+    steps: Sequence[Step], x: np.ndarray, *, dtype: type[np.floating[Any]] = np.float32
+) -> np.ndarray:
+    """``x`` (batch, channel, *spatial) through ``steps`` as bioimage.io defines them
+    (computed in float64, returned as ``dtype``)."""
+    out = np.asarray(x).astype(np.float64)
     for step in steps:
         out = _apply(step, out)
-    return out.astype(np.float32)
+    return out.astype(dtype, copy=False)
 
 
 def _apply(step: Step, x: np.ndarray) -> np.ndarray:
@@ -109,5 +112,9 @@ def _apply(step: Step, x: np.ndarray) -> np.ndarray:
     if step.id == "scale_linear":
         return x * kw["gain"] + kw["offset"]  # type: ignore[no-any-return]
     if step.id == "clip":
-        return np.clip(x, kw["min"], kw["max"])  # type: ignore[no-any-return]
+        return np.clip(x, kw.get("min"), kw.get("max"))  # type: ignore[no-any-return]
+    if step.id == "binarize":
+        return (x > kw["threshold"]).astype(np.float64)  # type: ignore[no-any-return]
+    if step.id == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))  # type: ignore[no-any-return]
     raise ValueError(f"unknown step {step.id}")

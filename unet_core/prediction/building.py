@@ -49,6 +49,16 @@ def check_predict_config(cfg: ExperimentConfig) -> None:
         )
 
 
+def with_local_model(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with a ``model_path`` URL or ``bioimageio:ID`` replaced by its cached download
+    (:mod:`unet_core.exchange.remote_package`); unchanged for a local path."""
+    from unet_core.exchange.remote_package import is_remote, local_model_path
+
+    if cfg.model_path is None or not is_remote(cfg.model_path):
+        return cfg
+    return cfg.model_copy(update={"model_path": local_model_path(cfg.model_path)})
+
+
 def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     """The configured model with the weights of ``model_path`` (strict).
 
@@ -60,7 +70,7 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
 
     packaged: torch.nn.Module | None = package_model_or_none(cfg.model_path)
     if packaged is not None:
-        _warn_on_other_preprocessing(cfg)
+        _warn_on_replaced_transforms(cfg)
         return packaged
     model: torch.nn.Module = registry.create("models", cfg.model)
     assert cfg.model_path is not None
@@ -68,13 +78,15 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     return model
 
 
-def _warn_on_other_preprocessing(cfg: ExperimentConfig) -> None:
-    from unet_core.exchange.package_model import check_preprocessing
+def _warn_on_replaced_transforms(cfg: ExperimentConfig) -> None:
+    """The package's input steps (checked here, before any work) replace the config's."""
+    from unet_core.exchange.package_processing import input_steps, replaced_warning
 
     test = cfg.loaders.test if cfg.loaders is not None else None
-    if cfg.model_path is None or test is None:
+    steps = input_steps(cfg.model_path)
+    if steps is None or cfg.model_path is None or test is None:
         return
-    problem = check_preprocessing(cfg.model_path, [dict(t) for t in test.transformer.raw])
+    problem = replaced_warning(cfg.model_path, steps, [dict(t) for t in test.transformer.raw])
     if problem:
         log.warning(problem)
 
@@ -103,9 +115,13 @@ def build_predictor(
 
 
 def _file_config(
-    cfg: ExperimentConfig, file_path: str, overrides: Mapping[str, Any]
+    cfg: ExperimentConfig,
+    file_path: str,
+    overrides: Mapping[str, Any] | None,
+    raw_transforms: list[ComponentRef[Any]] | None = None,
 ) -> ExperimentConfig:
-    """A typed copy of ``cfg`` narrowed to one file, with the predictor's patch/stride/halo.
+    """A typed copy of ``cfg`` narrowed to one file, with the predictor's patch/stride/halo
+    (``overrides``) and a model package's transforms for this file (``raw_transforms``).
 
     At test time there is no label, so every slice builder is a plain grid; the predictor's
     values (already typed) replace the builder's, and nothing is validated again.
@@ -113,7 +129,9 @@ def _file_config(
     assert cfg.loaders is not None and cfg.loaders.test is not None
     test = cfg.loaders.test
     builder = test.slice_builder
-    if builder is None:
+    if overrides is None:
+        pass
+    elif builder is None:
         builder = ComponentRef.from_spec(
             "slice_builders",
             {"name": DEFAULT_NAMES["slice_builder"], **overrides},
@@ -121,7 +139,11 @@ def _file_config(
         )
     else:
         builder = builder.with_params(**overrides)
-    test = test.model_copy(update={"file_paths": [str(file_path)], "slice_builder": builder})
+    update: dict[str, Any] = {"file_paths": [str(file_path)], "slice_builder": builder}
+    if raw_transforms is not None:
+        transformer = test.transformer.model_copy(update={"raw": raw_transforms})
+        update["transformer"] = transformer
+    test = test.model_copy(update=update)
     loaders = cfg.loaders.model_copy(update={"test": test})
     return cfg.model_copy(update={"loaders": loaders})
 
@@ -135,15 +157,38 @@ def _volume_shape(cfg: ExperimentConfig, file_path: str) -> tuple[int, ...]:
         return src.volume(raw, key="loaders.raw_internal_path").spatial_shape
 
 
+def _package_transforms(
+    cfg: ExperimentConfig, file_path: str, steps: list[Any]
+) -> list[ComponentRef[Any]]:
+    """The test transforms of one file predicted with a model package: its input steps with
+    the statistics of this file's whole raw volume."""
+    from unet_core.exchange.package_processing import file_transforms
+    from unet_core.io.volume import Source
+
+    assert cfg.loaders is not None and cfg.loaders.test is not None
+    raw = cfg.loaders.dataset_setting("raw_internal_path", "raw")
+    configured = [dict(t) for t in cfg.loaders.test.transformer.raw]
+    with Source(file_path, raw_name=raw if isinstance(raw, str) else raw[0]) as src:
+        volume = src.volume(raw, key="loaders.raw_internal_path")
+        specs = file_transforms(steps, volume, configured)
+    where = ("loaders", "test", "transformer", "raw")
+    return [ComponentRef.from_spec("transforms", s, (*where, i)) for i, s in enumerate(specs)]
+
+
 def test_datasets(cfg: ExperimentConfig, predictor: Predictor) -> Iterator[Dataset[Any]]:
-    """The test datasets, one file at a time; re-tiled when the predictor chooses tiles."""
+    """The test datasets, one file at a time; re-tiled when the predictor chooses tiles, and
+    normalised as a model package says when ``model_path`` is one."""
     from unet_core.engine.data import build_test_datasets, input_files
+    from unet_core.exchange.package_processing import input_steps
 
     overrides_for = declared("predictors", predictor, "slice_builder_overrides")
-    if overrides_for is None or not declared("predictors", predictor, "retiles"):
+    retiles = overrides_for is not None and declared("predictors", predictor, "retiles")
+    steps = input_steps(cfg.model_path)
+    if not retiles and steps is None:
         yield from build_test_datasets(cfg)
         return
     for path in input_files(cfg, "test"):
-        overrides = overrides_for(_volume_shape(cfg, path))
-        narrowed = _file_config(cfg, path, overrides or {})
+        overrides = (overrides_for(_volume_shape(cfg, path)) or {}) if retiles else None
+        transforms = _package_transforms(cfg, path, steps) if steps is not None else None
+        narrowed = _file_config(cfg, path, overrides, transforms)
         yield from build_test_datasets(narrowed)

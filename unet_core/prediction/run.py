@@ -25,6 +25,7 @@ from unet_core.prediction.building import (  # noqa: F401 - re-exported for call
     build_predictor,
     check_predict_config,
     test_datasets,
+    with_local_model,
 )
 from unet_core.prediction.output import (
     Written,
@@ -56,6 +57,7 @@ def run_prediction(
 
     cfg = _as_config(config)
     check_predict_config(cfg)
+    cfg = with_local_model(cfg)
     torch_device = resolve_device(device or cfg.device)
     model = build_model(cfg)
     hook = plugin_manager().hook

@@ -50,3 +50,12 @@ RgbToLabel = _transform("labels:RgbToLabel", c.NoParametersConfig)
 ToTensor = _transform("tensor:ToTensor", c.ToTensorConfig)
 LabelToTensor = _transform("tensor:LabelToTensor", c.NoParametersConfig)
 Identity = _transform("tensor:Identity", c.NoParametersConfig)
+
+
+def _package_preprocessing() -> Deferred:
+    from unet_plugins.transforms.package import PackagePreprocessingConfig
+
+    return _transform("package:PackagePreprocessing", PackagePreprocessingConfig)
+
+
+PackagePreprocessing = _package_preprocessing()
