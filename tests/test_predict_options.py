@@ -27,9 +27,9 @@ NO_NORM = [{"name": "ToTensor", "expand_dims": True}]
 
 
 def _native_bf16() -> bool:
-    from unet_core.prediction.inference import _cpu_has_bf16
+    from unet_core.engine.precision import cpu_flags, detect_native_bf16
 
-    return _cpu_has_bf16()
+    return detect_native_bf16("cpu", cpu_flags=cpu_flags()) is not None
 
 
 def _run(tmp_path, name, cls, raw, predictor, **kw):

@@ -212,7 +212,7 @@ def predict_array(
     blending: Literal["overwrite", "gaussian"] | None = None,
     batch_size: int | None = None,
     device: Any = "cpu",
-    precision: Literal["none", "bf16", "fp16"] = "none",
+    precision: Literal["auto", "none", "bf16", "fp16"] | None = None,
     tta: Literal["none", "flips", "flips_rot90"] = "none",
     channels_last: bool | None = None,
     mode: Mode = "reference",
@@ -224,11 +224,14 @@ def predict_array(
     (default: no overlap, or ``overlap``), ``halo`` mirrored at the border and cropped, later
     patches overwrite earlier ones); ``mode="fast"`` sizes tiles for the device, overlaps them
     by 25 % and blends them with gaussian weights. Keys given explicitly win over the mode.
+    ``precision`` defaults to fp32 (``none``) in reference mode and ``auto`` (bf16 where the
+    device computes it natively) in fast mode.
     Returns the (C,Z,Y,X) float32 probabilities, or ``out`` filled block by block.
     """
     from unet_core.engine.amp import default_channels_last
     from unet_core.io.volume import Volume
     from unet_core.prediction.inference import PatchForward
+    from unet_core.prediction.prefetch import prefetched
 
     volume = Volume([array], what="the array", path="<array>")
     shape = volume.spatial_shape
@@ -250,10 +253,11 @@ def predict_array(
         channels_last = default_channels_last(dims, dev.type) or (
             dims == 3 and mode == "fast" and dev.type == "cuda"
         )
-    forward = PatchForward(model, dev, amp=precision, tta=tta, channels_last=channels_last)
+    amp = precision or ("auto" if mode == "fast" else "none")
+    forward = PatchForward(model, dev, amp=amp, tta=tta, channels_last=channels_last)
     indices = patch_grid(shape, window.patch, window.stride)
     channels = int(getattr(model, "out_channels", 0)) or _probe_channels(forward, volume)
-    batches = array_batches(volume, indices, window.halo, window.batch_size)
+    batches = prefetched(array_batches(volume, indices, window.halo, window.batch_size))
     patches = forward_patches(forward, batches, window.halo, out_channels=channels)
     if out is None:
         return blend_in_memory(patches, channels, shape, window.blending)

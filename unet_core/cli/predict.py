@@ -44,6 +44,19 @@ from unet_core.cli.options import config_option, set_option
     default=None,
     help="Predict on a LocalCluster of N worker processes; sets distributed.workers.",
 )
+@click.option(
+    "--memory-budget",
+    "memory_budget",
+    metavar="SIZE",
+    default=None,
+    help="Memory fast mode's tiles may use (e.g. 4GiB); sets predictor.memory_budget.",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Print the tile and batch fast mode picks on this device (measured once, cached) "
+    "and their voxels/s, without predicting.",
+)
 def predict(
     config_path: str,
     overrides: tuple[str, ...],
@@ -52,6 +65,8 @@ def predict(
     preview: bool,
     scheduler: str | None,
     workers: int | None,
+    memory_budget: str | None,
+    plan: bool,
 ) -> None:
     """Predict every file of loaders.test with the checkpoint in model_path."""
     from unet_core.config import load_config
@@ -59,7 +74,14 @@ def predict(
 
     if model is not None:  # a JSON string is YAML, so any path survives the --set parser unchanged
         overrides = (*overrides, f"model_path={json.dumps(model)}")
+    if memory_budget is not None:
+        overrides = (*overrides, f"predictor.memory_budget={json.dumps(memory_budget)}")
     cfg = load_config(config_path, overrides)
+    if plan:
+        from unet_core.prediction.plan_report import show_plan
+
+        show_plan(cfg)
+        return
     if scheduler is not None or workers is not None:
         from unet_core.config.schema import DistributedConfig
 
