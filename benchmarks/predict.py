@@ -19,7 +19,8 @@ batch 2; fp32 and bf16) as whole processes run by a side environment's python
 (benchmarks/monai_predict.py, the same network traced to TorchScript). Each run is a child
 process (clean peak RSS) that prints: wall time of the prediction (model built and warmed up
 beforehand), voxels/s, the bare batched forward over the same tiles under inference_mode
-(workload L) and the overhead ratio, the redundancy factor (computed voxels / volume voxels), peak RSS.
+(workload L) and the overhead ratio, the redundancy factor (computed voxels / volume
+voxels), peak RSS.
 ``--reference PYTHON`` also runs pytorch-3dunet's ``predict3dunet`` (installed in a separate
 venv, e.g. /tmp/refvenv/bin/python) on the same config, as a process, next to ours as a
 process, for a side-by-side ratio.
