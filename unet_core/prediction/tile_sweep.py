@@ -119,10 +119,13 @@ def user_cache_dir() -> Path:
 
 
 def candidates(
-    device_type: str, max_tile: Sequence[int] | None = None
+    device_type: str, max_tile: Sequence[int] | None = None, *, exact: bool = False
 ) -> list[tuple[tuple[int, int, int], int]]:
-    """(tile, batch) pairs to time: the device's edges capped by ``max_tile``, no duplicates."""
+    """(tile, batch) pairs to time: the device's edges capped by ``max_tile``, no duplicates;
+    ``exact``: only ``max_tile`` itself (the batch is all there is to choose)."""
     edges = CANDIDATE_EDGES.get(device_type, CANDIDATE_EDGES["cpu"])
+    if exact and max_tile is not None:
+        edges = (max(int(m) for m in max_tile),)
     batches = CANDIDATE_BATCHES.get(device_type, (1,))
     out: list[tuple[tuple[int, int, int], int]] = []
     for edge in edges:
@@ -228,12 +231,14 @@ def plan_tiles(
     precision: str,
     in_channels: int = 1,
     max_tile: Sequence[int] | None = None,
+    exact: bool = False,
     budget: int | None = None,
     cache_dir: Path | None = None,
 ) -> TilePlan:
-    """The fastest (tile, batch) within ``budget`` bytes, measured once and cached."""
+    """The fastest (tile, batch) within ``budget`` bytes, measured once and cached; with
+    ``exact`` the tile is ``max_tile`` and only the batch is chosen."""
     budget = int(budget) if budget else default_budget(device)
-    options = candidates(device.type, max_tile)
+    options = candidates(device.type, max_tile, exact=exact)
     key_fields = {
         "version": CACHE_VERSION,
         "model": model_key(model),

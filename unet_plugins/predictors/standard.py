@@ -111,9 +111,10 @@ class StandardPredictor(PredictorBase):
 
     def tile_plan(self, volume: Sequence[int] | None = None) -> TilePlan:
         """Fast mode's tile and batch for this model on this device (measured once, cached),
-        no larger than ``volume`` (Z,Y,X) and, where the input is normalised per patch, than
-        the test patch."""
+        no larger than ``volume`` (Z,Y,X). Where the input is normalised per patch, the tile
+        is the test patch itself (see input_statistics) and only the batch is measured."""
         limit = patch_statistics_limit(self.experiment)
+        exact = limit is not None
         if volume is not None:
             shape = [int(v) for v in volume[-3:]]
             limit = tuple(min(a, b) for a, b in zip(limit or shape, shape))  # type: ignore[assignment]
@@ -125,6 +126,7 @@ class StandardPredictor(PredictorBase):
                 precision=self.forward.precision.mode,
                 in_channels=int(getattr(self.model, "in_channels", 1)),
                 max_tile=limit,
+                exact=exact,
                 budget=self.config.memory_budget,  # type: ignore[arg-type]
             )
         self._plan = self._plans[limit]
@@ -147,13 +149,17 @@ class StandardPredictor(PredictorBase):
         if s.tile_shape is None:
             return None
         volume = tuple(int(v) for v in volume_shape)
-        if self._planned:  # fast: the fewest tiles of the measured size, shrunk evenly
-            flat = volume[-3] == 1
-            self._plan = None
-            largest = (
-                fast_max_tile(self.device.type, volume) if flat else self.tile_plan(volume).tile
+        self._plan = None
+        if self._planned and volume[-3] == 1:  # 2D data: flat tiles
+            tile, stride = fit_tiles(
+                volume, fast_max_tile(self.device.type, volume), s.tile_overlap
             )
-            tile, stride = fit_tiles(volume, largest, s.tile_overlap)
+        elif self._planned and patch_statistics_limit(self.experiment) is None:
+            # the fewest tiles of the measured size, shrunk evenly
+            tile, stride = fit_tiles(volume, self.tile_plan(volume).tile, s.tile_overlap)
+        elif self._planned:  # per-patch statistics: the test patch, as the model saw it
+            tile = self.tile_plan(volume).tile
+            stride = stride_for_overlap(tile, s.tile_overlap)  # type: ignore[assignment]
         else:
             z, y, x = (min(t, v) for t, v in zip(s.tile_shape, volume[-3:]))
             tile = (z, y, x)
