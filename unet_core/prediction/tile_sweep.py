@@ -123,7 +123,7 @@ def candidates(
 ) -> list[tuple[tuple[int, int, int], int]]:
     """(tile, batch) pairs to time: the device's edges capped by ``max_tile``, no duplicates;
     ``exact``: only ``max_tile`` itself (the batch is all there is to choose)."""
-    edges = CANDIDATE_EDGES.get(device_type, CANDIDATE_EDGES["cpu"])
+    edges: tuple[int, ...] = CANDIDATE_EDGES.get(device_type, CANDIDATE_EDGES["cpu"])
     if exact and max_tile is not None:
         edges = (max(int(m) for m in max_tile),)
     batches = CANDIDATE_BATCHES.get(device_type, (1,))
