@@ -73,7 +73,8 @@ def predict_startup(runs: int) -> float:
                 "test": {
                     "file_paths": [str(tmp / "in.h5")],
                     "slice_builder": {"name": "SliceBuilder", "patch_shape": [32, 32, 32],
-                                      "stride_shape": [32, 32, 32]},  # fmt: skip
+                                      "stride_shape": [32, 32, 32],
+                                      "skip_shape_check": True},  # fmt: skip
                     "transformer": {"raw": [{"name": "Standardize"},
                                             {"name": "ToTensor", "expand_dims": True}]},
                 },
