@@ -10,17 +10,24 @@ with random weights (speed does not depend on them), torch.set_num_threads(--thr
   volume of ``--lazy-gb`` GB (default 4.1) with a tiny UNet3D (f_maps [2, 4]) so that the run
   measures the streaming path, not the CPU's convolution speed; prints peak RSS.
 
-Modes: ``reference`` (the reference's config unchanged), ``fast`` (``predictor.fast: true``),
-``fast-bf16`` (fast + ``amp: bf16``). Each run is a child process (clean peak RSS) that
-prints: wall time of the prediction (model built and warmed up beforehand), voxels/s, the
-bare batched forward over the same tiles under inference_mode (workload L) and the overhead
-ratio, the redundancy factor (computed voxels / volume voxels), peak RSS.
+Modes: ``reference`` (the reference's config unchanged), ``fast`` (``predictor.fast: true`` at
+the default precision, ``auto``), ``fast-fp32`` / ``fast-bf16`` (fast + ``amp: none``/``bf16``).
+Fast mode's tile plan is measured once before the rounds (``unet predict --plan``, timed and
+printed) into a cache folder of this run, so the timed rounds use it as a user's later runs do.
+``--monai PYTHON`` adds MONAI's ``sliding_window_inference`` (roi 64, overlap 0.25, gaussian,
+batch 2; fp32 and bf16) as whole processes run by a side environment's python
+(benchmarks/monai_predict.py, the same network traced to TorchScript). Each run is a child
+process (clean peak RSS) that prints: wall time of the prediction (model built and warmed up
+beforehand), voxels/s, the bare batched forward over the same tiles under inference_mode
+(workload L) and the overhead ratio, the redundancy factor (computed voxels / volume
+voxels), peak RSS.
 ``--reference PYTHON`` also runs pytorch-3dunet's ``predict3dunet`` (installed in a separate
 venv, e.g. /tmp/refvenv/bin/python) on the same config, as a process, next to ours as a
 process, for a side-by-side ratio.
 
     python benchmarks/predict.py [--workloads P1,P2] [--modes reference,fast] [--halo 0]
-        [--reference /tmp/refvenv/bin/python] [--lazy] [--lazy-gb 4.1] [--tmp DIR]
+        [--reference /work/refvenv/bin/python] [--monai /work/monaivenv/bin/python]
+        [--repeat 2] [--lazy] [--lazy-gb 4.1] [--tmp DIR]
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ from unet_core.config import phase_section
 TINY = {"name": "UNet3D", "in_channels": 1, "out_channels": 1, "f_maps": [2, 4], "num_groups": 1}
 MODES = {
     "reference": {"name": "StandardPredictor"},
-    "fast": {"name": "StandardPredictor", "fast": True},
+    "fast": {"name": "StandardPredictor", "fast": True},  # default precision: auto
+    "fast-fp32": {"name": "StandardPredictor", "fast": True, "amp": "none"},
     "fast-bf16": {"name": "StandardPredictor", "fast": True, "amp": "bf16"},
 }
 
@@ -139,7 +147,7 @@ def child(cfg_path: str, threads: int, bare: bool = True) -> None:
                 "batch": batch,
                 "peak_rss_mb": peak_rss,
                 "stats": {k: v for k, v in written.stats.items() if k != "seconds"},
-                "yaml": yaml.safe_dump(cfg.predictor, default_flow_style=True).strip(),
+                "yaml": yaml.safe_dump(cfg.predictor.dump(), default_flow_style=True).strip(),
             }
         )
     )
@@ -236,6 +244,7 @@ def main() -> None:
         "alternating; the fastest round of each counts (shared machines drift)",
     )
     parser.add_argument("--reference", help="python of a venv with pytorch3dunet installed")
+    parser.add_argument("--monai", help="python of a side venv with torch, monai and h5py")
     parser.add_argument("--lazy", action="store_true", help="also the >= 4 GB streaming run")
     parser.add_argument("--lazy-gb", type=float, default=4.1)
     parser.add_argument(
@@ -264,6 +273,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(dir=args.tmp) as name:
         tmp = Path(name)
+        os.environ["UNET_CORE_CACHE"] = str(tmp / "cache")  # the children's tile plans
         ckpt = make_checkpoint(tmp, MODEL, "unet3d_f32")
         volumes = {"P1": Path(args.data) / "nuclei3d_train_a.h5"}
         if "P2" in args.workloads:
@@ -278,6 +288,9 @@ def compare(workload: str, volume: Path, ckpt: Path, tmp: Path, args: argparse.N
     """Every mode (and the reference) on one workload, ``--repeat`` alternating rounds."""
     best: dict[str, dict[str, Any]] = {}
     reference: list[float] = []
+    monai: dict[str, list[float]] = {"monai-fp32": [], "monai-bf16": []}
+    if any(m.startswith("fast") for m in args.modes.split(",")):
+        plan_once(workload, volume, ckpt, tmp, args)
     for _ in range(args.repeat):
         for mode in args.modes.split(","):
             cfg = experiment(MODEL, ckpt, volume, tmp / "out", dict(MODES[mode]), args.halo)
@@ -291,14 +304,80 @@ def compare(workload: str, volume: Path, ckpt: Path, tmp: Path, args: argparse.N
             print(
                 f"{workload} pytorch-3dunet predict3dunet process {reference[-1]:.1f} s", flush=True
             )
+        if args.monai:
+            for bf16 in (False, True):
+                key = "monai-bf16" if bf16 else "monai-fp32"
+                seconds, windows = run_monai(args.monai, ckpt, volume, tmp, bf16, args.threads)
+                monai[key].append(seconds)
+                print(
+                    f"{workload} {key} process {seconds:.1f} s (windows alone {windows:.1f} s)",
+                    flush=True,
+                )
     print(f"{workload} best of {args.repeat}:")
     for mode, r in best.items():
         line = f"  {mode:10s} wall {r['wall_s']:.1f} s, process {r['process_s']:.1f} s"
         if reference:
             line += f" -> {min(reference) / r['process_s']:.2f}x pytorch-3dunet's speed"
+        if monai["monai-bf16"]:
+            line += f", {min(monai['monai-bf16']) / r['process_s']:.2f}x MONAI bf16's"
         print(line, flush=True)
     if reference:
         print(f"  pytorch-3dunet process {min(reference):.1f} s", flush=True)
+    for key, times in monai.items():
+        if times:
+            print(f"  {key} process {min(times):.1f} s", flush=True)
+
+
+def plan_once(workload: str, volume: Path, ckpt: Path, tmp: Path, args: argparse.Namespace) -> None:
+    """``unet predict --plan`` as a process: measures fast mode's tiles into the run's cache."""
+    import yaml
+
+    cfg = experiment(MODEL, ckpt, volume, tmp / "out", dict(MODES["fast"]), args.halo)
+    path = tmp / f"{workload}-plan.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    code = (
+        f"import torch; torch.set_num_threads({args.threads}); import sys; "
+        f"sys.argv = ['unet', 'predict', '--config', {str(path)!r}, '--plan']; "
+        "from unet_core.cli.main import main; main()"
+    )
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"plan failed:\n{out.stderr[-3000:]}{out.stdout[-3000:]}")
+    print(f"{workload} tile plan measured in {time.perf_counter() - start:.1f} s (process):")
+    print(out.stdout.rstrip(), flush=True)
+
+
+def run_monai(
+    python: str, ckpt: Path, volume: Path, tmp: Path, bf16: bool, threads: int
+) -> tuple[float, float]:
+    """MONAI's sliding window as a process in its own environment: (process s, windows s)."""
+    traced = tmp / "model_traced.pt"
+    if not traced.exists():
+        trace_model(ckpt, traced)
+    out = tmp / f"monai-{'bf16' if bf16 else 'fp32'}.h5"
+    script = Path(__file__).with_name("monai_predict.py")
+    cmd = [python, str(script), str(traced), str(volume), str(out), "--threads", str(threads)]
+    start = time.perf_counter()
+    res = subprocess.run(cmd + (["--bf16"] if bf16 else []), capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"MONAI run failed:\n{res.stderr[-3000:]}")
+    seconds = time.perf_counter() - start
+    return seconds, float(res.stdout.split()[-1])
+
+
+def trace_model(ckpt: Path, path: Path) -> None:
+    """The benchmark's network with its weights as TorchScript (eval mode: probabilities)."""
+    import torch
+
+    from unet_core import registry
+
+    model = registry.create("models", MODEL)
+    model.load_state_dict(torch.load(ckpt, weights_only=True)["model_state_dict"])
+    model.eval()
+    with torch.inference_mode():
+        traced = torch.jit.trace(model, torch.zeros(1, 1, 64, 64, 64))
+    traced.save(str(path))
 
 
 def _print_row(workload: str, mode: str, r: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Training throughput: workloads T1 (bare step) and T2 (trainer) of benchmarks/WORKLOADS.md.
 
-    python benchmarks/train.py                       # T1 + T2, fp32, 2 threads
+    python benchmarks/train.py                       # T1 + T2, default precision (auto), 2 threads
     python benchmarks/train.py --t2-iterations 10 --channels-last on --amp bf16 --compile
     python benchmarks/train.py --reference-python /tmp/refvenv/bin/python   # + the reference T2
 
@@ -309,7 +309,12 @@ def main() -> None:
         default="auto",
         help="memory format; auto: the trainer's default (on for 3D on a CPU)",
     )
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    parser.add_argument(
+        "--amp",
+        choices=["auto", "none", "bf16", "fp16"],
+        default="auto",
+        help="precision (default: auto, the trainer's default: bf16 where native)",
+    )
     parser.add_argument("--data", default=str(DATA), help="folder with nuclei3d_train_[ab].h5")
     parser.add_argument("--skip-t2", action="store_true", help="only the bare loop")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -20,6 +20,21 @@ def sample_data() -> Path:
     return SAMPLE_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tile plans and other cached measurements go to a folder of this session, never into
+    the user's cache (subprocesses inherit it)."""
+    import os
+
+    before = os.environ.get("UNET_CORE_CACHE")
+    os.environ["UNET_CORE_CACHE"] = str(tmp_path_factory.mktemp("unet-core-cache"))
+    yield
+    if before is None:
+        os.environ.pop("UNET_CORE_CACHE", None)
+    else:
+        os.environ["UNET_CORE_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     """Two cores are shared by everything: keep torch to one thread per test."""

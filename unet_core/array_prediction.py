@@ -57,9 +57,11 @@ def plan_window(
     halo: Sequence[int] | None = None,
     blending: str | None = None,
     batch_size: int | None = None,
+    max_tile: Sequence[int] | None = None,
 ) -> Window:
-    """Fill what is not given: the reference's choices, or ``fast``'s (tiles sized for the
-    device, 25 % overlap, gaussian blending, no halo, batched)."""
+    """Fill what is not given: the reference's choices, or ``fast``'s (tiles of at most
+    ``max_tile`` (default: the device's) fitted to the volume, 25 % overlap, gaussian
+    blending, no halo, batched)."""
     if mode not in ("reference", "fast"):
         raise ConfigError(f"mode: {mode!r} is not one of reference, fast.")
     shape = tuple(int(v) for v in volume[-3:])
@@ -71,7 +73,7 @@ def plan_window(
                 "predict_array: patch is required in reference mode (e.g. patch=(32, 64, 64)); "
                 "or pass mode='fast' to size tiles for the device."
             )
-        tile, step = fit_tiles(shape, fast_max_tile(device_type, shape), share)
+        tile, step = fit_tiles(shape, max_tile or fast_max_tile(device_type, shape), share)
     else:
         z, y, x = (min(int(p), n) for p, n in zip(patch, shape))
         tile = (z, y, x)
@@ -215,11 +217,12 @@ def predict_array(
     blending: Literal["overwrite", "gaussian"] | None = None,
     batch_size: int | None = None,
     device: Any = "cpu",
-    precision: Literal["none", "bf16", "fp16"] = "none",
+    precision: Literal["auto", "none", "bf16", "fp16"] | None = None,
     tta: Literal["none", "flips", "flips_rot90"] = "none",
     channels_last: bool | None = None,
     mode: Mode = "reference",
     out: Any = None,
+    memory_budget: int | None = None,
 ) -> Any:
     """Predict ``array`` ((Z,Y,X), (C,Z,Y,X) or a 2D (Y,X) image) patch by patch.
 
@@ -227,15 +230,39 @@ def predict_array(
     (default: no overlap, or ``overlap``), ``halo`` mirrored at the border and cropped, later
     patches overwrite earlier ones); ``mode="fast"`` sizes tiles for the device, overlaps them
     by 25 % and blends them with gaussian weights. Keys given explicitly win over the mode.
+    ``precision`` defaults to fp32 (``none``) in reference mode and ``auto`` (bf16 where the
+    device computes it natively) in fast mode, whose tiles are those ``unet predict`` measures
+    (cached; within ``memory_budget`` bytes).
     Returns the (C,Z,Y,X) float32 probabilities, or ``out`` filled block by block.
     """
     from unet_core.engine.amp import default_channels_last
     from unet_core.io.volume import Volume
     from unet_core.prediction.inference import PatchForward
+    from unet_core.prediction.prefetch import prefetched
+    from unet_core.prediction.tile_sweep import plan_tiles
 
     volume = Volume([array], what="the array", path="<array>")
     shape = volume.spatial_shape
     dev = _device(device)
+    dims = int(getattr(model, "spatial_dims", 3))
+    if channels_last is None:
+        channels_last = default_channels_last(dims, dev.type) or (
+            dims == 3 and mode == "fast" and dev.type == "cuda"
+        )
+    amp = precision or ("auto" if mode == "fast" else "none")
+    forward = PatchForward(model, dev, amp=amp, tta=tta, channels_last=channels_last)
+    max_tile: tuple[int, ...] | None = None
+    if mode == "fast" and patch is None and shape[0] > 1:  # the tiles `unet predict` measures
+        plan = plan_tiles(
+            forward,
+            model,
+            dev,
+            precision=forward.precision.mode,
+            in_channels=int(getattr(model, "in_channels", 1)),
+            max_tile=shape,
+            budget=memory_budget,
+        )
+        max_tile, batch_size = plan.tile, batch_size or plan.batch
     window = plan_window(
         shape,
         dev.type,
@@ -246,17 +273,12 @@ def predict_array(
         halo=halo,
         blending=blending,
         batch_size=batch_size,
+        max_tile=max_tile,
     )
     check_halo(window.halo, shape, "the array")
-    dims = int(getattr(model, "spatial_dims", 3))
-    if channels_last is None:
-        channels_last = default_channels_last(dims, dev.type) or (
-            dims == 3 and mode == "fast" and dev.type == "cuda"
-        )
-    forward = PatchForward(model, dev, amp=precision, tta=tta, channels_last=channels_last)
     indices = patch_grid(shape, window.patch, window.stride)
     channels = int(getattr(model, "out_channels", 0)) or _probe_channels(forward, volume)
-    batches = array_batches(volume, indices, window.halo, window.batch_size)
+    batches = prefetched(array_batches(volume, indices, window.halo, window.batch_size))
     patches = forward_patches(forward, batches, window.halo, out_channels=channels)
     if out is None:
         return blend_in_memory(patches, channels, shape, window.blending)

@@ -19,6 +19,7 @@ from unet_core.array_prediction import (
     predict_array,
 )
 from unet_core.engine.amp import default_channels_last
+from unet_core.engine.precision import announce as announce_precision
 from unet_core.formats import VolumeInfo, VolumeWriter
 from unet_core.io.space import check_space
 from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
@@ -35,8 +36,10 @@ from unet_core.prediction.output import (
     source_attrs,
 )
 from unet_core.prediction.output_files import open_output, output_file
+from unet_core.prediction.prefetch import prefetched
 from unet_core.prediction.scores import ScoreCounter, segment
 from unet_core.prediction.stop import raise_if_stopped
+from unet_core.prediction.tile_sweep import TilePlan, parse_size, plan_tiles
 from unet_core.tiling import (
     FAST_BATCH,
     FAST_OVERLAP,
@@ -57,11 +60,13 @@ __all__ = [
     "Index",
     "PatchForward",
     "ScoreCounter",
+    "TilePlan",
     "VolumeAccumulator",
     "VolumeInfo",
     "VolumeWriter",
     "Window",
     "Written",
+    "announce_precision",
     "array_batches",
     "atomic_output",
     "blend_blocks",
@@ -77,7 +82,10 @@ __all__ = [
     "open_output",
     "output_file",
     "output_path",
+    "parse_size",
     "patch_grid",
+    "plan_tiles",
+    "prefetched",
     "plan_window",
     "predict_array",
     "quantize",

@@ -74,6 +74,19 @@ from unet_core.cli.options import config_option, device_option, output_option, s
     default=None,
     help="Predict on a LocalCluster of N worker processes; sets distributed.workers.",
 )
+@click.option(
+    "--memory-budget",
+    "memory_budget",
+    metavar="SIZE",
+    default=None,
+    help="Memory fast mode's tiles may use (e.g. 4GiB); sets predictor.memory_budget.",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Print the tile and batch fast mode picks on this device (measured once, cached) "
+    "and their voxels/s, without predicting.",
+)
 def predict(
     arguments: tuple[str, ...],
     config_path: str | None,
@@ -88,6 +101,8 @@ def predict(
     preview: bool,
     scheduler: str | None,
     workers: int | None,
+    memory_budget: str | None,
+    plan: bool,
 ) -> None:
     """Predict INPUT files with CHECKPOINT (its stored config supplies model, normalisation
     and patching), or every file of loaders.test of --config FILE.
@@ -107,7 +122,14 @@ def predict(
     )
     if model is not None:  # a JSON string is YAML, so any path survives the --set parser unchanged
         overrides = (*overrides, f"model_path={json.dumps(model)}")
+    if memory_budget is not None:
+        overrides = (*overrides, f"predictor.memory_budget={json.dumps(memory_budget)}")
     cfg = _load(arguments, config_path, overrides)
+    if plan:
+        from unet_core.prediction.plan_report import show_plan
+
+        show_plan(cfg)
+        return
     if scheduler is not None or workers is not None:
         from unet_core.config.schema import DistributedConfig
 

@@ -97,8 +97,11 @@ class TrainerConfig(Section):
         default_factory=TensorboardFormatterConfig
     )
     min_lr: float = Field(1e-6, ge=0, description="Stop when the learning rate falls below this.")
-    amp: Literal["none", "bf16", "fp16"] = Field(
-        "none", description="Autocast: bf16 (CPU or CUDA) or fp16 with a grad scaler (CUDA)."
+    amp: Literal["auto", "none", "bf16", "fp16"] = Field(
+        "auto",
+        description="Autocast precision: auto (bf16 where the device computes it natively: "
+        "CPUs with AMX/AVX512-BF16, GPUs of compute capability >= 8; fp32 elsewhere), none "
+        "(fp32), bf16, or fp16 with a grad scaler (CUDA). Loss and metrics stay fp32.",
     )
     channels_last: bool | None = Field(
         None,

@@ -11,34 +11,29 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from unet_core.errors import ConfigError
-
 if TYPE_CHECKING:
     import torch
 
 
 class Precision:
-    """What ``trainer.amp`` means on this device: an autocast context and an optional scaler."""
+    """What ``trainer.amp`` means on this device: an autocast context and an optional scaler.
 
-    def __init__(self, mode: str, device: torch.device) -> None:
+    ``auto`` is resolved here, once (:mod:`unet_core.engine.precision`); ``resolved`` keeps the
+    choice and its reason for the log, the checkpoint and run.json.
+    """
+
+    def __init__(self, mode: str, device: torch.device, *, key: str = "trainer.amp") -> None:
         import torch
 
-        if mode not in ("none", "bf16", "fp16"):
-            raise ConfigError(f"trainer.amp: {mode!r} is not one of none, bf16, fp16.")
-        if mode == "fp16" and device.type != "cuda":
-            raise ConfigError(
-                f"trainer.amp: fp16 needs a CUDA device, but training runs on {device}. "
-                "Use amp: bf16 (CPU and recent GPUs) or amp: none."
-            )
-        if mode == "bf16" and device.type not in ("cpu", "cuda"):
-            raise ConfigError(
-                f"trainer.amp: bf16 autocast is supported on cpu and cuda, not {device.type}; "
-                "set amp: none."
-            )
-        self.mode = mode
+        from unet_core.engine.precision import resolve_precision
+
+        self.resolved = resolve_precision(mode, device, key=key)
+        self.mode = self.resolved.mode
         self.device = device
-        self.dtype: torch.dtype | None = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-        self.scaler: Any = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+        self.dtype: torch.dtype | None = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            self.mode
+        )
+        self.scaler: Any = torch.amp.GradScaler("cuda") if self.mode == "fp16" else None
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Context for forward passes (a no-op when amp is none)."""

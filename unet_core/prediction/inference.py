@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TTA = Literal["none", "flips", "flips_rot90"]
-AMP = Literal["none", "bf16", "fp16"]
+AMP = Literal["auto", "none", "bf16", "fp16"]
 #: A TTA transform: (flip dims, rot90 count in the Y,X plane), applied flip first.
 Augment = tuple[tuple[int, ...], int]
 
@@ -71,7 +71,7 @@ class PatchForward:
         self.device = device
         self.spatial_dims = int(declared("models", model, "spatial_dims"))
         self.augments = tta_transforms(tta, self.spatial_dims)
-        self.autocast_dtype = _autocast_dtype(amp, device)
+        self.autocast_dtype, self.precision = _autocast_dtype(amp, device)
         fmt = memory_format(self.spatial_dims, channels_last)
         model = model.to(device)
         if fmt is not None:
@@ -165,38 +165,22 @@ def _undo(y: torch.Tensor, flips: Sequence[int], k: int, spatial_dims: int) -> t
     return y
 
 
-def _autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def _autocast_dtype(amp: str, device: torch.device) -> tuple[torch.dtype | None, Any]:
+    """The autocast dtype of ``predictor.amp`` (``auto`` resolved here, once) and the choice."""
     import torch
 
-    if amp == "none":
-        return None
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ConfigError(
-                f"predictor.amp: fp16 autocast needs a CUDA device, but prediction runs on "
-                f"{device}. Use amp: bf16 (CPU and recent GPUs) or amp: none."
-            )
-        return torch.float16
-    if amp == "bf16":
-        if device.type not in ("cpu", "cuda"):
-            raise ConfigError(
-                f"predictor.amp: bf16 autocast works on cpu and cuda, not {device.type}; "
-                "set amp: none."
-            )
-        if device.type == "cpu" and not _cpu_has_bf16():
-            warnings.warn(
-                "predictor.amp: bf16 on this CPU has no native bf16 instructions (no "
-                "AVX512-BF16/AMX) and runs many times slower than float32; use amp: none here.",
-                stacklevel=3,
-            )
-        return torch.bfloat16
-    raise ConfigError(f"predictor.amp: {amp!r} is not one of none, bf16, fp16.")
+    from unet_core.engine.precision import cpu_flags, detect_native_bf16, resolve_precision
 
-
-def _cpu_has_bf16() -> bool:
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    resolved = resolve_precision(amp, device, key="predictor.amp")
+    if (
+        resolved.requested == "bf16"
+        and device.type == "cpu"
+        and detect_native_bf16("cpu", cpu_flags=cpu_flags()) is None
+    ):
+        warnings.warn(
+            "predictor.amp: bf16 on this CPU has no native bf16 instructions (no "
+            "AVX512-BF16/AMX) and runs many times slower than float32; use amp: auto or none.",
+            stacklevel=3,
+        )
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolved.mode)
+    return dtype, resolved

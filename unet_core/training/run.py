@@ -89,7 +89,9 @@ def build_trainer(
     checkpoint_dir = Path(os.path.abspath(tcfg.checkpoint_dir))
     trainer = _build(cfg, checkpoint_dir, resume_path, dev, ctx)
     if run_folder is not None:
-        run_folder.start(cfg, resumed_from=resume_path)
+        run_folder.start(
+            cfg, resumed_from=resume_path, precision=trainer.precision.resolved.record()
+        )
         trainer.run_folder = run_folder
     return trainer
 

@@ -65,8 +65,15 @@ class RunFolder:
         self.started = False
         self._created = created
 
-    def start(self, config: ExperimentConfig, *, resumed_from: str | None) -> dict[str, Any]:
-        """Write ``run.json``: this run's id, config and model identity, owner, resume source."""
+    def start(
+        self,
+        config: ExperimentConfig,
+        *,
+        resumed_from: str | None,
+        precision: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Write ``run.json``: this run's id, config and model identity, owner, resume source
+        and the precision ``trainer.amp`` resolved to on this device."""
         from unet_core.version import __version__
 
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -81,6 +88,8 @@ class RunFolder:
             unet_core_version=__version__,
             last_owner={"host": socket.gethostname(), "pid": os.getpid(), "started": now},
         )
+        if precision is not None:
+            manifest["precision"] = precision
         if resumed_from is not None:
             history = list(manifest.get("resumed_from") or [])
             history.append({"checkpoint": str(Path(resumed_from).resolve()), "at": now})

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from unet_core.contracts import declared
 from unet_core.engine.amp import Precision, to_format
 from unet_core.engine.interrupts import InterruptGuard, TrainingInterrupted
+from unet_core.engine.precision import announce
 from unet_core.engine.progress import Progress
 from unet_core.errors import DataError, TrainingError
 from unet_core.training import data_order
@@ -142,7 +143,11 @@ class Trainer(Evaluation, TrainState):
         if self.run_folder is None and self.is_main:
             own = claim(self.checkpoint_dir, resume=self.resumed_from)
             emit(own.notes)
-            own.start(self.config, resumed_from=self.resumed_from)
+            own.start(
+                self.config,
+                resumed_from=self.resumed_from,
+                precision=self.precision.resolved.record(),
+            )
             self.run_folder = own
         try:
             return self._fit()
@@ -154,6 +159,8 @@ class Trainer(Evaluation, TrainState):
     def _fit(self) -> Trainer:
         self.model.train()
         with self._guard:
+            if self.is_main:
+                announce(self.precision.resolved)
             self.hooks.unet_train_start(trainer=self, config=self.config)
             self.progress.start(self.max_iterations, self.iteration)
             try:

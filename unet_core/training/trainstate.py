@@ -82,6 +82,7 @@ class TrainState:
             "config": self.config.model_dump(mode="json"),
             "tensorboard_run": self.tensorboard.run_name if self.tensorboard else None,
             "unet_core_version": __version__,
+            "precision": self.precision.resolved.record(),
         }
         if len(rank_states) > 1:
             state["rank_states"] = rank_states

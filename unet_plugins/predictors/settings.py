@@ -21,6 +21,7 @@ from unet_core.prediction_api import (
     default_channels_last,
     fast_max_tile,
     fit_tiles,
+    parse_size,
 )
 
 
@@ -71,8 +72,11 @@ class PredictorConfig(ComponentConfig):
         description="Test-time augmentation: average over flips (8 in 3D) or flips and "
         "in-plane quarter turns (16 in 3D).",
     )
-    amp: Literal["none", "bf16", "fp16"] = Field(
-        "none", description="Autocast precision of the forward pass (fp16 on CUDA only)."
+    amp: Literal["auto", "none", "bf16", "fp16"] | None = Field(
+        None,
+        description="Autocast precision of the forward pass: auto (bf16 where the device "
+        "computes it natively, fp32 elsewhere), none (fp32), bf16, fp16 (CUDA only). Default: "
+        "none (the reference's fp32), auto with fast. Blending and outputs stay fp32.",
     )
     output_dtype: Literal["float32", "float16", "uint8"] = Field(
         "float32",
@@ -108,6 +112,12 @@ class PredictorConfig(ComponentConfig):
     tile_halo: list[int] | None = Field(
         None, description="Halo (Z,Y,X) of tiles chosen here (default 0: blending handles borders)."
     )
+    memory_budget: int | str | None = Field(
+        None,
+        description="Memory fast mode's tiles may use (bytes, or with a unit: 512MiB, 4GiB, "
+        "2GB); the tile edge and batch are the fastest measured within it. Default: half of "
+        "the available RAM (CPU) or free GPU memory.",
+    )
     output_format: str = Field(
         "hdf5",
         description="Volume format of the output, any installed one: hdf5 "
@@ -125,6 +135,11 @@ class PredictorConfig(ComponentConfig):
         if isinstance(v, int) and not 0 <= v <= 9:
             raise ValueError("a gzip level must be 0..9")
         return v
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _bytes(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_size(v)
 
     @field_validator("patch_halo")
     @classmethod
@@ -172,6 +187,7 @@ class Settings:
     tile_overlap: float
     tile_halo: tuple[int, int, int]
     channels_last: bool
+    amp: str = "none"
 
 
 def resolve(
@@ -203,7 +219,8 @@ def resolve(
         channels_last = default_channels_last(spatial_dims, device_type) or (
             spatial_dims == 3 and fast and device_type == "cuda"
         )
-    return Settings(blending, batch, tile, overlap, (hz, hy, hx), channels_last)
+    amp = config.amp or ("auto" if fast else "none")
+    return Settings(blending, batch, tile, overlap, (hz, hy, hx), channels_last, amp)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from unet_core.prediction_api import (
     Index,
     PatchForward,
     ScoreCounter,
+    TilePlan,
     VolumeInfo,
     VolumeWriter,
     Written,
@@ -33,6 +34,8 @@ from unet_core.prediction_api import (
     forward_patches,
     open_output,
     output_file,
+    plan_tiles,
+    prefetched,
     quantize,
     redundancy,
     segment,
@@ -40,7 +43,9 @@ from unet_core.prediction_api import (
     source_attrs,
     stride_for_overlap,
 )
+from unet_core.prediction_api import announce_precision as announce
 from unet_plugins.predictors.base import PredictorBase
+from unet_plugins.predictors.input_statistics import patch_statistics_limit
 from unet_plugins.predictors.settings import (
     PredictorConfig,
     fast_max_tile,
@@ -95,11 +100,42 @@ class StandardPredictor(PredictorBase):
         self.forward = PatchForward(
             model,
             device,
-            amp=config.amp,
+            amp=self.settings.amp,
             tta=config.tta,
             channels_last=self.settings.channels_last,
             compile=config.compile,
         )
+        announce(self.forward.precision)
+        self._plan: TilePlan | None = None  # the plan of the volume being predicted
+        self._plans: dict[tuple[int, int, int] | None, TilePlan] = {}
+
+    def tile_plan(self, volume: Sequence[int] | None = None) -> TilePlan:
+        """Fast mode's tile and batch for this model on this device (measured once, cached),
+        no larger than ``volume`` (Z,Y,X). Where the input is normalised per patch, the tile
+        is the test patch itself (see input_statistics) and only the batch is measured."""
+        limit = patch_statistics_limit(self.experiment)
+        exact = limit is not None
+        if volume is not None:
+            shape = [int(v) for v in volume[-3:]]
+            limit = tuple(min(a, b) for a, b in zip(limit or shape, shape))  # type: ignore[assignment]
+        if limit not in self._plans:
+            self._plans[limit] = plan_tiles(
+                self.forward,
+                self.model,
+                self.device,
+                precision=self.forward.precision.mode,
+                in_channels=int(getattr(self.model, "in_channels", 1)),
+                max_tile=limit,
+                exact=exact,
+                budget=self.config.memory_budget,  # type: ignore[arg-type]
+            )
+        self._plan = self._plans[limit]
+        return self._plan
+
+    @property
+    def _planned(self) -> bool:
+        """Whether tiles and batch come from :meth:`tile_plan` (fast, no tile_shape)."""
+        return self.config.fast and self.config.tile_shape is None
 
     # -- what the engine asks before building the dataset -----------------------------------
     @property
@@ -113,10 +149,17 @@ class StandardPredictor(PredictorBase):
         if s.tile_shape is None:
             return None
         volume = tuple(int(v) for v in volume_shape)
-        if self.config.tile_shape is None:  # fast: the fewest tiles that fit, shrunk evenly
+        self._plan = None
+        if self._planned and volume[-3] == 1:  # 2D data: flat tiles
             tile, stride = fit_tiles(
                 volume, fast_max_tile(self.device.type, volume), s.tile_overlap
             )
+        elif self._planned and patch_statistics_limit(self.experiment) is None:
+            # the fewest tiles of the measured size, shrunk evenly
+            tile, stride = fit_tiles(volume, self.tile_plan(volume).tile, s.tile_overlap)
+        elif self._planned:  # per-patch statistics: the test patch, as the model saw it
+            tile = self.tile_plan(volume).tile
+            stride = stride_for_overlap(tile, s.tile_overlap)  # type: ignore[assignment]
         else:
             z, y, x = (min(t, v) for t, v in zip(s.tile_shape, volume[-3:]))
             tile = (z, y, x)
@@ -183,6 +226,8 @@ class StandardPredictor(PredictorBase):
         (batching big ones gains nothing and multiplies the memory of a forward)."""
         if self.config.batch_size is not None:
             return self.config.batch_size
+        if self._planned and self._plan is not None:
+            return self._plan.batch
         first = spatial(dataset.raw_slices[0]) if len(dataset.raw_slices) else ()
         voxels = 1
         for s, h in zip(first, dataset.halo_shape):
@@ -190,17 +235,21 @@ class StandardPredictor(PredictorBase):
         return self.settings.batch_size if voxels <= AUTO_BATCH_MAX_VOXELS else self.loader_batch
 
     def _loader(self, dataset: Any) -> Any:
+        """Batches of the dataset: read ahead by a thread (fast mode, or no loader workers:
+        no process start-up), else by the configured loader worker processes."""
         from torch.utils.data import DataLoader
 
         collate = getattr(dataset, "collate_fn", None)
-        return DataLoader(
+        workers = 0 if self._planned else self.num_workers
+        loader = DataLoader(
             dataset,
             batch_size=self.batch_for(dataset),
             shuffle=False,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=collate,
             pin_memory=self.device.type == "cuda",
         )
+        return prefetched(loader) if workers == 0 else loader
 
     def patches(self, dataset: Any) -> Iterator[tuple[np.ndarray, Index]]:
         """(probabilities (C,*patch), output index) of every patch, halo cropped."""
@@ -231,6 +280,8 @@ class StandardPredictor(PredictorBase):
             "seconds": seconds,
             "voxels_per_second": float(np.prod(volume)) / max(seconds, 1e-9),
             "redundancy": redundancy(indices, volume, tuple(dataset.halo_shape)),
+            "precision": self.forward.precision.mode,
+            "tile": [s.stop - s.start for s in indices[0]] if indices else [],
         }
 
     def __call__(self, dataset: Any) -> list[Written]:
