@@ -11,10 +11,12 @@ with random weights (speed does not depend on them), torch.set_num_threads(--thr
   measures the streaming path, not the CPU's convolution speed; prints peak RSS.
 
 Modes: ``reference`` (the reference's config unchanged), ``fast`` (``predictor.fast: true``),
-``fast-bf16`` (fast + ``amp: bf16``). Each run is a child process (clean peak RSS) that
-prints: wall time of the prediction (model built and warmed up beforehand), voxels/s, the
-bare batched forward over the same tiles under inference_mode (workload L) and the overhead
-ratio, the redundancy factor (computed voxels / volume voxels), peak RSS.
+``fast-bf16`` (fast + ``amp: bf16``), ``fast-openvino`` / ``fast-onnxruntime`` (fast +
+``backend: openvino|onnxruntime``; per-forward times of every backend: benchmarks/backends.py).
+Each run is a child process (clean peak RSS) that prints: wall time of the prediction (model
+built and warmed up beforehand), voxels/s, the bare batched forward over the same tiles under
+inference_mode (workload L) and the overhead ratio, the redundancy factor (computed voxels /
+volume voxels), peak RSS.
 ``--reference PYTHON`` also runs pytorch-3dunet's ``predict3dunet`` (installed in a separate
 venv, e.g. /tmp/refvenv/bin/python) on the same config, as a process, next to ours as a
 process, for a side-by-side ratio.
@@ -48,6 +50,14 @@ MODES = {
     "fast": {"name": "StandardPredictor", "fast": True},
     "fast-bf16": {"name": "StandardPredictor", "fast": True, "amp": "bf16"},
 }
+
+#: Fast mode with an inference backend (``predictor.backend``, extras [openvino]/[onnxruntime]).
+#: The first run converts the model into the user cache; ``--repeat 2`` times the cached one.
+BACKEND_MODES = {
+    f"fast-{backend}": {"name": "StandardPredictor", "fast": True, "backend": backend}
+    for backend in ("openvino", "onnxruntime")
+}
+MODES.update(BACKEND_MODES)
 
 
 DEVICE = "cpu"

@@ -21,6 +21,7 @@ from unet_core.array_prediction import (
 from unet_core.engine.amp import default_channels_last
 from unet_core.formats import VolumeInfo, VolumeWriter
 from unet_core.io.space import check_space
+from unet_core.prediction.backends import backend_forward
 from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
 from unet_core.prediction.inference import PatchForward
 from unet_core.prediction.memory import return_freed_buffers
@@ -63,6 +64,7 @@ __all__ = [
     "Window",
     "Written",
     "array_batches",
+    "backend_forward",
     "atomic_output",
     "blend_blocks",
     "blend_in_memory",

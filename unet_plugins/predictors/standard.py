@@ -25,6 +25,7 @@ from unet_core.prediction_api import (
     VolumeInfo,
     VolumeWriter,
     Written,
+    backend_forward,
     blend_in_memory,
     check_halo,
     check_output,
@@ -99,7 +100,13 @@ class StandardPredictor(PredictorBase):
             tta=config.tta,
             channels_last=self.settings.channels_last,
             compile=config.compile,
+            net=backend_forward(config.backend, model, device, model_section=self._model_section()),
         )
+
+    def _model_section(self) -> dict[str, Any] | None:
+        """The experiment's ``model`` section, part of a converted model's cache key."""
+        section = getattr(self.experiment, "model", None)
+        return dict(section) if section is not None else None
 
     # -- what the engine asks before building the dataset -----------------------------------
     @property
