@@ -3,7 +3,7 @@
 The network of WORKLOADS.md (UNet3D f_maps 32, gcr, 4 levels; random weights: speed does not
 depend on them), one tile of ``--edge``^3 (64), ``--threads`` threads (2), best of
 ``--reps`` (3) after a warm-up, in one process, through the same forward the predictors use
-(``backend_forward`` + ``PatchForward``):
+(``backend_forward`` + ``PatchForward``), in alternating rounds after every conversion:
 
 * torch fp32 (contiguous), torch fp32 channels_last_3d (the CPU default), torch bf16 autocast
 * onnxruntime fp32, openvino fp32, openvino bf16 (skipped when a package is missing)
@@ -54,6 +54,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, cache: str) -> None:
+    """Prepare every variant (converting where needed), then time them in alternating rounds,
+    so that a busy shared machine slows all of them alike; the fastest round counts."""
     import torch
 
     from unet_core import registry
@@ -65,31 +67,37 @@ def run(args: argparse.Namespace, cache: str) -> None:
     model = registry.create("models", MODEL).eval()
     x = torch.randn(1, 1, args.edge, args.edge, args.edge)
     device = torch.device("cpu")
-    baseline = None
     print(f"backends: UNet3D f_maps 32, one {args.edge}^3 tile, {args.threads} threads, "
-          f"best of {args.reps}", flush=True)  # fmt: skip
+          f"best of {args.reps} alternating rounds", flush=True)  # fmt: skip
+    forwards: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    outputs: dict[str, Any] = {}
     for label, backend, keys in VARIANTS:
         if backend is not None and importlib.util.find_spec(PACKAGES[backend["name"]]) is None:
             print(f"  {label:28s} skipped ({PACKAGES[backend['name']]} is not installed)")
             continue
         section = {**backend, "cache_dir": cache} if backend is not None else None
         net = backend_forward(section, model, device, model_section=MODEL)
-        forward = PatchForward(model, device, amp=keys.get("amp", "none"),
-                               channels_last=keys.get("channels_last", False), net=net)  # fmt: skip
+        amp, layout = keys.get("amp", "none"), keys.get("channels_last", False)
+        forwards[label] = PatchForward(model, device, amp=amp, channels_last=layout, net=net)
         start = time.perf_counter()
-        first = forward(x)  # converts (or loads the cached conversion) and warms up
-        prepare = time.perf_counter() - start
-        best = float("inf")
-        for _ in range(args.reps):
+        outputs[label] = forwards[label](x)  # converts (or loads the cached conversion), warms up
+        if backend is not None:
+            notes[label] = (
+                f", first call (conversion or cache load) {time.perf_counter() - start:.1f} s"
+            )
+    best = {label: float("inf") for label in forwards}
+    for _ in range(args.reps):
+        for label, forward in forwards.items():
             start = time.perf_counter()
-            y = forward(x)
-            best = min(best, time.perf_counter() - start)
-        baseline = y if baseline is None else baseline
-        diff = float(abs(y - baseline).max())
-        extra = f", first call {prepare:.1f} s" if backend is not None else ""
-        print(f"  {label:28s} {best:.3f} s/forward  max |p - p_torch_fp32| {diff:.4f}{extra}",
-              flush=True)  # fmt: skip
-        del first
+            forward(x)
+            best[label] = min(best[label], time.perf_counter() - start)
+    baseline = outputs[VARIANTS[0][0]]
+    for label, seconds in best.items():
+        diff = float(abs(outputs[label] - baseline).max())
+        ratio = best[VARIANTS[0][0]] / seconds
+        print(f"  {label:28s} {seconds:.3f} s/forward ({ratio:.2f}x torch fp32)  "
+              f"max |p - p_torch_fp32| {diff:.4f}{notes.get(label, '')}", flush=True)  # fmt: skip
     print(f"(cache {cache}; pid {os.getpid()})", flush=True)
 
 

@@ -9,9 +9,11 @@ network the exporter cannot convert and a GPU device are one-paragraph errors.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -58,6 +60,21 @@ def import_runtime(module: str, backend: str, extra: str) -> Any:
             f"`pip install -c constraints.txt -e '.[{extra}]'`), or use predictor.backend: "
             "torch."
         ) from None
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Hide the exporter's chatter (skipped torchvision ops, deprecations of its internals):
+    none of it is the user's news; its errors still arrive as exceptions."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 class FirstBatchConversion:
@@ -114,12 +131,12 @@ class GraphBackend(InferenceBackend):
 
         def convert(batch: np.ndarray) -> Runner:
             example = np.ascontiguousarray(batch[:1])
-            entry = cached_conversion(
-                self.name,
-                key,
-                lambda folder: self.convert(model, example, folder, runtime, precision),
-                cache_dir=self.config.cache_dir,
-            )
+
+            def make(folder: Path) -> None:
+                with quiet_exporter():
+                    self.convert(model, example, folder, runtime, precision)
+
+            entry = cached_conversion(self.name, key, make, cache_dir=self.config.cache_dir)
             return self.runner(entry.path, runtime, precision, threads)
 
         return FirstBatchConversion(convert)
