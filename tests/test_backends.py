@@ -299,7 +299,7 @@ def test_backend_plugin_from_another_package_is_named_in_yaml(tmp_path, capsys):
             self.factor = factor
 
         def prepare(self, model, device, model_key):
-            assert len(model_key) == 64
+            assert len(model_key()) == 64
 
             def forward(x):
                 calls.append(tuple(x.shape))

@@ -32,7 +32,7 @@ def backend_forward(
 
     The backend is refused on a device type it does not declare. ``model_section`` (the
     experiment's ``model`` section) is hashed with the weights into the key of a converted
-    model, so another final activation never reuses a conversion.
+    model (``model_key()``), so another final activation never reuses a conversion.
     """
     from unet_core import registry
     from unet_core.contracts import declared
@@ -48,6 +48,16 @@ def backend_forward(
             "or use predictor.backend: torch on this device."
         )
     model.eval()
-    key = model_digest(model, dict(model_section) if model_section is not None else None)
-    forward: Callable[[torch.Tensor], torch.Tensor] | None = backend.prepare(model, device, key)
+    section = dict(model_section) if model_section is not None else None
+    digest: list[str] = []
+
+    def model_key() -> str:
+        """The digest, computed once and only if asked (the torch path never needs it)."""
+        if not digest:
+            digest.append(model_digest(model, section))
+        return digest[0]
+
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = backend.prepare(
+        model, device, model_key
+    )
     return forward

@@ -110,7 +110,9 @@ class GraphBackend(InferenceBackend):
     def from_config(cls, config: GraphConfig, **_: Any) -> GraphBackend:
         return cls(config)
 
-    def prepare(self, model: Any, device: Any, model_key: str) -> Callable[[Any], Any]:
+    def prepare(
+        self, model: Any, device: Any, model_key: Callable[[], str]
+    ) -> Callable[[Any], Any]:
         import torch
 
         runtime = import_runtime(self.module, self.name, self.extra)
@@ -122,7 +124,7 @@ class GraphBackend(InferenceBackend):
             threads,
         )  # fmt: skip
         key = {
-            "weights": model_key,
+            "weights": model_key(),
             "version": version,
             "precision": precision,
             "opset": OPSET,

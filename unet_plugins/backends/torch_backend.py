@@ -7,6 +7,7 @@ as before backends existed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from unet_core.interfaces import ComponentConfig, InferenceBackend
@@ -28,6 +29,6 @@ class TorchBackend(InferenceBackend):
     def from_config(cls, config: TorchConfig, **_: Any) -> TorchBackend:
         return cls(config)
 
-    def prepare(self, model: Any, device: Any, model_key: str) -> None:
+    def prepare(self, model: Any, device: Any, model_key: Callable[[], str]) -> None:
         """None: the predictor runs the model itself."""
         return None
