@@ -149,7 +149,7 @@ def child(cfg_path: str, threads: int, bare: bool = True) -> None:
                 "batch": batch,
                 "peak_rss_mb": peak_rss,
                 "stats": {k: v for k, v in written.stats.items() if k != "seconds"},
-                "yaml": yaml.safe_dump(cfg.predictor, default_flow_style=True).strip(),
+                "yaml": yaml.safe_dump(cfg.predictor.dump(), default_flow_style=True).strip(),
             }
         )
     )
