@@ -102,6 +102,7 @@ def test_backend_is_validated_with_its_own_schema(tmp_path):
 
 
 # -- agreement with the torch backend, through `unet predict` -------------------------------
+@pytest.mark.slow  # real conversions: ~10-20 s each on an idle 2-core machine
 def test_openvino_float32_matches_torch_through_unet_predict(tmp_path, capsys, cache):
     volume, ckpt, spec = _setup(tmp_path)
     keys = {"fast": True, "tile_shape": [8, 16, 16], "tta": "flips"}
@@ -118,6 +119,7 @@ def test_openvino_float32_matches_torch_through_unet_predict(tmp_path, capsys, c
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # real conversions: ~10-20 s each on an idle 2-core machine
 def test_openvino_bf16_stays_within_the_documented_tolerance(tmp_path, capsys, cache):
     volume, ckpt, spec = _setup(tmp_path)
     ref = _predict(capsys, tmp_path, "torch", volume, ckpt, spec)
@@ -138,6 +140,7 @@ def test_openvino_bf16_stays_within_the_documented_tolerance(tmp_path, capsys, c
 
 
 # -- the cache --------------------------------------------------------------------------------
+@pytest.mark.slow  # real conversions: ~10-20 s each on an idle 2-core machine
 def test_onnxruntime_matches_torch_reuses_its_conversion_and_converts_new_weights(
     tmp_path, capsys, cache, caplog
 ):
