@@ -11,7 +11,9 @@ with random weights (speed does not depend on them), torch.set_num_threads(--thr
   measures the streaming path, not the CPU's convolution speed; prints peak RSS.
 
 Modes: ``reference`` (the reference's config unchanged), ``fast`` (``predictor.fast: true`` at
-the default precision, ``auto``), ``fast-fp32`` / ``fast-bf16`` (fast + ``amp: none``/``bf16``).
+the default precision, ``auto``), ``fast-fp32`` / ``fast-bf16`` (fast + ``amp: none``/``bf16``),
+``fast-openvino`` / ``fast-onnxruntime`` (fast + ``backend: openvino|onnxruntime``; per-forward
+times of every backend: benchmarks/backends.py).
 Fast mode's tile plan is measured once before the rounds (``unet predict --plan``, timed and
 printed) into a cache folder of this run, so the timed rounds use it as a user's later runs do.
 ``--monai PYTHON`` adds MONAI's ``sliding_window_inference`` (roi 64, overlap 0.25, gaussian,
@@ -56,6 +58,14 @@ MODES = {
     "fast-fp32": {"name": "StandardPredictor", "fast": True, "amp": "none"},
     "fast-bf16": {"name": "StandardPredictor", "fast": True, "amp": "bf16"},
 }
+
+#: Fast mode with an inference backend (``predictor.backend``, extras [openvino]/[onnxruntime]).
+#: The first run converts the model into the user cache; ``--repeat 2`` times the cached one.
+BACKEND_MODES = {
+    f"fast-{backend}": {"name": "StandardPredictor", "fast": True, "backend": backend}
+    for backend in ("openvino", "onnxruntime")
+}
+MODES.update(BACKEND_MODES)
 
 
 DEVICE = "cpu"

@@ -107,6 +107,7 @@ PUBLIC_CORE = {
     "unet_core.config",
     "unet_core.contracts",
     "unet_core.dataset_api",
+    "unet_core.backend_api",
     "unet_core.errors",
     "unet_core.formats",
     "unet_core.interfaces",

@@ -72,6 +72,11 @@ CONTRACTS: dict[str, Contract] = {
         ("open",),  # ``create`` only for formats that can be written (read-only ones exist)
         call="format.open(path) -> reader of lazy arrays; format.create(tmp, final) -> writer",
     ),
+    "backends": Contract(
+        i.InferenceBackend,
+        ("prepare",),
+        call="backend.prepare(model, device, model_key) -> forward(x) -> y, or None (torch)",
+    ),
 }
 
 

@@ -194,6 +194,25 @@ class BlockwisePostprocessor(Protocol):
     ) -> int: ...
 
 
+class InferenceBackend(Protocol):
+    """Runs the network's forward passes for prediction (``predictor.backend``).
+
+    The predictors keep tiling, blending, TTA and outputs; a backend only turns a batch into
+    the model's eval-mode output. ``prepare(model, device, model_key)`` is called once per run
+    with the eval-mode model; ``model_key()`` gives a digest of its weights and config
+    (computed on first call, for caching a converted model). It returns ``forward(x) -> y`` on
+    float32 (N,C,*spatial) CPU tensors, or None to let the predictor run the model in torch
+    itself (amp, channels_last, compile).
+    ``devices`` lists the torch device types it can serve (None: any).
+    """
+
+    devices: ClassVar[tuple[str, ...] | None] = None
+
+    def prepare(
+        self, model: torch.nn.Module, device: torch.device, model_key: Callable[[], str]
+    ) -> Callable[[torch.Tensor], torch.Tensor] | None: ...
+
+
 class Optimizer(Protocol):
     """What an optimizer component builds (from ``params``): a ``torch.optim.Optimizer``.
 

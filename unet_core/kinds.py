@@ -15,10 +15,16 @@ KINDS: dict[str, str] = {
     "optimizers": "unet.optimizers",
     "lr_schedulers": "unet.lr_schedulers",
     "formats": "unet.formats",
+    "backends": "unet.backends",
 }
 HOOKS_GROUP = "unet.hooks"
 
-_SINGULAR = {"losses": "loss", "slice_builders": "slice builder", "lr_schedulers": "LR scheduler"}
+_SINGULAR = {
+    "losses": "loss",
+    "slice_builders": "slice builder",
+    "lr_schedulers": "LR scheduler",
+    "backends": "inference backend",
+}
 
 
 def singular(kind: str) -> str:

@@ -22,6 +22,7 @@ from unet_core.engine.amp import default_channels_last
 from unet_core.engine.precision import announce as announce_precision
 from unet_core.formats import VolumeInfo, VolumeWriter
 from unet_core.io.space import check_space
+from unet_core.prediction.backends import backend_forward
 from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
 from unet_core.prediction.inference import PatchForward
 from unet_core.prediction.memory import return_freed_buffers
@@ -68,6 +69,7 @@ __all__ = [
     "Written",
     "announce_precision",
     "array_batches",
+    "backend_forward",
     "atomic_output",
     "blend_blocks",
     "blend_in_memory",

@@ -40,7 +40,13 @@ def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     return np.asarray(session.run(None, {INPUT_NAME: x})[0])
 
 
-def _write_graph(model: torch.nn.Module, x: np.ndarray, path: Path) -> None:
+#: The way out of a failed export, for ``unet export`` (backends pass their own).
+EXPORT_ADVICE = "Export TorchScript instead (--format torchscript)."
+
+
+def _write_graph(
+    model: torch.nn.Module, x: np.ndarray, path: Path, advice: str = EXPORT_ADVICE
+) -> None:
     import torch
 
     _needs("onnx")
@@ -65,16 +71,22 @@ def _write_graph(model: torch.nn.Module, x: np.ndarray, path: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - the exporter's message is the paragraph's core
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ExportError(
-            f"torch.onnx.export cannot convert {type(model).__name__}: {first}. Export "
-            "TorchScript instead (--format torchscript)."
+            f"torch.onnx.export cannot convert {type(model).__name__}: {first}. {advice}"
         ) from None
 
 
-def export_onnx(model: torch.nn.Module, x: np.ndarray, out: Path) -> float:
-    """Write ``out`` if onnxruntime's output matches the network on ``x``; returns the max diff."""
+def export_onnx(
+    model: torch.nn.Module, x: np.ndarray, out: Path, *, advice: str | None = None
+) -> float:
+    """Write ``out`` if onnxruntime's output matches the network on ``x``; returns the max diff.
+
+    ``advice`` replaces the way out named when the model cannot be exported faithfully.
+    """
     _needs("onnxruntime")
     model.eval()
     with atomic_output(out) as tmp:
-        _write_graph(model, x, tmp)
-        diff = check_exported(model, x, lambda a: run_onnx(tmp, a), what="ONNX graph")
+        _write_graph(model, x, tmp, advice or EXPORT_ADVICE)
+        diff = check_exported(
+            model, x, lambda a: run_onnx(tmp, a), what="ONNX graph", advice=advice
+        )
     return diff

@@ -45,7 +45,9 @@ def _pooch() -> Any:
 
 def default_cache() -> Path:
     """The per-user cache folder (e.g. ~/.cache/unet-core on Linux)."""
-    return Path(_pooch().os_cache("unet-core"))
+    from unet_core.io.user_cache import user_cache_dir
+
+    return user_cache_dir()
 
 
 def sha256_of(path: Path) -> str:

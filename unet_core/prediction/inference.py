@@ -63,6 +63,7 @@ class PatchForward:
         tta: str = "none",
         channels_last: bool = False,
         compile: bool = False,
+        net: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         import torch
 
@@ -71,8 +72,14 @@ class PatchForward:
         self.device = device
         self.spatial_dims = int(declared("models", model, "spatial_dims"))
         self.augments = tta_transforms(tta, self.spatial_dims)
-        self.autocast_dtype, self.precision = _autocast_dtype(amp, device)
-        fmt = memory_format(self.spatial_dims, channels_last)
+        # ``net``: an inference backend's forward (unet_core.prediction.backends), which
+        # brings its own precision and layout; None runs the model here in torch
+        self._backend = net
+        if net is None:
+            self.autocast_dtype, self.precision = _autocast_dtype(amp, device)
+        else:
+            self.autocast_dtype, self.precision = None, _backend_precision(amp)
+        fmt = memory_format(self.spatial_dims, channels_last and net is None)
         model = model.to(device)
         if fmt is not None:
             model = model.to(memory_format=fmt)  # type: ignore[call-overload]
@@ -80,7 +87,7 @@ class PatchForward:
         self.model = model
         self._format = to_format(fmt)
         self._compiled: Callable[[Any], Any] | None = None
-        if compile:
+        if compile and net is None:
             self._compiled = torch.compile(model)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -91,6 +98,8 @@ class PatchForward:
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def _net(self, x: torch.Tensor) -> torch.Tensor:
+        if self._backend is not None:
+            return self._backend(x)
         if self._compiled is not None:
             try:
                 return self._compiled(x)  # type: ignore[no-any-return]
@@ -163,6 +172,14 @@ def _undo(y: torch.Tensor, flips: Sequence[int], k: int, spatial_dims: int) -> t
     if flips:
         y = torch.flip(y, dims=tuple(flips))
     return y
+
+
+def _backend_precision(amp: str) -> Any:
+    """What a run through an inference backend records: the backend's own precision key
+    applies (``predictor.backend.precision``), ``predictor.amp`` does not."""
+    from unet_core.engine.precision import ResolvedPrecision
+
+    return ResolvedPrecision("backend", amp, "set by predictor.backend, not predictor.amp")
 
 
 def _autocast_dtype(amp: str, device: torch.device) -> tuple[torch.dtype | None, Any]:

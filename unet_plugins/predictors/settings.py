@@ -7,11 +7,11 @@ output. Everything else is opt-in; ``fast: true`` switches on the recommended se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from unet_core.config import three_values, zyx
+from unet_core.config import ComponentRef, RefOf, three_values, zyx
 from unet_core.formats import output_format_name
 from unet_core.interfaces import ComponentConfig
 from unet_core.prediction_api import (
@@ -23,6 +23,14 @@ from unet_core.prediction_api import (
     fit_tiles,
     parse_size,
 )
+
+#: ``predictor.backend``: an inference backend (``unet.backends``), by name or with its keys.
+BackendRef = Annotated[ComponentRef[Any], RefOf("backends")]
+
+
+def torch_backend() -> ComponentRef[Any]:
+    """The default backend: the model runs in torch itself."""
+    return ComponentRef.from_spec("backends", "torch", ("predictor", "backend"))
 
 
 class PredictorConfig(ComponentConfig):
@@ -125,6 +133,13 @@ class PredictorConfig(ComponentConfig):
     )
     overwrite: bool = Field(
         False, description="Replace an existing output file (like `unet predict --overwrite`)."
+    )
+    backend: BackendRef = Field(
+        default_factory=torch_backend,
+        description="What runs the network: torch (default), onnxruntime or openvino "
+        "(optional extras; CPU only, converted once and cached), or a plugin's backend: a name "
+        "or {name: openvino, precision: auto|bf16|f32, threads, cache_dir}. With a backend "
+        "other than torch, amp, channels_last and compile do not apply.",
     )
 
     _format = field_validator("output_format")(output_format_name)

@@ -26,6 +26,7 @@ from unet_core.prediction_api import (
     VolumeInfo,
     VolumeWriter,
     Written,
+    backend_forward,
     blend_in_memory,
     check_halo,
     check_output,
@@ -104,10 +105,16 @@ class StandardPredictor(PredictorBase):
             tta=config.tta,
             channels_last=self.settings.channels_last,
             compile=config.compile,
+            net=backend_forward(config.backend, model, device, model_section=self._model_section()),
         )
         announce(self.forward.precision)
         self._plan: TilePlan | None = None  # the plan of the volume being predicted
         self._plans: dict[tuple[int, int, int] | None, TilePlan] = {}
+
+    def _plan_precision(self) -> str:
+        """The precision part of the tile plan's cache key (a backend sets its own)."""
+        mode = str(self.forward.precision.mode)
+        return f"backend-{self.config.backend.name}" if mode == "backend" else mode
 
     def tile_plan(self, volume: Sequence[int] | None = None) -> TilePlan:
         """Fast mode's tile and batch for this model on this device (measured once, cached),
@@ -123,7 +130,7 @@ class StandardPredictor(PredictorBase):
                 self.forward,
                 self.model,
                 self.device,
-                precision=self.forward.precision.mode,
+                precision=self._plan_precision(),
                 in_channels=int(getattr(self.model, "in_channels", 1)),
                 max_tile=limit,
                 exact=exact,
@@ -136,6 +143,11 @@ class StandardPredictor(PredictorBase):
     def _planned(self) -> bool:
         """Whether tiles and batch come from :meth:`tile_plan` (fast, no tile_shape)."""
         return self.config.fast and self.config.tile_shape is None
+
+    def _model_section(self) -> dict[str, Any] | None:
+        """The experiment's ``model`` section, part of a converted model's cache key."""
+        section = getattr(self.experiment, "model", None)
+        return dict(section) if section is not None else None
 
     # -- what the engine asks before building the dataset -----------------------------------
     @property

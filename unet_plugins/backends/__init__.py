@@ -1,0 +1,1 @@
+"""Built-in inference backends (``unet.backends``): torch, onnxruntime, openvino."""
