@@ -20,6 +20,7 @@ from unet_core.array_prediction import (
 )
 from unet_core.engine.amp import default_channels_last
 from unet_core.formats import VolumeInfo, VolumeWriter
+from unet_core.interfaces import BlockOutput
 from unet_core.io.space import check_space
 from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
 from unet_core.prediction.inference import PatchForward
@@ -34,7 +35,7 @@ from unet_core.prediction.output import (
     segmentation_dtype,
     source_attrs,
 )
-from unet_core.prediction.output_files import open_output, output_file
+from unet_core.prediction.output_files import add_pyramid, check_pyramid, open_output, output_file
 from unet_core.prediction.scores import ScoreCounter, segment
 from unet_core.prediction.stop import raise_if_stopped
 from unet_core.tiling import (
@@ -54,6 +55,7 @@ __all__ = [
     "FAST_OVERLAP",
     "FAST_TILE",
     "BlockAccumulator",
+    "BlockOutput",
     "Index",
     "PatchForward",
     "ScoreCounter",
@@ -62,12 +64,14 @@ __all__ = [
     "VolumeWriter",
     "Window",
     "Written",
+    "add_pyramid",
     "array_batches",
     "atomic_output",
     "blend_blocks",
     "blend_in_memory",
     "check_halo",
     "check_output",
+    "check_pyramid",
     "check_space",
     "check_writable",
     "default_channels_last",
