@@ -238,3 +238,39 @@ def test_a_block_beyond_the_worker_memory_limit_is_one_paragraph(plugins, volume
     assert "\n" not in text
     assert not (tmp_path / "vol_predictions.ome.zarr").exists()  # never under the final name
     assert (tmp_path / ".vol_predictions.ome.zarr.partial").is_dir()  # kept for the rerun
+
+
+def test_napari_reader_plugin_opens_the_output_headless_with_the_voxel_size(tmp_path):
+    """napari's own reader plugin (napari-ome-zarr through npe2), without a viewer or display."""
+    import h5py
+
+    npe2 = pytest.importorskip("npe2")
+    pytest.importorskip("napari_ome_zarr")
+    raw = np.random.default_rng(4).normal(size=SHAPE).astype(np.float32)
+    with h5py.File(tmp_path / "vol.h5", "w") as f:
+        f.create_dataset("raw", data=raw).attrs["element_size_um"] = [2.0, 0.5, 0.25]
+    model, spec = tiny_unet()
+    cfg = config(
+        spec,
+        save_weights(model, tmp_path / "m.pytorch"),
+        [tmp_path / "vol.h5"],
+        tmp_path / "out",
+        patch=(4, 8, 8),
+        stride=(4, 8, 8),
+        halo=(0, 0, 0),
+        dataset="LazyHDF5Dataset",
+        predictor={**LAZY_ZARR, "pyramid_levels": 1},
+        postprocessor={"name": "ConnectedComponents", "threshold": 0.5},
+    )
+    (written,) = run_prediction(cfg)
+    npe2.PluginManager.instance().discover()
+    layers = npe2.read([written.path], plugin_name="napari-ome-zarr", stack=False)
+    kinds = {kind: (data, meta) for data, meta, kind in layers}
+    data, meta = kinds["image"]
+    assert meta["scale"] == [2.0, 0.5, 0.25] and meta["channel_axis"] == 0
+    assert [tuple(d.shape) for d in data] == [(2, *SHAPE), (2, 4, 12, 12)]
+    stored = zarr.open(written.path, mode="r")
+    np.testing.assert_array_equal(np.asarray(data[0]), stored["predictions"][...])
+    labels, label_meta = kinds["labels"]
+    assert label_meta["scale"] == [2.0, 0.5, 0.25]
+    np.testing.assert_array_equal(np.asarray(labels[0]), stored["labels/segmentation/0"][...])
