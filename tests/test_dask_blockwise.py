@@ -274,3 +274,34 @@ def test_napari_reader_plugin_opens_the_output_headless_with_the_voxel_size(tmp_
     labels, label_meta = kinds["labels"]
     assert label_meta["scale"] == [2.0, 0.5, 0.25]
     np.testing.assert_array_equal(np.asarray(labels[0]), stored["labels/segmentation/0"][...])
+
+
+@pytest.mark.parametrize("connectivity", [1, 2, 3])
+def test_block_labelling_with_cc3d_or_scipy_gives_the_same_labels_and_first_voxels(
+    monkeypatch, connectivity
+):
+    from scipy import ndimage as ndi
+
+    from unet_plugins.postprocessors.block_labels import (
+        global_raster_index,
+        label_block,
+        label_stats,
+    )
+
+    pytest.importorskip("cc3d")
+    rng = np.random.default_rng(connectivity)
+    mask = ndi.gaussian_filter(rng.standard_normal((12, 20, 18)), 1.0) > 0.3
+    index, shape = (slice(4, 16), slice(20, 40), slice(0, 18)), (30, 60, 18)
+    fast, n = label_block(mask, connectivity)
+    monkeypatch.setitem(__import__("sys").modules, "cc3d", None)  # import cc3d now fails
+    slow, m = label_block(mask, connectivity)
+    assert n == m > 5
+    np.testing.assert_array_equal(fast, slow)
+    raster = global_raster_index(index, shape)
+    expected = ndi.minimum(raster, slow, np.arange(1, n + 1))
+    sizes, firsts = label_stats(slow, n, index, shape)
+    np.testing.assert_array_equal(firsts, expected)
+    np.testing.assert_array_equal(sizes, np.bincount(slow.ravel())[1:])
+    shuffled = np.concatenate([[0], rng.permutation(n) + 1])[slow]  # not in raster order
+    _, firsts = label_stats(shuffled, n, index, shape)
+    np.testing.assert_array_equal(firsts, ndi.minimum(raster, shuffled, np.arange(1, n + 1)))
