@@ -8,6 +8,10 @@ same command again after a kill (of the client or of workers) reuses it and comp
 the missing blocks. When every block is finished the folder is renamed to the final name, so
 nothing incomplete ever sits there. A worker lost mid-block is retried by Dask: writes of a
 block are idempotent.
+
+Any predictor that declares the ``blockwise`` capability takes part, through the members of
+:class:`unet_core.interfaces.BlockwisePredictor`; the postprocessor and the output pyramid
+run on the same cluster afterwards.
 """
 
 from __future__ import annotations
@@ -59,8 +63,9 @@ def model_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
-    """Refuse, before anything is written, what cannot run block by block on Dask."""
+def _check_predictor(predictor: Any, cfg: ExperimentConfig) -> Any:
+    """Refuse, before anything is written, what cannot run block by block on Dask; returns
+    the output format."""
     assert cfg.predictor is not None
     if not declared("predictors", predictor, "blockwise"):
         raise ConfigError(
@@ -69,6 +74,7 @@ def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
             "unet_core.interfaces.BlockwisePredictor). Use StandardPredictor or LazyPredictor, "
             "or remove the distributed section to predict in this process."
         )
+    fmt = formats.for_output(predictor.output_format)
     if not getattr(fmt, "concurrent_writes", False):
         raise ConfigError(
             f"distributed: predictor.output_format {predictor.output_format!r} cannot "
@@ -77,7 +83,7 @@ def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
         )
     post = predictor.postprocessor
     if post is None or declared("postprocessors", post, "segment_dask") is not None:
-        return
+        return fmt
     if not isinstance(post, BlockwisePostprocessor):
         assert cfg.postprocessor is not None
         raise ConfigError(
@@ -85,6 +91,7 @@ def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
             "volume in memory, which a distributed run is meant to avoid; use one that runs "
             "block-wise (ConnectedComponents, SeededWatershed) or segment the output separately."
         )
+    return fmt
 
 
 def run_distributed(
@@ -97,9 +104,7 @@ def run_distributed(
     predictor: Any = build_predictor(cfg, model, device, overwrite=overwrite)
     assert cfg.predictor is not None  # the loader fills in the default predictor
     pcfg: Any = cfg.predictor.config
-    blockwise = declared("predictors", predictor, "blockwise")
-    fmt = formats.for_output(predictor.output_format if blockwise else "hdf5")
-    _check_predictor(predictor, fmt, cfg)
+    fmt = _check_predictor(predictor, cfg)
     if getattr(pcfg, "performance_metric", None):
         log.warning("predictor.performance_metric is not computed on Dask; run unet evaluate.")
     datasets = list(test_datasets(cfg, predictor))
