@@ -3,9 +3,10 @@
 For each ``--gigabytes`` size, generates a float32 OME-Zarr volume (block by block, never whole
 in memory), predicts it with LazyPredictor in this process and then with ``distributed:`` on a
 fresh LocalCluster for each ``--workers`` count, and prints one JSON line per run: seconds,
-voxels per second (total and per core), seconds per block and core, peak RSS of every worker
-(flat in the volume size: compare the sizes), and the largest difference to the
-single-process output on a sample of blocks. The model is deliberately tiny (the tests'
+voxels per second (total and per core), CPU seconds (of the workers and of the client; on a
+shared machine voxels per CPU second compare runs better than wall time), seconds per block,
+peak RSS of every worker (flat in the volume size: compare the sizes), and the largest
+difference to the single-process output on a sample of blocks. The model is deliberately tiny (the tests'
 ``Blur``: one 3x3x3 convolution, ~27 multiply-adds per voxel; ``--unet`` for a small UNet3D)
 so that 8 GB predict in minutes on two CPU cores: the figures measure the engine (reading,
 halo, blending, quantising, compressing, writing, scheduling), not a real network.
@@ -142,6 +143,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its threads (user + system): unlike wall time, it does not
+    grow when other jobs share the machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_size(
     args: argparse.Namespace, gigabytes: float, work: Path, ckpt: Path, spec: dict
 ) -> None:
@@ -151,7 +159,12 @@ def run_size(
 
     volume = work / f"volume_{gigabytes:g}GB.ome.zarr"
     start = time.perf_counter()
-    shape = make_volume(volume, gigabytes)
+    if args.keep and volume.exists():  # a volume kept by an earlier run of the same size
+        import zarr
+
+        shape = tuple(zarr.open(str(volume), mode="r")["raw"].shape)
+    else:
+        shape = make_volume(volume, gigabytes)
     voxels = math.prod(shape)
     print(
         f"# volume {shape} float32 = {voxels * 4 / 2**30:.2f} GiB uncompressed, written in "
@@ -160,9 +173,9 @@ def run_size(
     )
     single = None
     if not args.skip_single and gigabytes <= args.single_up_to:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds()
         (written,) = run_prediction(config(volume, work / "single", ckpt, spec, args.patch))
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         single = Path(written.path)
         print(
             json.dumps(
@@ -172,23 +185,30 @@ def run_size(
                     "seconds": round(seconds, 2),
                     "voxels_per_s": round(voxels / seconds),
                     "voxels_per_s_per_core": round(voxels / seconds),
+                    "cpu_seconds": round(cpu, 1),
+                    "voxels_per_cpu_second": round(voxels / cpu),
                     "peak_rss_mb": round(peak_rss_mb()),
                 }
             ),
             flush=True,
         )
     for n in args.workers:
-        with LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster:
+        with (
+            LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             out = work / f"dask{n}"
             dist = {"scheduler": cluster.scheduler_address}
             cfg = config(volume, out, ckpt, spec, args.patch, distributed=dist)
+            before, client_cpu = client.run(cpu_seconds), cpu_seconds()
             start = time.perf_counter()
             (written,) = run_prediction(cfg)
             seconds = time.perf_counter() - start
-            with Client(cluster) as client:
-                rss = client.run(peak_rss_mb)
+            after, client_cpu = client.run(cpu_seconds), cpu_seconds() - client_cpu
+            rss = client.run(peak_rss_mb)
+            worker_cpu = sum(after[w] - before[w] for w in after)
         blocks = written.stats["blocks"]
         result = {
             "run": f"dask {n} worker(s)",
@@ -199,6 +219,10 @@ def run_size(
             "blocks": blocks,
             "block_voxels": (2 * args.patch) ** 3,
             "seconds_per_block_per_core": round(seconds * n / blocks, 3),
+            "worker_cpu_seconds": round(worker_cpu, 1),
+            "client_cpu_seconds": round(client_cpu, 1),
+            "voxels_per_cpu_second": round(voxels / (worker_cpu + client_cpu)),
+            "worker_cpu_seconds_per_block": round(worker_cpu / blocks, 3),
             "worker_peak_rss_mb": sorted(round(v) for v in rss.values()),
         }
         if single is not None:
@@ -221,7 +245,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-single", action="store_true", help="Only the Dask runs.")
     parser.add_argument("--skip-labelling", action="store_true")
-    parser.add_argument("--keep", action="store_true", help="Keep the generated volumes.")
+    parser.add_argument(
+        "--keep", action="store_true", help="Keep the generated volumes (and reuse kept ones)."
+    )
     parser.add_argument("--dir", type=Path, default=None, help="Work folder (default: temp).")
     args = parser.parse_args()
 
