@@ -6,10 +6,10 @@ fresh LocalCluster for each ``--workers`` count, and prints one JSON line per ru
 voxels per second (total and per core), CPU seconds (of the workers and of the client; on a
 shared machine voxels per CPU second compare runs better than wall time), seconds per block,
 peak RSS of every worker (flat in the volume size: compare the sizes), and the largest
-difference to the single-process output on a sample of blocks. The model is deliberately tiny (the tests'
-``Blur``: one 3x3x3 convolution, ~27 multiply-adds per voxel; ``--unet`` for a small UNet3D)
-so that 8 GB predict in minutes on two CPU cores: the figures measure the engine (reading,
-halo, blending, quantising, compressing, writing, scheduling), not a real network.
+difference to the single-process output on a sample of blocks. The model is deliberately
+tiny (the tests' ``Blur``: one 3x3x3 convolution, ~27 multiply-adds per voxel; ``--unet``
+for a small UNet3D) so that 8 GB predict in minutes on two CPU cores: the figures measure the
+engine (reading, halo, blending, quantising, compressing, writing, scheduling), not a network.
 
 Then times the per-block labelling of the block-wise connected components: scipy.ndimage.label
 against cc3d (connected-components-3d), when installed.
