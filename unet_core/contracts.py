@@ -36,6 +36,8 @@ class Contract:
     component: tuple[str, ...] = ()
     built_by_factory: bool = False
     call: str = ""  # how the engine calls it, for messages
+    #: capability -> (Protocol, methods) the component must also have when it declares it true
+    implies: tuple[tuple[str, type, tuple[str, ...]], ...] = ()
 
 
 _MODULE_METHODS = ("__call__", "parameters", "to", "train", "eval", "state_dict",
@@ -53,7 +55,17 @@ CONTRACTS: dict[str, Contract] = {
     ),
     "transforms": Contract(i.Transform, call="transform(array, rng) -> array"),
     "slice_builders": Contract(i.SliceBuilder, (), call="built with raw=, label=, weight="),
-    "predictors": Contract(i.Predictor, call="predictor(dataset) writes the outputs"),
+    "predictors": Contract(
+        i.Predictor,
+        call="predictor(dataset) writes the outputs",
+        implies=(
+            (
+                "blockwise",
+                i.BlockwisePredictor,
+                ("output_file", "block_output", "patches", "stored", "on_worker"),
+            ),
+        ),
+    ),
     "postprocessors": Contract(i.Postprocessor, call="postprocessor(prediction) -> labels"),
     "optimizers": Contract(
         i.Optimizer,
@@ -166,6 +178,14 @@ def problems(kind: str, obj: object) -> list[str]:
         value = getattr(obj, name, None)
         if value is not None and not _accepts(hint, value):
             found.append(f"`{name}` must be {_describe(hint)}, got {value!r}")
+    for capability, protocol, methods in contract.implies:
+        if getattr(obj, capability, None) is True:
+            missing = [m for m in methods if not _has_method(obj, m)]
+            if missing:
+                found.append(
+                    f"it declares `{capability}` but lacks {', '.join(f'`{m}`' for m in missing)}"
+                    f" of {protocol.__module__}.{protocol.__name__}"
+                )
     return found
 
 

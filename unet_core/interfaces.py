@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+from unet_core.block_interfaces import BlockOutput as BlockOutput
+from unet_core.block_interfaces import BlockwisePostprocessor as BlockwisePostprocessor
+from unet_core.block_interfaces import BlockwisePredictor as BlockwisePredictor
 from unet_core.kinds import HOOKS_GROUP, KINDS, singular  # noqa: F401 - re-exported
 
 
@@ -152,11 +155,14 @@ class Predictor(Protocol):
     """Built with the model (and device, output_dir); ``predictor(dataset)`` writes its outputs.
 
     A predictor that chooses its own tiles sets ``retiles`` and gives
-    ``slice_builder_overrides(volume_shape) -> dict | None`` for each test volume.
+    ``slice_builder_overrides(volume_shape) -> dict | None`` for each test volume. One that
+    can run block by block on a Dask cluster (a ``distributed:`` section) sets ``blockwise``
+    and has the members of :class:`BlockwisePredictor` (checked when it is loaded).
     """
 
     retiles: bool = False
     slice_builder_overrides: ClassVar[Callable[..., Any] | None] = None
+    blockwise: ClassVar[bool] = False
 
     def __call__(self, dataset: Any) -> Any: ...
 
@@ -164,34 +170,17 @@ class Predictor(Protocol):
 class Postprocessor(Protocol):
     """Turns a prediction array (C,Z,Y,X) into an instance segmentation (Z,Y,X).
 
-    ``segment_blocks`` (see :class:`BlockwisePostprocessor`) is the optional out-of-core path.
+    ``segment_blocks`` (see :class:`BlockwisePostprocessor`) is the optional out-of-core path;
+    ``segment_dask`` the optional one on a Dask cluster (it may be close to, rather than equal
+    to, ``__call__``, as the postprocessor documents).
     """
 
     segment_blocks: ClassVar[Callable[..., int] | None] = None
+    #: ``segment_dask(client, read, shape, block, open_output, scratch_dir=)`` -> n: the
+    #: segmentation as tasks on a Dask cluster (``read`` and the writer must pickle).
+    segment_dask: ClassVar[Callable[..., int] | None] = None
 
     def __call__(self, prediction: np.ndarray) -> np.ndarray: ...
-
-
-@runtime_checkable
-class BlockwisePostprocessor(Protocol):
-    """A postprocessor that can also segment a prediction too large for memory.
-
-    Streaming predictors call ``segment_blocks`` instead of ``__call__``: ``read(index)`` gives
-    the probabilities ``(C, *block)`` at a (Z,Y,X) slice tuple, ``open_output(n)`` is called once
-    with the object count and returns ``write(index, labels)``; the result must equal
-    ``__call__`` on the whole volume. Returns n.
-    """
-
-    def __call__(self, prediction: np.ndarray) -> np.ndarray: ...
-
-    def segment_blocks(
-        self,
-        read: Callable[[tuple[slice, ...]], np.ndarray],
-        shape: tuple[int, ...],
-        block: tuple[int, ...],
-        open_output: Callable[[int], Callable[[tuple[slice, ...], np.ndarray], None]],
-        scratch_dir: str | None = None,
-    ) -> int: ...
 
 
 class InferenceBackend(Protocol):

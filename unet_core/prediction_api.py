@@ -21,6 +21,7 @@ from unet_core.array_prediction import (
 from unet_core.engine.amp import default_channels_last
 from unet_core.engine.precision import announce as announce_precision
 from unet_core.formats import VolumeInfo, VolumeWriter
+from unet_core.interfaces import BlockOutput
 from unet_core.io.space import check_space
 from unet_core.prediction.backends import backend_forward
 from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
@@ -36,7 +37,7 @@ from unet_core.prediction.output import (
     segmentation_dtype,
     source_attrs,
 )
-from unet_core.prediction.output_files import open_output, output_file
+from unet_core.prediction.output_files import add_pyramid, check_pyramid, open_output, output_file
 from unet_core.prediction.prefetch import prefetched
 from unet_core.prediction.scores import ScoreCounter, segment
 from unet_core.prediction.stop import raise_if_stopped
@@ -58,6 +59,7 @@ __all__ = [
     "FAST_OVERLAP",
     "FAST_TILE",
     "BlockAccumulator",
+    "BlockOutput",
     "Index",
     "PatchForward",
     "ScoreCounter",
@@ -67,6 +69,7 @@ __all__ = [
     "VolumeWriter",
     "Window",
     "Written",
+    "add_pyramid",
     "announce_precision",
     "array_batches",
     "backend_forward",
@@ -75,6 +78,7 @@ __all__ = [
     "blend_in_memory",
     "check_halo",
     "check_output",
+    "check_pyramid",
     "check_space",
     "check_writable",
     "default_channels_last",

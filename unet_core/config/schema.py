@@ -9,6 +9,7 @@ exactly like a built-in and the engines never re-read a section as a dict.
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Annotated, Any, Literal
 
@@ -236,11 +237,23 @@ class DistributedConfig(Section):
     connect_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for `scheduler` before giving up."
     )
+    memory_limit: str | None = Field(
+        None,
+        description='Memory per LocalCluster worker ("4GB", "500MiB"); none: Dask\'s '
+        "auto (the machine's memory shared by the workers). A worker above 95 % is restarted.",
+    )
 
     @field_validator("block_shape")
     @classmethod
     def _block(cls, v: list[int] | None) -> list[int] | None:
         return block_shape(v)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\s*\d+(\.\d+)?\s*([kmgt]i?b|b)?\s*", v, re.I):
+            raise ValueError("expected a size such as 4GB, 500MiB or 2000000000 (bytes)")
+        return v
 
 
 class ExperimentConfig(Section):

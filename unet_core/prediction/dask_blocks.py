@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -68,15 +68,15 @@ class PatchSubset:
 
 
 def worker_predictor(predictor: Any, digest: str) -> Any:
-    """The predictor of ``digest`` on this worker, prepared once: no loader subprocesses
-    (Dask workers are daemons), torch threads = the worker's threads. Later blocks reuse it."""
+    """The predictor of ``digest`` on this worker, prepared once (``on_worker``; torch threads =
+    the worker's threads). Later blocks reuse it."""
     cached = _PREDICTORS.get(digest)
     if cached is not None:
         return cached
     import torch
 
     _PREDICTORS.clear()  # one model per worker: a new run's model replaces the last one
-    predictor.num_workers = 0
+    predictor.on_worker()
     try:
         from distributed import get_worker
 
@@ -97,7 +97,7 @@ def predict_block(
     ids: tuple[int, ...],
     block: tuple[int, ...],
     numbers: list[int],
-    write: Any,
+    blending: Literal["overwrite", "gaussian"],
 ) -> tuple[int, ...]:
     """Predict the block ``ids`` into ``out``, then mark it finished; returns ``ids``."""
     from unet_core.prediction.blending import BlockAccumulator
@@ -111,12 +111,11 @@ def predict_block(
 
     def sink(index: Index, values: np.ndarray) -> None:
         if index == mine:
-            write(out, index, values)
+            stored = predictor.stored(values)
+            out[(slice(None), *index) if len(out.shape) == 4 else index] = stored
             done.append(True)
 
-    acc = BlockAccumulator(
-        indices, predictor.channels, volume, block, predictor.settings.blending, sink
-    )
+    acc = BlockAccumulator(indices, predictor.channels, volume, block, blending, sink)
     for prob, index in predictor.patches(subset):
         acc.add(prob, index)
     acc.close()
@@ -125,23 +124,6 @@ def predict_block(
     marks[ids] = 1
     COUNTS["blocks"] += 1
     return ids
-
-
-class BlockWriter:
-    """How a blended block (C,*block) float32 becomes stored values: labels or probabilities."""
-
-    def __init__(self, output_dtype: str, segmentation: bool) -> None:
-        self.output_dtype = output_dtype
-        self.segmentation = segmentation
-
-    def __call__(self, out: Any, index: Index, values: np.ndarray) -> None:
-        from unet_core.prediction.output import quantize
-        from unet_core.prediction.scores import segment
-
-        if self.segmentation:
-            out[index] = segment(values)
-        else:
-            out[(slice(None), *index)] = quantize(values, self.output_dtype)
 
 
 class BlockReader:

@@ -8,6 +8,10 @@ same command again after a kill (of the client or of workers) reuses it and comp
 the missing blocks. When every block is finished the folder is renamed to the final name, so
 nothing incomplete ever sits there. A worker lost mid-block is retried by Dask: writes of a
 block are idempotent.
+
+Any predictor that declares the ``blockwise`` capability takes part, through the members of
+:class:`unet_core.interfaces.BlockwisePredictor`; the postprocessor and the output pyramid
+run on the same cluster afterwards.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +30,21 @@ import numpy as np
 
 from unet_core import formats
 from unet_core.config.schema import DistributedConfig, ExperimentConfig
+from unet_core.contracts import declared
 from unet_core.errors import ConfigError, DataError
 from unet_core.interfaces import BlockwisePostprocessor
 from unet_core.io.atomic import durable_replace
 from unet_core.prediction.dask_blocks import (
     BLOCKS_ARRAY,
     BlockReader,
-    BlockWriter,
     block_grid,
+    block_index,
     patches_per_block,
     predict_block,
 )
+from unet_core.prediction.dask_cluster import dask_client, killed_worker_error, worker_memory
 from unet_core.prediction.output import Written, check_writable
+from unet_core.prediction.output_files import add_pyramid, check_pyramid
 
 log = logging.getLogger(__name__)
 
@@ -46,42 +52,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNKS = (32, 128, 128)
 #: Times Dask reruns a block whose worker died (writes are idempotent).
 BLOCK_RETRIES = 3
-
-
-@contextmanager
-def dask_client(dist: DistributedConfig) -> Iterator[Any]:
-    """A client of ``dist.scheduler``, or of a LocalCluster of ``dist.workers`` processes."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise ConfigError(
-            "distributed: prediction on Dask needs dask.distributed: pip install "
-            "'unet-core[distributed]', or remove the distributed section."
-        ) from None
-    if dist.scheduler:
-        try:
-            client = Client(dist.scheduler, timeout=dist.connect_timeout)  # type: ignore[no-untyped-call]
-        except (OSError, TimeoutError) as exc:
-            raise ConfigError(
-                f"distributed.scheduler: no Dask scheduler answered at {dist.scheduler!r} "
-                f"within {dist.connect_timeout:g} s ({type(exc).__name__}: {exc}). Start one "
-                "(dask-scheduler, dask-jobqueue, dask-cuda) and pass its address, or leave "
-                "--scheduler out to run a LocalCluster on this machine. Nothing was written."
-            ) from None
-        with client:
-            yield client
-        return
-    with (
-        LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=dist.workers,
-            threads_per_worker=dist.threads_per_worker,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.WARNING,
-        ) as cluster,
-        Client(cluster) as client,  # type: ignore[no-untyped-call]
-    ):
-        yield client
 
 
 def model_digest(model: Any) -> str:
@@ -93,36 +63,35 @@ def model_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-def _check_predictor(predictor: Any, fmt: Any, cfg: ExperimentConfig) -> None:
-    needs = (
-        "patches",
-        "channels",
-        "settings",
-        "output_file",
-        "output_layout",
-        "array_attrs",
-        "config",
-    )
-    if not all(hasattr(predictor, n) for n in needs):
+def _check_predictor(predictor: Any, cfg: ExperimentConfig) -> Any:
+    """Refuse, before anything is written, what cannot run block by block on Dask; returns
+    the output format."""
+    assert cfg.predictor is not None
+    if not declared("predictors", predictor, "blockwise"):
         raise ConfigError(
-            f"distributed: the predictor {cfg.predictor.get('name')} cannot run block by block "
-            "on Dask (it has no patches/settings); use StandardPredictor or LazyPredictor, or "
-            "remove the distributed section."
+            f"distributed: the predictor {cfg.predictor.name} cannot run block by block on "
+            "Dask: it does not declare the `blockwise` capability (the contract "
+            "unet_core.interfaces.BlockwisePredictor). Use StandardPredictor or LazyPredictor, "
+            "or remove the distributed section to predict in this process."
         )
+    fmt = formats.for_output(predictor.output_format)
     if not getattr(fmt, "concurrent_writes", False):
         raise ConfigError(
-            f"distributed: predictor.output_format {predictor.config.output_format!r} cannot "
+            f"distributed: predictor.output_format {predictor.output_format!r} cannot "
             "take chunks written by many processes at once; set predictor.output_format: zarr "
             "(--set predictor.output_format=zarr)."
         )
-    if cfg.postprocessor is not None and not isinstance(
-        predictor.postprocessor, BlockwisePostprocessor
-    ):
+    post = predictor.postprocessor
+    if post is None or declared("postprocessors", post, "segment_dask") is not None:
+        return fmt
+    if not isinstance(post, BlockwisePostprocessor):
+        assert cfg.postprocessor is not None
         raise ConfigError(
-            f"distributed: the postprocessor {cfg.postprocessor.get('name')} segments the whole "
-            "volume in memory, which a distributed run is meant to avoid; use a block-wise one "
-            "(ConnectedComponents) or segment the output separately."
+            f"distributed: the postprocessor {cfg.postprocessor.name} segments the whole "
+            "volume in memory, which a distributed run is meant to avoid; use one that runs "
+            "block-wise (ConnectedComponents, SeededWatershed) or segment the output separately."
         )
+    return fmt
 
 
 def run_distributed(
@@ -132,11 +101,10 @@ def run_distributed(
     from unet_core.prediction.building import build_predictor, test_datasets
 
     assert cfg.distributed is not None
-    predictor = build_predictor(cfg, model, device, overwrite=overwrite)
+    predictor: Any = build_predictor(cfg, model, device, overwrite=overwrite)
     assert cfg.predictor is not None  # the loader fills in the default predictor
     pcfg: Any = cfg.predictor.config
-    fmt = formats.for_output(getattr(pcfg, "output_format", "hdf5"))
-    _check_predictor(predictor, fmt, cfg)
+    fmt = _check_predictor(predictor, cfg)
     if getattr(pcfg, "performance_metric", None):
         log.warning("predictor.performance_metric is not computed on Dask; run unet evaluate.")
     datasets = list(test_datasets(cfg, predictor))
@@ -155,19 +123,16 @@ def run_distributed(
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
         shared = client.scatter(predictor, broadcast=True, hash=False)
         for dataset in datasets:
-            written.append(
-                _predict_file(client, shared, predictor, dataset, fmt, cfg.distributed, digest)
-            )
+            run = _FileRun(client, predictor, dataset, fmt, cfg.distributed, digest, settings)
+            written.append(run.predict(shared))
     return written
 
 
 def _geometry(
-    predictor: Any, volume: tuple[int, ...], dist: DistributedConfig
+    layout: Any, volume: tuple[int, ...], dist: DistributedConfig
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(chunks, block): the block a whole number of chunks on every axis."""
-    chunks = tuple(
-        min(int(c), v) for c, v in zip(predictor.config.chunks or DEFAULT_CHUNKS, volume)
-    )
+    chunks = tuple(min(int(c), v) for c, v in zip(layout.chunks or DEFAULT_CHUNKS, volume))
     if dist.block_shape is None:
         return chunks, tuple(min(2 * c, v) for c, v in zip(chunks, volume))
     block = tuple(min(int(b), v) for b, v in zip(dist.block_shape, volume))
@@ -181,14 +146,14 @@ def _geometry(
     return chunks, block
 
 
-def _fingerprint(predictor: Any, dataset: Any, digest: str, block: tuple[int, ...]) -> str:
+def _fingerprint(settings: str, dataset: Any, digest: str, block: tuple[int, ...]) -> str:
     """What must match for a partial output to be resumed."""
     slices = [[(s.start, s.stop) for s in index] for index in dataset.raw_slices]
     text = json.dumps(
         [
             digest,
             os.path.realpath(str(dataset.file_path)),
-            predictor.config.model_dump(mode="json"),
+            settings,
             slices,
             list(dataset.halo_shape),
             list(block),
@@ -233,148 +198,162 @@ def _open_partial(fmt: Any, tmp: Path, final: Path, grid: tuple[int, ...], fp: s
     return writer, marks
 
 
-def _predict_file(
-    client: Any,
-    shared: Any,
-    predictor: Any,
-    dataset: Any,
-    fmt: Any,
-    dist: DistributedConfig,
-    digest: str,
-) -> Written:
-    import time
+class _FileRun:
+    """One input file predicted on the cluster into its partial output, then moved into
+    place: blocks as tasks, the postprocessor and the pyramid on the same cluster."""
 
-    from unet_core.prediction.dask_progress import track
+    def __init__(
+        self,
+        client: Any,
+        predictor: Any,
+        dataset: Any,
+        fmt: Any,
+        dist: DistributedConfig,
+        digest: str,
+        settings: str,
+    ) -> None:
+        self.client, self.predictor, self.dataset = client, predictor, dataset
+        self.final = Path(predictor.output_file(dataset))
+        check_writable(self.final, predictor.overwrite)
+        self.volume = tuple(int(v) for v in dataset.volume_shape)
+        self.layout = predictor.block_output(self.volume, str(dataset.file_path))
+        check_pyramid(predictor.output_format, self.layout.pyramid_levels)
+        self.chunks, self.block = _geometry(self.layout, self.volume, dist)
+        self.grid = block_grid(self.volume, self.block)
+        self.tmp = _partial_path(self.final)
+        fingerprint = _fingerprint(settings, dataset, digest, self.block)
+        self.writer, self.marks = _open_partial(fmt, self.tmp, self.final, self.grid, fingerprint)
+        self.digest = digest
 
-    cfg = predictor.config
-    final = Path(predictor.output_file(dataset))
-    check_writable(final, predictor.overwrite)
-    volume = tuple(int(v) for v in dataset.volume_shape)
-    chunks, block = _geometry(predictor, volume, dist)
-    grid = block_grid(volume, block)
-    tmp = _partial_path(final)
-    writer, marks = _open_partial(
-        fmt, tmp, final, grid, _fingerprint(predictor, dataset, digest, block)
-    )
-    info = _input_info(dataset)
-    shape, dtype = predictor.output_layout(volume)
-    out = writer.create(
-        cfg.output_dataset,
-        shape,
-        dtype,
-        chunks=chunks,
-        compression=cfg.compression,
-        info=info.with_axes(len(shape)),
-        attrs=predictor.array_attrs(dtype, cfg.output_dataset, str(dataset.file_path)),
-    )
-    finished = np.asarray(marks[...]).astype(bool)
-    indices = [tuple(s)[-3:] for s in dataset.raw_slices]
-    touching = patches_per_block(indices, block)
-    todo = [ids for ids in np.ndindex(*grid) if not finished[ids]]
-    skipped = int(finished.sum())
-    if skipped:
-        log.info(
-            "%s: %d of %d blocks already finished (skipped).", final, skipped, len(finished.flat)
+    def predict(self, shared: Any) -> Written:
+        from unet_core.prediction.dask_progress import track
+
+        client, layout, dataset = self.client, self.layout, self.dataset
+        info = _input_info(dataset)
+        out = self.writer.create(
+            layout.name,
+            layout.shape,
+            layout.dtype,
+            chunks=self.chunks,
+            compression=layout.compression,
+            info=info.with_axes(len(layout.shape)),
+            attrs=layout.attrs,
         )
-        print(
-            f"{final.name}: {skipped} of {finished.size} blocks already finished, skipped",
-            file=sys.stderr,
-        )
-    write = BlockWriter(cfg.output_dtype, cfg.save_segmentation)
-    start = time.perf_counter()
-    shared_ds = client.scatter(dataset, broadcast=True, hash=False)
-    futures = [
-        client.submit(
-            predict_block,
-            shared,
-            digest,
-            shared_ds,
-            out,
-            marks,
-            ids,
-            block,
-            touching.get(ids, []),
-            write,
-            key=f"unet-block-{os.getpid()}-{abs(hash(str(final)))}-{'-'.join(map(str, ids))}",
-            pure=False,
-            retries=BLOCK_RETRIES,
-        )
-        for ids in todo
-    ]
-    try:
-        track(futures, total=finished.size, done=skipped, what=final.name)
-    except BaseException as exc:
-        client.cancel(futures)
-        writer.close()  # the partial output stays for the next run to finish
-        if type(exc).__name__ == "KilledWorker":
+        finished = np.asarray(self.marks[...]).astype(bool)
+        indices = [tuple(s)[-3:] for s in dataset.raw_slices]
+        touching = patches_per_block(indices, self.block)
+        todo = [ids for ids in np.ndindex(*self.grid) if not finished[ids]]
+        skipped = int(finished.sum())
+        if skipped:
+            log.info("%s: %d of %d blocks already finished (skipped).", self.final, skipped,
+                     finished.size)  # fmt: skip
+            print(
+                f"{self.final.name}: {skipped} of {finished.size} blocks already finished, skipped",
+                file=sys.stderr,
+            )
+        start = time.perf_counter()
+        limit = worker_memory(client)  # now: a worker killed later no longer says it
+        shared_ds = client.scatter(dataset, broadcast=True, hash=False)
+        run_key = f"{os.getpid()}-{abs(hash(str(self.final)))}"
+        keys = {f"unet-block-{run_key}-{'-'.join(map(str, ids))}": ids for ids in todo}
+        futures = [
+            client.submit(
+                predict_block,
+                shared,
+                self.digest,
+                shared_ds,
+                out,
+                self.marks,
+                ids,
+                self.block,
+                touching.get(ids, []),
+                layout.blending,
+                key=key,
+                pure=False,
+                retries=BLOCK_RETRIES,
+            )
+            for key, ids in keys.items()
+        ]
+        try:
+            track(futures, total=finished.size, done=skipped, what=self.final.name)
+        except BaseException as exc:
+            client.cancel(futures)
+            self.writer.close()  # the partial output stays for the next run to finish
+            if type(exc).__name__ == "KilledWorker":
+                where = {
+                    k: f"{ids} (voxels {_voxels(block_index(ids, self.block, self.volume))})"
+                    for k, ids in keys.items()
+                }
+                raise killed_worker_error(
+                    exc, where, str(dataset.file_path), limit, str(self.tmp)
+                ) from None
+            raise
+        if not bool(np.asarray(self.marks[...]).all()):
+            self.writer.close()
             raise DataError(
-                f"A block of {dataset.file_path} killed {BLOCK_RETRIES + 1} Dask workers in a "
-                f"row ({exc}); usually a worker ran out of memory. Give the workers more memory "
-                "(LocalCluster memory_limit, your cluster's job size) or make blocks and batches "
-                "smaller (distributed.block_shape, predictor.batch_size), then run the same "
-                f"command again: the finished blocks in {tmp} are kept and skipped."
-            ) from None
-        raise
-    if not bool(np.asarray(marks[...]).all()):
-        writer.close()
-        raise DataError(
-            f"Distributed prediction of {dataset.file_path} ended with unfinished blocks; its "
-            f"partial output {tmp} is kept. Run the same command again to finish it."
-        )
-    names = [cfg.output_dataset]
-    if predictor.postprocessor is not None:
-        names.append(_segment(predictor, writer, out, chunks, block, tmp, info, client))
-    writer.close()
-    _move_into_place(tmp, final, predictor.overwrite)
-    seconds = time.perf_counter() - start
-    stats = {
-        "seconds": seconds,
-        "blocks": int(finished.size),
-        "skipped_blocks": skipped,
-        "patches": len(indices),
-    }
-    return Written(str(final), names, None, stats, str(dataset.file_path))
+                f"Distributed prediction of {dataset.file_path} ended with unfinished blocks; "
+                f"its partial output {self.tmp} is kept. Run the same command again to finish."
+            )
+        names = [layout.name]
+        if self.predictor.postprocessor is not None:
+            names.append(self._segment(out, info))
+        self._pyramids(names)
+        self.writer.close()
+        _move_into_place(self.tmp, self.final, self.predictor.overwrite)
+        stats = {
+            "seconds": time.perf_counter() - start,
+            "blocks": int(finished.size),
+            "skipped_blocks": skipped,
+            "patches": len(indices),
+        }
+        return Written(str(self.final), names, None, stats, str(dataset.file_path))
+
+    def _pyramids(self, names: list[str]) -> None:
+        """The coarser levels, each level's boxes as tasks (a level reads the one above)."""
+        client = self.client
+
+        def map_boxes(fill: Any, boxes: list[Any]) -> None:
+            client.gather(client.map(fill, boxes, pure=False, retries=BLOCK_RETRIES))
+
+        for name in names:
+            labels = name == "segmentation" or (name == self.layout.name and self.layout.labels)
+            add_pyramid(
+                self.writer, name, self.layout.pyramid_levels, labels=labels, map_boxes=map_boxes
+            )
+
+    def _segment(self, source: Any, info: Any) -> str:
+        """Instances of the finished prediction, written as ``segmentation`` (an NGFF label
+        image in OME-Zarr): as Dask tasks where the postprocessor can (``segment_dask``),
+        else block by block in this process (``segment_blocks``)."""
+        from unet_core.prediction.output import segmentation_dtype
+
+        read = BlockReader(source, self.layout.scale)
+        writer, chunks, compression = self.writer, self.chunks, self.layout.compression
+
+        def open_output(n: int) -> Any:
+            labels = writer.create(
+                "segmentation",
+                self.volume,
+                segmentation_dtype(n),
+                chunks=chunks,
+                compression=compression,
+                info=info.with_axes(3),
+            )
+            return labels.__setitem__
+
+        post = self.predictor.postprocessor
+        scratch = str(self.tmp.parent)
+        segment_dask = declared("postprocessors", post, "segment_dask")
+        if segment_dask is not None:
+            segment_dask(self.client, read, self.volume, self.block, open_output,
+                         scratch_dir=scratch)  # fmt: skip
+        else:
+            post.segment_blocks(read, self.volume, self.block, open_output, scratch_dir=scratch)
+        return "segmentation"
 
 
-def _segment(
-    predictor: Any,
-    writer: Any,
-    source: Any,
-    chunks: tuple[int, ...],
-    block: tuple[int, ...],
-    tmp: Path,
-    info: Any,
-    client: Any = None,
-) -> str:
-    """Instances of the finished prediction, written as ``segmentation`` (an NGFF label
-    image in OME-Zarr): as Dask tasks where the postprocessor can (``segment_dask``), else
-    block by block in this process (``segment_blocks``); both equal labelling the whole
-    volume."""
-    from unet_core.prediction.output import segmentation_dtype
-
-    cfg = predictor.config
-    scale = 1.0 / 255.0 if cfg.output_dtype == "uint8" and not cfg.save_segmentation else 1.0
-    volume = tuple(int(v) for v in source.shape[-3:])
-    read = BlockReader(source, scale)
-
-    def open_output(n: int) -> Any:
-        labels = writer.create(
-            "segmentation",
-            volume,
-            segmentation_dtype(n),
-            chunks=chunks,
-            compression=cfg.compression,
-            info=info.with_axes(3),
-        )
-        return labels.__setitem__
-
-    post = predictor.postprocessor
-    scratch = str(tmp.parent)
-    if client is not None and hasattr(post, "segment_dask"):
-        post.segment_dask(client, read, volume, block, open_output, scratch_dir=scratch)
-    else:
-        post.segment_blocks(read, volume, block, open_output, scratch_dir=scratch)
-    return "segmentation"
+def _voxels(index: tuple[slice, ...]) -> str:
+    return ", ".join(f"{s.start}:{s.stop}" for s in index)
 
 
 def _move_into_place(tmp: Path, final: Path, overwrite: bool) -> None:

@@ -7,9 +7,10 @@ renames it into place only when every array is complete; on failure nothing is l
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from unet_core import formats
 from unet_core.formats import VolumeFormat, VolumeWriter
@@ -51,3 +52,34 @@ def open_output(
                 writer.abort()
             raise
         writer.close()
+
+
+def check_pyramid(format_name: str, levels: int, *, key: str = "predictor.pyramid_levels") -> None:
+    """Refuse ``levels`` up front when the output format writes no multiscale pyramids."""
+    if levels and not getattr(formats.for_output(format_name), "pyramids", False):
+        from unet_core.errors import ConfigError
+
+        raise ConfigError(
+            f"{key}: {levels} pyramid levels were asked for, but the output format "
+            f"{format_name!r} writes no multiscale pyramids. Use an OME-Zarr output "
+            "(predictor.output_format: zarr) or remove the key."
+        )
+
+
+def add_pyramid(
+    writer: VolumeWriter,
+    name: str,
+    levels: int,
+    *,
+    labels: bool | None = None,
+    map_boxes: Callable[[Callable[[Any], None], list[Any]], None] | None = None,
+) -> list[str]:
+    """Add ``levels`` coarser levels of the array ``name`` (labels: nearest voxel, else mean)
+    through the writer's ``pyramid`` (formats whose class sets ``pyramids``); ``map_boxes(fn,
+    boxes)`` runs the per-box work (default: here, one by one; on Dask: as tasks)."""
+    if levels <= 0:
+        return []
+    pyramid: Any = getattr(writer, "pyramid", None)  # formats declaring ``pyramids`` have it
+    if pyramid is None:
+        raise TypeError(f"{type(writer).__name__} writes no pyramids (check_pyramid first)")
+    return list(pyramid(name, levels, labels=labels, map_boxes=map_boxes))

@@ -1,6 +1,9 @@
 """Coarser levels of a multiscale pyramid, computed box by box from the level above
-(memory: a few chunks): the mean over 2x2x2 voxels for images, every other voxel for labels
-(a mean of label ids would invent labels)."""
+(memory: a few chunks): the mean over 2x2x2 voxels for images, the nearest voxel (every
+other one) for labels (a mean of label ids would invent labels).
+
+Boxes are whole target chunks, so they can be filled in any order or at once by many
+processes (:func:`level_boxes` + :class:`DownsampleBox`, mapped over a Dask cluster)."""
 
 from __future__ import annotations
 
@@ -9,20 +12,38 @@ from typing import Any
 
 import numpy as np
 
+Index = tuple[slice, ...]
 
-def downsample(source: Any, target: Any, factors: tuple[int, ...], labels: bool) -> None:
-    """Fill ``target`` from ``source`` box by box (a few target chunks at a time)."""
-    lead = (slice(None),) * (len(target.shape) - 3)
-    box = tuple(c * 2 for c in target.chunks[-3:])
-    starts = [range(0, n, b) for n, b in zip(target.shape[-3:], box)]
-    for corner in itertools.product(*starts):
-        out = tuple(slice(c, min(c + b, n)) for c, b, n in zip(corner, box, target.shape[-3:]))
+
+def level_boxes(target_shape: tuple[int, ...], target_chunks: tuple[int, ...]) -> list[Index]:
+    """(Z,Y,X) boxes of 2 x 2 x 2 target chunks tiling the target level."""
+    box = tuple(c * 2 for c in target_chunks[-3:])
+    spatial = target_shape[-3:]
+    starts = [range(0, n, b) for n, b in zip(spatial, box)]
+    return [
+        tuple(slice(c, min(c + b, n)) for c, b, n in zip(corner, box, spatial))
+        for corner in itertools.product(*starts)
+    ]
+
+
+class DownsampleBox:
+    """Fills one box of ``target`` from ``source`` (picklable: a task on a Dask worker)."""
+
+    def __init__(self, source: Any, target: Any, factors: tuple[int, ...], labels: bool) -> None:
+        self.source = source
+        self.target = target
+        self.factors = factors
+        self.labels = labels
+
+    def __call__(self, out: Index) -> None:
+        source, target, factors = self.source, self.target, self.factors
+        lead = (slice(None),) * (len(target.shape) - 3)
         src = tuple(
             slice(o.start * f, min(o.stop * f, n))
             for o, f, n in zip(out, factors, source.shape[-3:])
         )
         values = np.asarray(source[(*lead, *src)])
-        if labels:
+        if self.labels:
             reduced = values[(*lead, *(slice(None, None, f) for f in factors))]
         else:
             reduced = block_mean(values, factors).astype(source.dtype)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,7 +36,7 @@ from unet_plugins.formats.ngff import (
     ngff_metadata,
     read_multiscales,
 )
-from unet_plugins.formats.pyramid import downsample
+from unet_plugins.formats.pyramid import DownsampleBox, level_boxes
 
 #: Default chunk (Z,Y,X) of outputs written without a chunk shape (~2 MB of float32).
 DEFAULT_CHUNKS = (32, 128, 128)
@@ -264,21 +264,33 @@ class ZarrWriter:
             self._root.attrs.update(multiscales_attrs(name, path, shape, info))
             self._root.attrs["unet_image"] = name
 
-    def pyramid(self, name: str, levels: int) -> list[str]:
+    def pyramid(
+        self,
+        name: str,
+        levels: int,
+        *,
+        labels: bool | None = None,
+        map_boxes: Callable[[Callable[[Any], None], list[Any]], None] | None = None,
+    ) -> list[str]:
         """Add ``levels`` coarser levels of the image or label image ``name`` (each half the
-        previous one on every axis longer than 1: mean for images, every other voxel for
-        labels), listed in its ``multiscales``; returns their paths."""
+        previous one on every axis longer than 1: mean for images, the nearest voxel for
+        labels; ``labels`` None: decided by whether ``name`` is a label image), listed in its
+        ``multiscales``; ``map_boxes(fill, boxes)`` runs the per-box work (default: here, in
+        order). Returns the new arrays' paths."""
         name = name.strip("/")
-        is_label = name in self._labels
-        group = self._root[f"labels/{name}"] if is_label else self._root
-        path = f"labels/{name}/0" if is_label else name
+        is_label_image = name in self._labels
+        nearest = is_label_image if labels is None else labels
+        group = self._root[f"labels/{name}"] if is_label_image else self._root
+        path = f"labels/{name}/0" if is_label_image else name
         source = self._root[path]
         added = []
+        total = (1,) * len(source.shape)  # each level's scale: the product of the factors
         for level in range(1, levels + 1):
             spatial = source.shape[-3:]
             factors = tuple(2 if n > 1 else 1 for n in spatial)
+            total = (*total[:-3], *(t * f for t, f in zip(total[-3:], factors)))
             shape = (*source.shape[:-3], *(-(-n // f) for n, f in zip(spatial, factors)))
-            target_path = f"labels/{name}/{level}" if is_label else f"{name}_{level}"
+            target_path = f"labels/{name}/{level}" if is_label_image else f"{name}_{level}"
             target = self._root.create_array(
                 target_path,
                 shape=shape,
@@ -288,10 +300,15 @@ class ZarrWriter:
                 compressors=source.compressors,
                 overwrite=True,
             )
-            downsample(source, target, factors, is_label)
-            full = (1,) * (len(shape) - 3) + tuple(f**level for f in factors)
+            fill = DownsampleBox(source, target, factors, nearest)
+            boxes = level_boxes(tuple(shape), tuple(target.chunks))
+            if map_boxes is None:
+                for box in boxes:
+                    fill(box)
+            else:
+                map_boxes(fill, boxes)
             attrs = group.attrs.asdict()
-            group.attrs.update(add_level(attrs, target_path.rsplit("/", 1)[-1], full))
+            group.attrs.update(add_level(attrs, target_path.rsplit("/", 1)[-1], total))
             added.append(target_path)
             source = target
         return added
@@ -347,6 +364,8 @@ class Zarr:
     #: output reopened (distributed prediction relies on both).
     concurrent_writes: ClassVar[bool] = True
     resumable: ClassVar[bool] = True
+    #: Writers add multiscale levels (``pyramid``) to an image or label image.
+    pyramids: ClassVar[bool] = True
 
     def open(self, path: str, *, primary: str = "raw", key: str = "file_paths") -> ZarrReader:
         return ZarrReader(str(path), primary, key)

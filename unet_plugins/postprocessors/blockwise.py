@@ -62,13 +62,6 @@ def _touching_pairs(before: np.ndarray, after: np.ndarray, connectivity: int) ->
     return np.unique(np.concatenate(pairs).astype(np.int64), axis=0)
 
 
-def _global_raster_index(index: Index, shape: tuple[int, ...]) -> np.ndarray:
-    """Each voxel's position in the whole volume's raster order, for one block."""
-    grids = np.ix_(*[np.arange(s.start, s.stop, dtype=np.int64) for s in index])
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
-    return sum(g * int(st) for g, st in zip(grids, strides))  # type: ignore[return-value]
-
-
 def connected_components_blockwise(
     foreground: Callable[[Index], np.ndarray],
     shape: tuple[int, ...],
@@ -86,12 +79,11 @@ def connected_components_blockwise(
     ``remove_small(skimage.measure.label(whole, connectivity), min_size)``.
     """
     import h5py
-    from scipy import ndimage as ndi
 
     from unet_core.io import temp_file
     from unet_core.prediction_api import raise_if_stopped
+    from unet_plugins.postprocessors.block_labels import label_block, label_stats
 
-    structure = ndi.generate_binary_structure(len(shape), connectivity)
     name = temp_file(scratch_dir or tempfile.gettempdir(), "labels", "scratch", ".h5")
     try:
         with h5py.File(name, "w", rdcc_nbytes=0) as scratch:
@@ -101,13 +93,12 @@ def connected_components_blockwise(
             total = 0
             for index in block_indices(shape, block):  # pass 1
                 raise_if_stopped()
-                local, n = ndi.label(foreground(index), structure=structure)
+                local, n = label_block(foreground(index), connectivity)
                 if n == 0:
                     continue
-                ids = np.arange(1, n + 1)
-                sizes.append(np.bincount(local.ravel(), minlength=n + 1)[1:].astype(np.int64))
-                raster = _global_raster_index(index, shape)
-                firsts.append(np.asarray(ndi.minimum(raster, local, ids), dtype=np.int64))
+                size, first = label_stats(local, n, index, shape)
+                sizes.append(size)
+                firsts.append(first)
                 numbered = local.astype(np.uint64)
                 numbered[local > 0] += np.uint64(total)
                 labels[index] = numbered

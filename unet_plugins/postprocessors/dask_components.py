@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from unet_plugins.postprocessors.block_labels import label_block, label_stats
 from unet_plugins.postprocessors.blockwise import (
     Index,
-    _global_raster_index,
     _touching_pairs,
     block_indices,
     merged_numbering,
@@ -40,18 +40,13 @@ def _label(
     shape: tuple[int, ...],
     connectivity: int,
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    from scipy import ndimage as ndi
-
-    structure = ndi.generate_binary_structure(len(shape), connectivity)
-    local, n = ndi.label(foreground(read(index)), structure=structure)
+    local, n = label_block(foreground(read(index)), connectivity)
     ids = local.astype(np.uint64)
     ids[local > 0] += np.uint64(number * block_voxels)
     scratch[index] = ids
     if n == 0:
         return 0, np.zeros(0, np.int64), np.zeros(0, np.int64)
-    sizes = np.bincount(local.ravel(), minlength=n + 1)[1:].astype(np.int64)
-    raster = _global_raster_index(index, shape)
-    firsts = np.asarray(ndi.minimum(raster, local, np.arange(1, n + 1)), dtype=np.int64)
+    sizes, firsts = label_stats(local, n, index, shape)
     return n, sizes, firsts
 
 

@@ -175,6 +175,13 @@ class SeededWatershed:
         min_size: int = Field(
             0, ge=0, description="Objects smaller than this are merged into their neighbours."
         )
+        block_halo: int = Field(
+            16,
+            ge=0,
+            description="On Dask: voxels of context read around each block. The result equals "
+            "the whole-volume watershed when it exceeds the largest object's diameter plus "
+            "min_distance and 4 sigma (docs/large-volumes.md).",
+        )
 
         @field_validator("seed_method")
         @classmethod
@@ -205,9 +212,9 @@ class SeededWatershed:
     def from_config(cls, config: Config, **_: Any) -> SeededWatershed:
         return cls(config)
 
-    def __call__(self, prediction: np.ndarray) -> np.ndarray:
+    def relief(self, prediction: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+        """(mask or None, interior, relief flooded by the watershed, smoothed distance)."""
         from scipy import ndimage as ndi
-        from skimage.segmentation import watershed
 
         c = self.config
         who = "SeededWatershed"
@@ -229,14 +236,43 @@ class SeededWatershed:
             distance = ndi.gaussian_filter(distance, c.sigma)
         if relief is None:
             relief = -distance
-        seeds = self._seeds(interior, distance)
-        labels = watershed(relief, seeds, mask=mask, compactness=c.compactness)
-        if c.min_size > 0:
-            kept = remove_small(labels, c.min_size)
-            labels = watershed(relief, kept, mask=mask, compactness=c.compactness)
+        return mask, interior, relief, distance
+
+    def flood(self, relief: np.ndarray, markers: np.ndarray, mask: Any) -> np.ndarray:
+        from skimage.segmentation import watershed
+
+        return np.asarray(
+            watershed(relief, markers, mask=mask, compactness=self.config.compactness)
+        )
+
+    def __call__(self, prediction: np.ndarray) -> np.ndarray:
+        mask, interior, relief, distance = self.relief(prediction)
+        seeds = self.seed_labels(interior, distance)
+        labels = self.flood(relief, seeds, mask)
+        if self.config.min_size > 0:
+            kept = remove_small(labels, self.config.min_size)
+            labels = self.flood(relief, kept, mask)
         return remove_small(labels, 1)
 
-    def _seeds(self, interior: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    def segment_dask(
+        self,
+        client: Any,
+        read: Callable[[Index], np.ndarray],
+        shape: tuple[int, ...],
+        block: tuple[int, ...],
+        open_output: Callable[[int], Callable[[Index, np.ndarray], None]],
+        scratch_dir: str | None = None,
+    ) -> int:
+        """The watershed as tasks on a Dask cluster, each block with ``block_halo`` voxels of
+        context, seeds numbered over the whole volume (see
+        :mod:`unet_plugins.postprocessors.dask_watershed` for when it equals ``__call__``)."""
+        from unet_plugins.postprocessors.dask_watershed import seeded_watershed_dask
+
+        return seeded_watershed_dask(
+            client, self, read, shape, block, open_output, scratch_dir=scratch_dir
+        )
+
+    def seed_labels(self, interior: np.ndarray, distance: np.ndarray) -> np.ndarray:
         from scipy import ndimage as ndi
         from skimage.measure import label
 

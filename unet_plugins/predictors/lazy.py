@@ -119,6 +119,7 @@ class LazyPredictor(StandardPredictor):
             names = [cfg.output_dataset]
             if self.postprocessor is not None:
                 names.append(self._postprocess(out, written, chunks, block, info, path))
+            self.add_pyramids(out, names)
             stats = self._stats(dataset, volume, time.perf_counter() - start)
             stats.update(blocks)
         metrics = counter.result() if counter is not None else None

@@ -98,6 +98,13 @@ class PredictorConfig(ComponentConfig):
     chunks: list[int] | None = Field(
         None, description="HDF5 chunk shape (Z,Y,X) of the output; default h5py's choice."
     )
+    pyramid_levels: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Coarser levels of a multiscale pyramid added to an OME-Zarr output "
+        "(each half the previous one: mean for probabilities, nearest voxel for labels).",
+    )
     compile: bool = Field(False, description="torch.compile the model before predicting.")
     channels_last: bool | None = Field(
         None,

@@ -19,6 +19,7 @@ import numpy as np
 from unet_core import formats
 from unet_core.errors import ConfigError
 from unet_core.prediction_api import (
+    BlockOutput,
     Index,
     PatchForward,
     ScoreCounter,
@@ -26,10 +27,12 @@ from unet_core.prediction_api import (
     VolumeInfo,
     VolumeWriter,
     Written,
+    add_pyramid,
     backend_forward,
     blend_in_memory,
     check_halo,
     check_output,
+    check_pyramid,
     check_space,
     check_writable,
     forward_patches,
@@ -70,6 +73,8 @@ class StandardPredictor(PredictorBase):
 
     Config = PredictorConfig
     streaming = False
+    #: Runs block by block on Dask (unet_core.interfaces.BlockwisePredictor).
+    blockwise = True
     config: PredictorConfig
 
     def __init__(self, config: PredictorConfig, **context: Any) -> None:
@@ -98,6 +103,7 @@ class StandardPredictor(PredictorBase):
                 "predictor.output_dataset is 'segmentation', the dataset the postprocessor "
                 "writes; name the predictions differently (e.g. output_dataset: predictions)."
             )
+        check_pyramid(config.output_format, config.pyramid_levels)
         self.forward = PatchForward(
             model,
             device,
@@ -214,6 +220,36 @@ class StandardPredictor(PredictorBase):
             return spatial, np.dtype(np.uint16)
         return (self.channels, *spatial), np.dtype(self.config.output_dtype)
 
+    # -- block by block on Dask (unet_core.interfaces.BlockwisePredictor) --------------------
+    @property
+    def output_format(self) -> str:
+        return self.config.output_format
+
+    def block_output(self, volume: tuple[int, ...], source: str) -> BlockOutput:
+        cfg = self.config
+        shape, dtype = self.output_layout(volume)
+        quantized = cfg.output_dtype == "uint8" and not cfg.save_segmentation
+        return BlockOutput(
+            name=cfg.output_dataset,
+            shape=shape,
+            dtype=dtype,
+            chunks=tuple(cfg.chunks) if cfg.chunks else None,
+            compression=cfg.compression,
+            attrs=self.array_attrs(dtype, cfg.output_dataset, source),
+            blending=self.settings.blending,
+            scale=1.0 / 255.0 if quantized else 1.0,
+            labels=cfg.save_segmentation,
+            pyramid_levels=cfg.pyramid_levels,
+        )
+
+    def stored(self, values: np.ndarray) -> np.ndarray:
+        if self.config.save_segmentation:
+            return segment(values)
+        return quantize(values, self.config.output_dtype)
+
+    def on_worker(self) -> None:
+        self.num_workers = 0  # Dask workers are daemons: no loader subprocesses
+
     def array_attrs(self, dtype: Any, name: str, source: str) -> dict[str, Any]:
         """Attributes of an output array: how to read its values back (``quantization``)
         and which input it was predicted from (``unet_source``)."""
@@ -318,7 +354,15 @@ class StandardPredictor(PredictorBase):
         ) as out:
             for name, array in arrays.items():
                 self._write(out, name, array, info, source)
+            self.add_pyramids(out, list(arrays))
         return [Written(str(path), list(arrays), metrics, stats, source)]
+
+    def add_pyramids(self, out: VolumeWriter, names: list[str], map_boxes: Any = None) -> None:
+        """``pyramid_levels`` coarser levels of every output array: nearest voxel for labels
+        (the segmentation, or predictions with save_segmentation), mean for probabilities."""
+        for name in names:
+            labels = name == "segmentation" or self.config.save_segmentation
+            add_pyramid(out, name, self.config.pyramid_levels, labels=labels, map_boxes=map_boxes)
 
     def _write(
         self, out: VolumeWriter, name: str, array: np.ndarray, info: VolumeInfo, source: str
