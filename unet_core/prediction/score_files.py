@@ -166,12 +166,20 @@ def score_file(
     batch = batch_of(pred)
     out = []
     for name, metric in built:
-        value = metric(batch, target)
-        number = float(value.item() if hasattr(value, "item") else value)
-        number = _checked(number, name, prediction, ground_truth)
         better = bool(declared("metrics", metric, "higher_is_better"))
-        out.append(Score(str(prediction), dataset, str(ground_truth), name, number, better))
+        for label, value in _values(name, metric, batch, target).items():
+            number = float(value.item() if hasattr(value, "item") else value)
+            number = _checked(number, label, prediction, ground_truth)
+            out.append(Score(str(prediction), dataset, str(ground_truth), label, number, better))
     return out
+
+
+def _values(name: str, metric: Any, batch: Any, target: Any) -> dict[str, Any]:
+    """``{row label: value}``: the metric's value, or each of its named ``scores``."""
+    several = declared("metrics", metric, "scores")
+    if several is None:
+        return {name: metric(batch, target)}
+    return {f"{name} {key}": value for key, value in several(batch, target).items()}
 
 
 def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:
