@@ -70,54 +70,68 @@ def segment(prediction: np.ndarray, spec: dict) -> np.ndarray:
     return np.asarray(registry.create("postprocessors", spec)(prediction))
 
 
-def run(out: Path, iterations: int) -> list[dict]:
-    files = {"train": TRAIN, "val": VAL}
+def _truth() -> tuple[np.ndarray, dict]:
     with h5py.File(VAL, "r") as f:
         truth = f["label"][:].astype(np.int64)
-    rows = []
+    return truth, {"objects_true": int(len(np.unique(truth)) - 1)}
 
-    one = _experiment(
-        out / "baseline",
-        files,
-        iterations,
-        [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}],
-        PATCH,
-        BASELINE_CC,
-    )
-    pred, seg, seconds = _train_predict(one)
-    common = {"iterations": iterations, "objects_true": int(len(np.unique(truth)) - 1)}
-    base = {"model": "1 channel (foreground)", "train+predict s": round(seconds, 1), **common}
-    rows.append(base | {"segmentation": "connected components, min_size 30"} | score(truth, seg))
+
+def baseline(out: Path, iterations: int) -> list[dict]:
+    """One channel + connected components (quality.py's nuclei task), and the same prediction
+    segmented by the seeded watershed on the foreground's distance transform."""
+    truth, common = _truth()
+    label_tf = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
+    cfg = _experiment(out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, BASELINE_CC)
+    pred, seg, seconds = _train_predict(cfg)
+    row = {"model": "1 channel (foreground)", "iterations": iterations, **common}
+    row["train+predict s"] = round(seconds, 1)
     fg_ws = segment(pred, FOREGROUND_WATERSHED)
-    rows.append(base | {"segmentation": "watershed on fg EDT, min_size auto"} | score(truth, fg_ws))
+    return [
+        row | {"segmentation": "connected components, min_size 30"} | score(truth, seg),
+        row | {"segmentation": "watershed on fg EDT, min_size auto"} | score(truth, fg_ws),
+    ]
 
-    two = _experiment(
-        out / "instances",
-        files,
-        iterations,
-        [{"name": "LabelToDistance"}, {"name": "ToTensor", "expand_dims": False}],
-        PATCH,
-        DISTANCE_WATERSHED,
+
+def instances(out: Path, iterations: int) -> list[dict]:
+    """Two channels (foreground + distance) + seeded watershed on the distance; the same
+    prediction's foreground by connected components for comparison."""
+    truth, common = _truth()
+    label_tf = [{"name": "LabelToDistance"}, {"name": "ToTensor", "expand_dims": False}]
+    cfg = _experiment(
+        out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, DISTANCE_WATERSHED
     )
-    two["model"]["out_channels"] = 2
-    pred, seg, seconds = _train_predict(two)
-    model = {"model": "2 channels (fg + distance)", "train+predict s": round(seconds, 1), **common}
-    rows.append(
-        model | {"segmentation": "watershed on distance, min_size auto"} | score(truth, seg)
-    )
-    return rows
+    cfg["model"]["out_channels"] = 2
+    pred, seg, seconds = _train_predict(cfg)
+    row = {"model": "2 channels (fg + distance)", "iterations": iterations, **common}
+    row["train+predict s"] = round(seconds, 1)
+    cc = segment(pred, BASELINE_CC)
+    return [
+        row | {"segmentation": "watershed on distance, min_size auto"} | score(truth, seg),
+        row | {"segmentation": "connected components, min_size 30"} | score(truth, cc),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
+    parser.add_argument(
+        "--model",
+        choices=["baseline", "instances", "both"],
+        default="both",
+        help="which training(s) to run (two processes can run one each)",
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(2)
     out = args.out or Path(tempfile.mkdtemp(prefix="unet-instances-"))
-    for row in run(out, args.iterations):
+    rows = []
+    if args.model in ("baseline", "both"):
+        rows += baseline(out / "baseline", args.iterations)
+    if args.model in ("instances", "both"):
+        rows += instances(out / "instances", args.iterations)
+    for row in rows:
         print(json.dumps(row))
 
 

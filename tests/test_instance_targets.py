@@ -161,7 +161,7 @@ def _label_file(path, labels):
     return str(path)
 
 
-def test_min_size_auto_learns_from_inner_training_objects(tmp_path):
+def test_min_size_auto_learns_inner_and_edge_limits_from_training_objects(tmp_path):
     from unet_plugins.postprocessors.sizes import object_sizes, resolve_min_size
 
     labels = np.zeros((20, 40, 40), dtype=np.uint16)
@@ -171,18 +171,27 @@ def test_min_size_auto_learns_from_inner_training_objects(tmp_path):
         z, y, x = 2 + (k // 8) * 9, 2 + (k % 8 // 2) * 9, 2 + (k % 2) * 18
         labels[z : z + side, y : y + side, x : x + side] = k + 1
         sizes.append(side**3)
-    labels[0, 0, 0] = 99  # a 1-voxel object cut by the edge: not counted
+    labels[0, 0, 0:2] = 99  # objects cut by the edge: 2 and 6 voxels, learnt apart
+    labels[19, 39, 0:6] = 98
     assert sorted(object_sizes(labels)) == sorted(sizes)
+    assert sorted(object_sizes(labels, edge=True)) == [2, 6]
     path = _label_file(tmp_path / "train.h5", labels)
     spec = {"name": "ConnectedComponents", "min_size": "auto", "size_labels": [path]}
     cc = registry.create("postprocessors", {**spec, "size_percentile": 50, "size_factor": 0.5})
-    assert cc.min_size == round(0.5 * np.percentile(sizes, 50))
+    assert cc.min_size.inner == round(0.5 * np.percentile(sizes, 50)) == 23
+    assert cc.min_size.edge == 2  # half the median of 2 and 6
     assert resolve_min_size(cc.config) == cc.min_size
-    # used: an object below it disappears, one above stays
+    # used: an inner object below its limit disappears, one above stays; an object at the
+    # edge is held to the edge limit only
     prob = np.zeros((1, 20, 40, 40), dtype=np.float32)
-    prob[0, 2:4, 2:4, 2:4] = 1.0  # 8 voxels < min_size
+    prob[0, 2:4, 2:4, 2:4] = 1.0  # 8 voxels inside < 23
     prob[0, 10:15, 10:15, 10:15] = 1.0  # 125 voxels
-    assert cc.min_size > 8 and cc(prob).max() == 1
+    prob[0, 0, 30, 30:34] = 1.0  # 4 voxels at the edge >= 2
+    labels = cc(prob)
+    assert labels.max() == 2 and labels[0, 30, 31] > 0 and labels[2, 2, 2] == 0
+    # a number applies to every object alike
+    fixed = registry.create("postprocessors", {"name": "ConnectedComponents", "min_size": 10})
+    assert fixed(prob).max() == 1
 
 
 def test_min_size_auto_needs_labels_and_finds_missing_files(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from unet_core.errors import DataError
-from unet_plugins.postprocessors.sizes import SizeFilterConfig, resolve_min_size
+from unet_plugins.postprocessors.sizes import SizeFilterConfig, SizeLimits, resolve_min_size
 
 Index = tuple[slice, ...]
 
@@ -32,14 +32,16 @@ def _channel(prediction: np.ndarray, channel: int, key: str, who: str) -> np.nda
     return np.asarray(prediction[channel], dtype=np.float32)
 
 
-def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Drop objects with fewer than ``min_size`` voxels and renumber the rest 1..n."""
+def remove_small(labels: np.ndarray, min_size: int | SizeLimits) -> np.ndarray:
+    """Drop objects with fewer than ``min_size`` voxels (limits: one inside the volume, one
+    for objects touching its faces) and renumber the rest 1..n."""
     if labels.max(initial=0) == 0:
         return labels.astype(np.uint32)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= max(min_size, 1)
+    if isinstance(min_size, int):
+        min_size = SizeLimits(min_size, min_size)
+    keep = ~min_size.small(labels)
     keep[0] = False
-    lut = np.zeros(sizes.size, dtype=np.uint32)
+    lut = np.zeros(keep.size, dtype=np.uint32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
     return lut[labels]
 
@@ -105,7 +107,7 @@ class ConnectedComponents:
             block,
             open_output,
             connectivity=self.config.connectivity,
-            min_size=self.min_size,
+            min_size=self.min_size.lowest,
             scratch_dir=scratch_dir,
         )
 
@@ -129,7 +131,7 @@ class ConnectedComponents:
             block,
             open_output,
             connectivity=self.config.connectivity,
-            min_size=self.min_size,
+            min_size=self.min_size.lowest,
             scratch_dir=scratch_dir,
         )
 
@@ -237,7 +239,7 @@ class SeededWatershed:
         relief, interior, height = self._landscape(prediction, mask)
         seeds = self._seeds(interior, height)
         labels = watershed(relief, seeds, mask=mask, compactness=c.compactness)
-        if self.min_size > 0:
+        if self.min_size.active:
             labels = remove_small(labels, self.min_size)
             if c.small_objects == "merge":
                 labels = watershed(relief, labels, mask=mask, compactness=c.compactness)

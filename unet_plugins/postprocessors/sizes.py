@@ -1,16 +1,18 @@
-"""The instance postprocessors' size filter, and its threshold learned from training labels.
+"""The instance postprocessors' size filter, and its thresholds learned from training labels.
 
 A hand-set ``min_size`` is a guess that depends on voxel size and magnification. With
-``min_size: auto`` the threshold comes from the ground truth the model was trained on: the
-sizes (voxel counts) of its objects that do not touch the volume's edge (an object cut by the
-edge looks smaller than it is), their ``size_percentile``-th percentile, times ``size_factor``.
-With the defaults (5th percentile, factor 0.5) an object is dropped (or merged into a neighbour)
-when it is smaller than half of nearly every real object; debris and the slivers a watershed
-cuts off a nucleus are, real small objects are not.
+``min_size: auto`` the thresholds come from the ground truth the model was trained on, in two
+groups, because an object cut by the volume's edge looks smaller than it is: for the objects
+inside the volume, ``size_factor`` x the ``size_percentile``-th percentile of the training
+objects that do not touch the edge; for the objects touching the edge, the same of the training
+objects that do. With the defaults (5th percentile, factor 0.5) an object is removed (or merged
+into a neighbour) when it is smaller than half of nearly every real object of its group: debris
+and the slivers a watershed cuts off a nucleus are, real small objects are not.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -26,7 +28,8 @@ class SizeFilterConfig(ComponentConfig):
     min_size: int | Literal["auto"] = Field(
         0,
         description="Objects with fewer voxels are removed (0: keep all). 'auto': "
-        "size_factor x the size_percentile-th percentile of the object sizes in size_labels.",
+        "size_factor x the size_percentile-th percentile of the object sizes in size_labels, "
+        "learnt apart for objects inside the volume and objects cut by its edge.",
     )
     size_labels: list[str] = Field(
         default_factory=list,
@@ -55,21 +58,46 @@ class SizeFilterConfig(ComponentConfig):
         return self
 
 
-def object_sizes(labels: np.ndarray, *, inner_only: bool = True) -> np.ndarray:
-    """Voxel counts of the objects (label > 0); with ``inner_only`` those touching the
-    volume's edge are left out."""
+@dataclass(frozen=True)
+class SizeLimits:
+    """The smallest object kept inside the volume and at its edge (voxels)."""
+
+    inner: int
+    edge: int
+
+    @property
+    def active(self) -> bool:
+        return max(self.inner, self.edge) > 1
+
+    @property
+    def lowest(self) -> int:
+        """What the out-of-core paths apply to every object: they cannot tell which objects
+        touch the edge before the blocks are merged."""
+        return min(self.inner, self.edge)
+
+    def small(self, labels: np.ndarray) -> np.ndarray:
+        """Per label id 0..max: whether that object is below its limit (bool array)."""
+        sizes = np.bincount(labels.ravel())
+        limit = np.full(sizes.size, self.inner, dtype=np.int64)
+        limit[edge_ids(labels)] = self.edge
+        return sizes < np.maximum(limit, 1)
+
+
+def edge_ids(labels: np.ndarray) -> np.ndarray:
+    """The label values found on the volume's faces."""
+    faces = [np.take(labels, i, axis=a).ravel() for a in range(labels.ndim) for i in (0, -1)]
+    return np.unique(np.concatenate(faces))
+
+
+def object_sizes(labels: np.ndarray, *, edge: bool | None = False) -> np.ndarray:
+    """Voxel counts of the objects (label > 0): those inside the volume (``edge=False``),
+    those touching its faces (``True``) or all (``None``)."""
     values, counts = np.unique(labels, return_counts=True)
     keep = values > 0
-    if inner_only:
-        edge = np.unique(np.concatenate([_faces(labels, axis) for axis in range(labels.ndim)]))
-        keep &= ~np.isin(values, edge)
+    if edge is not None:
+        touching = np.isin(values, edge_ids(labels))
+        keep &= touching if edge else ~touching
     return np.asarray(counts[keep], dtype=np.int64)
-
-
-def _faces(labels: np.ndarray, axis: int) -> np.ndarray:
-    first = np.take(labels, 0, axis=axis).ravel()
-    last = np.take(labels, labels.shape[axis] - 1, axis=axis).ravel()
-    return np.concatenate([first, last])
 
 
 def learned_min_size(sizes: np.ndarray, percentile: float, factor: float) -> int:
@@ -77,36 +105,39 @@ def learned_min_size(sizes: np.ndarray, percentile: float, factor: float) -> int
     return max(1, int(round(factor * float(np.percentile(sizes, percentile)))))
 
 
-def training_sizes(paths: list[str], dataset: str) -> np.ndarray:
-    """The inner object sizes of every listed ground-truth volume together."""
+def training_sizes(paths: list[str], dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """The sizes of the objects inside and of those at the edge of every listed volume."""
     from unet_core.io import Source
 
-    found = []
+    inner, edge = [], []
     for path in paths:
         with Source(path, key="postprocessor.size_labels") as source:
-            labels = np.asarray(
-                source.volume(dataset, key="postprocessor.size_labels_dataset").read()
-            )
+            volume = source.volume(dataset, key="postprocessor.size_labels_dataset")
+            labels = np.asarray(volume.read())
         if labels.ndim == 4 and labels.shape[0] == 1:
             labels = labels[0]
-        sizes = object_sizes(labels)
-        if sizes.size == 0:  # every object touches the edge: use them all rather than none
-            sizes = object_sizes(labels, inner_only=False)
-        found.append(sizes)
-    sizes = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-    if sizes.size == 0:
+        inner.append(object_sizes(labels, edge=False))
+        edge.append(object_sizes(labels, edge=True))
+    both = np.concatenate(inner + edge) if paths else np.zeros(0, dtype=np.int64)
+    if both.size == 0:
         raise DataError(
             f"postprocessor.min_size: auto found no objects (label > 0) in dataset {dataset!r} "
             f"of {', '.join(paths)}; expected instance labels. Point size_labels at the "
             "training ground truth (size_labels_dataset names its dataset) or set min_size to "
             "a number of voxels."
         )
-    return sizes
+    return np.concatenate(inner), np.concatenate(edge)
 
 
-def resolve_min_size(config: SizeFilterConfig) -> int:
-    """The min_size a postprocessor applies: the configured number, or the learned one."""
-    if config.min_size == "auto":
-        sizes = training_sizes(config.size_labels, config.size_labels_dataset)
-        return learned_min_size(sizes, config.size_percentile, config.size_factor)
-    return int(config.min_size)
+def resolve_min_size(config: SizeFilterConfig) -> SizeLimits:
+    """The limits a postprocessor applies: the configured number for every object, or the
+    learned ones (a group without training objects takes the other group's limit)."""
+    if config.min_size != "auto":
+        return SizeLimits(int(config.min_size), int(config.min_size))
+    inner, edge = training_sizes(config.size_labels, config.size_labels_dataset)
+    p, f = config.size_percentile, config.size_factor
+    limits = [learned_min_size(s, p, f) if s.size else None for s in (inner, edge)]
+    inner_limit = limits[0] if limits[0] is not None else limits[1]
+    edge_limit = limits[1] if limits[1] is not None else limits[0]
+    assert inner_limit is not None and edge_limit is not None
+    return SizeLimits(inner_limit, edge_limit)
