@@ -11,10 +11,12 @@ nuclei3d_train_b.h5) at the same budget and predict nuclei3d_train_b.h5:
   from nuclei3d_train_a's labels.
 
 The baseline's prediction is also segmented by the seeded watershed on the foreground's distance
-transform (post-processing alone). Every row is scored by InstanceScores (F1 at IoU 0.5 and
-0.75, panoptic quality) against nuclei3d_train_b's labels.
+transform (post-processing alone), and the two-channel model's foreground by connected
+components. Every row is scored by InstanceScores (F1 at IoU 0.5 and 0.75, panoptic quality)
+against nuclei3d_train_b's labels. ``--model baseline`` / ``instances`` runs one of the two
+trainings, so that two processes can run them side by side.
 
-    python benchmarks/instances.py [--iterations 400] [--out DIR]
+    python benchmarks/instances.py [--iterations 400] [--model both] [--out DIR]
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ A metric is called as in training: ``metric(prediction (1,C,Z,Y,X), target (1,..
 target is the ground-truth volume after an optional label pipeline (the config's
 ``loaders.val.transformer.label``, e.g. BlobsToMask), so a metric sees the same target
 layout here as during validation. uint8-quantised probabilities are mapped back to [0, 1].
+A metric with ``scores`` (several named numbers, e.g. InstanceScores' F1 at two IoU thresholds
+and panoptic quality) gives one row per number, labelled ``"<metric> <name>"``.
 """
 
 from __future__ import annotations
