@@ -15,24 +15,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "examples" / "configs" / "3DUnet_nuclei_instances"
-ITERATIONS = 40
-#: only sizes are overridden: a narrower network and smaller training patches
-SMALL = ["model.f_maps=[8, 16, 32]", "model.num_groups=4"]
-PATCH = [
-    f"loaders.{phase}.slice_builder.{key}=[32, 64, 64]"
-    for phase in ("train", "val")
-    for key in ("patch_shape", "stride_shape")
-]
-#: measured at this budget (seed 0): watershed F1@0.5 0.00 vs components 0.00; set below that
-FLOOR = 0.0
+ITERATIONS = 25
+#: measured with the scenario as shipped at 25 iterations (seed 0, 2-core CPU; the same
+#: checkpoint as docs/performance.md's "Nuclei instances" table): watershed F1@0.5 0.690
+#: against 0.406 for the components of the same prediction
+FLOOR = 0.55
 
 
 def _unet(*args: str) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     cmd = [sys.executable, "-c", "from unet_core.cli.main import main; main()", *args]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
@@ -46,6 +43,7 @@ def _scores(report: Path) -> dict[str, float]:
     return {r["metric"].split(" ", 1)[1]: r["value"] for r in rows}
 
 
+@pytest.mark.slow
 def test_nuclei_instance_scenario_beats_connected_components(sample_data, tmp_path):
     ckpt, out = tmp_path / "run", tmp_path / "predictions"
     _unet(
@@ -58,12 +56,10 @@ def test_nuclei_instance_scenario_beats_connected_components(sample_data, tmp_pa
             f"trainer.validate_after_iters={ITERATIONS}",
             f"trainer.log_after_iters={ITERATIONS}",
             "trainer.progress=none",
-            *SMALL,
-            *PATCH,
         ),
     )
     test_config = str(SCENARIO / "test_config.yml")
-    test_sets = _sets(f"loaders.output_dir={out}", *SMALL)
+    test_sets = _sets(f"loaders.output_dir={out}")
     _unet(
         "predict",
         "--config",
