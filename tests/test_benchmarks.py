@@ -38,3 +38,14 @@ def test_quality_benchmark_on_the_real_ovule_volume(sample_data):
     (result,) = _run("benchmarks/quality.py", "--iterations=2", "--task=ovule")
     assert result["task"] == "ovule boundaries" and 0 <= result["adapted_rand_error"] <= 1
     assert result["cells_true"] == 26
+
+
+@pytest.mark.slow
+def test_instances_benchmark_scores_its_segmentations(sample_data, tmp_path):
+    rows = _run(
+        "benchmarks/instances.py", "--iterations=1", "--model=instances", f"--out={tmp_path}"
+    )
+    assert [r["model"] for r in rows] == ["2 channels (fg + distance)"] * 2
+    for row in rows:
+        assert row["objects_true"] == 32
+        assert 0 <= row["pq"] <= row["rq"] <= 1 and 0 <= row["f1@0.75"] <= row["f1@0.5"] <= 1

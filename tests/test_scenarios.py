@@ -100,6 +100,13 @@ SPECS: dict[str, Scenario] = {
             "segmentation": ((16, 48, 48), "uint16"),
         },
     ),
+    "3DUnet_nuclei_instances": Scenario(
+        data="nuclei",
+        datasets={
+            "predictions": ((2, 16, 48, 48), "float32"),
+            "segmentation": ((16, 48, 48), "uint16"),
+        },
+    ),
     "3DUnet_multiclass": Scenario(
         data="multiclass",
         datasets={"predictions": ((16, 48, 48), "uint16")},

@@ -102,9 +102,12 @@ class Metric(Protocol):
     """``metric(probabilities, target) -> float or 0-d tensor``.
 
     ``higher_is_better`` lets the trainer pick the best checkpoint without a hand-set flag.
+    ``scores(probabilities, target) -> {name: float}``, where a metric has it, gives several
+    named numbers at once (``unet evaluate`` reports each as a row; same direction).
     """
 
     higher_is_better: ClassVar[bool] = True
+    scores: ClassVar[Callable[..., dict[str, float]] | None] = None
 
     def __call__(self, prediction: torch.Tensor, target: torch.Tensor) -> Any: ...
 

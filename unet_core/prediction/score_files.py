@@ -5,6 +5,8 @@ A metric is called as in training: ``metric(prediction (1,C,Z,Y,X), target (1,..
 target is the ground-truth volume after an optional label pipeline (the config's
 ``loaders.val.transformer.label``, e.g. BlobsToMask), so a metric sees the same target
 layout here as during validation. uint8-quantised probabilities are mapped back to [0, 1].
+A metric with ``scores`` (several named numbers, e.g. InstanceScores' F1 at two IoU thresholds
+and panoptic quality) gives one row per number, labelled ``"<metric> <name>"``.
 """
 
 from __future__ import annotations
@@ -167,12 +169,20 @@ def score_file(
     batch = batch_of(pred)
     out = []
     for name, metric in built:
-        value = metric(batch, target)
-        number = float(value.item() if hasattr(value, "item") else value)
-        number = _checked(number, name, prediction, ground_truth)
         better = bool(declared("metrics", metric, "higher_is_better"))
-        out.append(Score(str(prediction), dataset, str(ground_truth), name, number, better))
+        for label, value in _values(name, metric, batch, target).items():
+            number = float(value.item() if hasattr(value, "item") else value)
+            number = _checked(number, label, prediction, ground_truth)
+            out.append(Score(str(prediction), dataset, str(ground_truth), label, number, better))
     return out
+
+
+def _values(name: str, metric: Any, batch: Any, target: Any) -> dict[str, Any]:
+    """``{row label: value}``: the metric's value, or each of its named ``scores``."""
+    several = declared("metrics", metric, "scores")
+    if several is None:
+        return {name: metric(batch, target)}
+    return {f"{name} {key}": value for key, value in several(batch, target).items()}
 
 
 def config_pairs(cfg: ExperimentConfig) -> list[tuple[str, str]]:

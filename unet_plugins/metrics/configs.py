@@ -249,22 +249,9 @@ class BoundaryAveragePrecisionConfig(_APConfig):
 Report = Literal["f1", "precision", "recall", "accuracy"]
 
 
-class InstanceF1Config(ComponentConfig):
-    iou_threshold: float | list[float] = Field(
-        0.5,
-        description=(
-            "IoU a predicted instance needs with a ground-truth instance to match it "
-            "(>=). A list averages the score over its thresholds, e.g. "
-            "[0.5, 0.55, ..., 0.95]."
-        ),
-    )
-    report: Report = Field(
-        "f1",
-        description=(
-            "Score returned: 'f1' = 2tp/(2tp+fp+fn), 'precision' = tp/(tp+fp), "
-            "'recall' = tp/(tp+fn), 'accuracy' = tp/(tp+fp+fn)."
-        ),
-    )
+class _InstanceInputConfig(ComponentConfig):
+    """How the instance metrics read a prediction and a target."""
+
     threshold: float = Field(
         0.5, description="Probability above which a voxel is foreground (float input)."
     )
@@ -296,6 +283,24 @@ class InstanceF1Config(ComponentConfig):
         ),
     )
 
+
+class InstanceF1Config(_InstanceInputConfig):
+    iou_threshold: float | list[float] = Field(
+        0.5,
+        description=(
+            "IoU a predicted instance needs with a ground-truth instance to match it "
+            "(>=). A list averages the score over its thresholds, e.g. "
+            "[0.5, 0.55, ..., 0.95]."
+        ),
+    )
+    report: Report = Field(
+        "f1",
+        description=(
+            "Score returned: 'f1' = 2tp/(2tp+fp+fn), 'precision' = tp/(tp+fp), "
+            "'recall' = tp/(tp+fn), 'accuracy' = tp/(tp+fp+fn)."
+        ),
+    )
+
     @field_validator("iou_threshold")
     @classmethod
     def _thresholds_in_range(cls, value: float | list[float]) -> float | list[float]:
@@ -303,3 +308,47 @@ class InstanceF1Config(ComponentConfig):
         if not values or any(not 0 < v <= 1 for v in values):
             raise ValueError(f"every IoU threshold must be in (0, 1], got {value}")
         return value
+
+
+# -- instance scores and panoptic quality ---------------------------------------------------
+PANOPTIC = ("pq", "sq", "rq")
+
+
+class InstanceScoresConfig(_InstanceInputConfig):
+    iou_thresholds: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75],
+        description="IoU thresholds (>=) at which f1, precision, recall and accuracy are "
+        "reported, as f1@0.5, f1@0.75, ...",
+    )
+    report: str | None = Field(
+        None,
+        description="The one score used as eval_metric: 'KIND@T' for KIND in f1, precision, "
+        "recall, accuracy and T in iou_thresholds, or pq, sq, rq (panoptic quality, "
+        "segmentation quality, recognition quality; pairs need IoU > 0.5). Default: f1 at "
+        "the first of iou_thresholds.",
+    )
+
+    @field_validator("iou_thresholds")
+    @classmethod
+    def _thresholds(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < v <= 1 for v in value):
+            raise ValueError(f"every IoU threshold must be in (0, 1], got {value}")
+        return value
+
+    def score_names(self) -> list[str]:
+        """Every score :class:`InstanceScores` reports, in order."""
+        kinds = ("f1", "precision", "recall", "accuracy")
+        return [f"{k}@{t:g}" for t in self.iou_thresholds for k in kinds] + list(PANOPTIC)
+
+    @property
+    def reported(self) -> str:
+        """The name of the score returned as eval_metric."""
+        return self.report or f"f1@{self.iou_thresholds[0]:g}"
+
+    @model_validator(mode="after")
+    def _report_known(self) -> InstanceScoresConfig:
+        if self.reported not in self.score_names():
+            raise ValueError(
+                f"report {self.report!r} is not one of {', '.join(self.score_names())}"
+            )
+        return self

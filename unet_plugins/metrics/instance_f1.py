@@ -44,17 +44,22 @@ class InstanceF1(Metric):
     Config = InstanceF1Config
 
     def __call__(self, prediction: Any, target: Any) -> float:
+        return float(
+            np.mean([self.score(truth, seg) for truth, seg in self.samples(prediction, target)])
+        )
+
+    def samples(self, prediction: Any, target: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(ground-truth labels, predicted labels) of every sample of a batch."""
         cfg = self.config
-        pred = prediction_array(prediction, "InstanceF1")
-        gt = target_labels(target, pred.shape, cfg.use_last_target, "InstanceF1")
+        who = type(self).__name__
+        pred = prediction_array(prediction, who)
+        gt = target_labels(target, pred.shape, cfg.use_last_target, who)
         if len(gt) == 0:
-            raise DataError("InstanceF1 got an empty batch (N=0).")
-        index = check_channel(cfg.input_channel, pred.shape[1], "input_channel", "InstanceF1")
-        scores = [
-            self.score(truth, self.instances(sample[index]))
-            for sample, truth in zip(pred, gt, strict=True)
+            raise DataError(f"{who} got an empty batch (N=0).")
+        index = check_channel(cfg.input_channel, pred.shape[1], "input_channel", who)
+        return [
+            (truth, self.instances(sample[index])) for sample, truth in zip(pred, gt, strict=True)
         ]
-        return float(np.mean(scores))
 
     def instances(self, channel: np.ndarray) -> np.ndarray:
         """Predicted instance labels of one channel: components of ``p > threshold`` or as is."""

@@ -82,24 +82,30 @@ def detection_counts(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
     return tp, fp, n_gt - tp
 
 
-def matched_counts(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
-    """(tp, fp, fn) of an optimal one-to-one matching with ``IoU >= threshold``.
+def matched_pairs(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(gt rows, predicted columns) of an optimal one-to-one matching with ``IoU >= threshold``.
 
     The assignment (Hungarian, scipy's ``linear_sum_assignment``) first maximises the number
     of pairs at or above the threshold, then their total IoU, as StarDist's ``matching`` does.
     """
-    n_gt, n_seg = iou.shape
     ok = iou >= threshold
     rows = np.flatnonzero(ok.any(axis=1))
     cols = np.flatnonzero(ok.any(axis=0))
-    tp = 0
-    if rows.size and cols.size:
-        sub_ok = ok[np.ix_(rows, cols)]
-        sub_iou = iou[np.ix_(rows, cols)]
-        # a pair above the threshold is worth more than any IoU sum among fewer pairs
-        cost = -sub_ok.astype(np.float64) - sub_iou / (2.0 * max(sub_ok.shape))
-        r, c = linear_sum_assignment(cost)
-        tp = int(np.count_nonzero(sub_ok[r, c]))
+    if not (rows.size and cols.size):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    sub_ok = ok[np.ix_(rows, cols)]
+    sub_iou = iou[np.ix_(rows, cols)]
+    # a pair above the threshold is worth more than any IoU sum among fewer pairs
+    cost = -sub_ok.astype(np.float64) - sub_iou / (2.0 * max(sub_ok.shape))
+    r, c = linear_sum_assignment(cost)
+    good = sub_ok[r, c]
+    return rows[r[good]], cols[c[good]]
+
+
+def matched_counts(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
+    """(tp, fp, fn) of :func:`matched_pairs`."""
+    n_gt, n_seg = iou.shape
+    tp = int(matched_pairs(iou, threshold)[0].size)
     return tp, n_seg - tp, n_gt - tp
 
 

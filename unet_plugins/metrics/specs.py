@@ -38,3 +38,4 @@ GenericAveragePrecision = _metric(
 PSNR = _metric("regression:PSNR", c.PSNRConfig)
 MSE = _metric("regression:MSE", c.MSEConfig)
 InstanceF1 = _metric("instance_f1:InstanceF1", c.InstanceF1Config)
+InstanceScores = _metric("instance_scores:InstanceScores", c.InstanceScoresConfig)

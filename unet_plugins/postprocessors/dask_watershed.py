@@ -129,14 +129,17 @@ def seeded_watershed_dask(
         )
         labels = scratch("labels", np.uint64)
         sizes = _sizes(each_block(_call, task, "flood", seed_ids, None, labels), n_seeds)
-        min_size = int(post.config.min_size)
-        if min_size > 0:
+        min_size = post.min_size.lowest  # edge objects cannot be told apart before merging
+        if min_size > 1:
             keep = np.where(sizes >= min_size, np.arange(sizes.size), 0)
             keep[0] = 0
-            lut = client.scatter(keep, broadcast=True)
-            again = scratch("labels_kept", np.uint64)
-            sizes = _sizes(each_block(_call, task, "flood", labels, lut, again), n_seeds)
-            labels = again
+            if post.config.small_objects == "drop":
+                sizes = np.where(keep > 0, sizes, 0)  # renumbered to background below
+            else:
+                lut = client.scatter(keep, broadcast=True)
+                again = scratch("labels_kept", np.uint64)
+                sizes = _sizes(each_block(_call, task, "flood", labels, lut, again), n_seeds)
+                labels = again
         present = np.flatnonzero(sizes > 0)
         numbering = np.zeros(sizes.size, np.int64)
         numbering[present] = np.arange(1, present.size + 1)

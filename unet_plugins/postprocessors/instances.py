@@ -7,13 +7,13 @@ numbered 1..n consecutively), which the predictors write as the ``segmentation``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from unet_core.errors import DataError
-from unet_core.interfaces import ComponentConfig
+from unet_plugins.postprocessors.sizes import SizeFilterConfig, SizeLimits, resolve_min_size
 
 Index = tuple[slice, ...]
 
@@ -32,14 +32,16 @@ def _channel(prediction: np.ndarray, channel: int, key: str, who: str) -> np.nda
     return np.asarray(prediction[channel], dtype=np.float32)
 
 
-def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Drop objects with fewer than ``min_size`` voxels and renumber the rest 1..n."""
+def remove_small(labels: np.ndarray, min_size: int | SizeLimits) -> np.ndarray:
+    """Drop objects with fewer than ``min_size`` voxels (limits: one inside the volume, one
+    for objects touching its faces) and renumber the rest 1..n."""
     if labels.max(initial=0) == 0:
         return labels.astype(np.uint32)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= max(min_size, 1)
+    if isinstance(min_size, int):
+        min_size = SizeLimits(min_size, min_size)
+    keep = ~min_size.small(labels)
     keep[0] = False
-    lut = np.zeros(sizes.size, dtype=np.uint32)
+    lut = np.zeros(keep.size, dtype=np.uint32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.uint32)
     return lut[labels]
 
@@ -48,7 +50,7 @@ class ConnectedComponents:
     """Objects = connected components of ``p[foreground_channel] (- p[boundary_channel]) >
     threshold``; for blob-like objects (nuclei) whose predictions separate them."""
 
-    class Config(ComponentConfig):
+    class Config(SizeFilterConfig):
         foreground_channel: int = Field(0, ge=0, description="Channel of the foreground.")
         threshold: float = Field(0.5, description="Foreground if probability > threshold.")
         boundary_channel: int | None = Field(
@@ -57,13 +59,13 @@ class ConnectedComponents:
             description="Optional boundary channel subtracted from the foreground first "
             "(splits touching objects).",
         )
-        min_size: int = Field(0, ge=0, description="Remove objects with fewer voxels.")
         connectivity: int = Field(
             1, ge=1, le=3, description="Neighbours: 1 faces, 2 +edges, 3 +corners."
         )
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.min_size = resolve_min_size(config)
 
     @classmethod
     def from_config(cls, config: Config, **_: Any) -> ConnectedComponents:
@@ -82,7 +84,7 @@ class ConnectedComponents:
         from skimage.measure import label
 
         labels = label(self.foreground(prediction), connectivity=self.config.connectivity)
-        return remove_small(labels, self.config.min_size)
+        return remove_small(labels, self.min_size)
 
     def segment_blocks(
         self,
@@ -105,7 +107,7 @@ class ConnectedComponents:
             block,
             open_output,
             connectivity=self.config.connectivity,
-            min_size=self.config.min_size,
+            min_size=self.min_size.lowest,
             scratch_dir=scratch_dir,
         )
 
@@ -129,20 +131,23 @@ class ConnectedComponents:
             block,
             open_output,
             connectivity=self.config.connectivity,
-            min_size=self.config.min_size,
+            min_size=self.min_size.lowest,
             scratch_dir=scratch_dir,
         )
 
 
 class SeededWatershed:
-    """Watershed from seeds: for cells separated by predicted boundaries (or, without a
-    boundary channel, touching blobs split along the distance transform of the foreground).
+    """Watershed from seeds: for cells separated by predicted boundaries, for touching blobs
+    split along the distance transform of the foreground, or along a predicted distance map
+    (a model trained on :class:`~unet_plugins.transforms.distance.LabelToDistance` targets).
 
-    Seeds are maxima of the (smoothed) distance to the boundary inside the interior
-    (boundary < seed_threshold), or the interior's connected components.
+    Seeds are maxima (at least ``min_distance`` apart) of a height map inside a seed region:
+    the predicted distance above ``distance_threshold`` (distance_channel), else the
+    (smoothed) distance transform of the interior (boundary p < seed_threshold), else of the
+    foreground. ``seed_method: components`` makes each connected seed region one seed instead.
     """
 
-    class Config(ComponentConfig):
+    class Config(SizeFilterConfig):
         boundary_channel: int | None = Field(
             0,
             ge=0,
@@ -154,14 +159,24 @@ class SeededWatershed:
             ge=0,
             description="Optional foreground channel; voxels below mask_threshold stay background.",
         )
+        distance_channel: int | None = Field(
+            None,
+            ge=0,
+            description="Channel of a predicted normalised distance (1 at object centres; "
+            "LabelToDistance targets): seeds and relief come from it. Needs "
+            "foreground_channel.",
+        )
         mask_threshold: float = Field(0.5, description="Foreground if p > mask_threshold.")
         seed_threshold: float = Field(
             0.5, description="Interior (seed region) where boundary p < seed_threshold."
         )
+        distance_threshold: float = Field(
+            0.5, description="Seed region where the predicted distance > distance_threshold."
+        )
         seed_method: str = Field(
             "distance",
-            description="distance: maxima of the distance transform of the interior; "
-            "components: each connected interior region is one seed.",
+            description="distance: maxima of the distance (predicted, or the transform of the "
+            "interior); components: each connected seed region is one seed.",
         )
         min_distance: int = Field(
             3, ge=1, description="Minimum distance between distance-transform seeds (voxels)."
@@ -172,8 +187,10 @@ class SeededWatershed:
             description="Voxel size (Z,Y,X) for the distance transform (anisotropic data).",
         )
         compactness: float = Field(0.0, ge=0, description="Compact watershed parameter.")
-        min_size: int = Field(
-            0, ge=0, description="Objects smaller than this are merged into their neighbours."
+        small_objects: Literal["merge", "drop"] = Field(
+            "merge",
+            description="Objects below min_size: merge = flooded by their neighbours (an "
+            "isolated one becomes background), drop = all become background.",
         )
         block_halo: int = Field(
             16,
@@ -203,40 +220,59 @@ class SeededWatershed:
                 raise ValueError(
                     "set boundary_channel (cells) or foreground_channel (blobs), or both"
                 )
+            if self.distance_channel is not None and self.foreground_channel is None:
+                raise ValueError(
+                    "distance_channel needs foreground_channel: the foreground decides which "
+                    "voxels belong to an object"
+                )
             return self
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.min_size = resolve_min_size(config)
 
     @classmethod
     def from_config(cls, config: Config, **_: Any) -> SeededWatershed:
         return cls(config)
 
     def relief(self, prediction: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
-        """(mask or None, interior, relief flooded by the watershed, smoothed distance)."""
+        """(mask or None, seed region, relief flooded by the watershed, height whose maxima
+        are the seeds): one definition for the whole-volume and the Dask watershed."""
+        c = self.config
+        mask = None
+        if c.foreground_channel is not None:
+            fg = _channel(prediction, c.foreground_channel, "foreground_channel", self._who)
+            mask = fg > c.mask_threshold
+        relief, interior, height = self._landscape(prediction, mask)
+        return mask, interior, relief, height
+
+    _who = "SeededWatershed"
+
+    def _landscape(
+        self, prediction: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(relief flooded by the watershed, seed region, height whose maxima are seeds)."""
         from scipy import ndimage as ndi
 
         c = self.config
-        who = "SeededWatershed"
-        mask = None
-        if c.foreground_channel is not None:
-            fg = _channel(prediction, c.foreground_channel, "foreground_channel", who)
-            mask = fg > c.mask_threshold
+        if c.distance_channel is not None:
+            height = _channel(prediction, c.distance_channel, "distance_channel", self._who)
+            if c.sigma > 0:
+                height = ndi.gaussian_filter(height, c.sigma)
+            interior = (height > c.distance_threshold) & mask
+            return -height, interior, height
         if c.boundary_channel is not None:
-            relief = _channel(prediction, c.boundary_channel, "boundary_channel", who)
+            relief = _channel(prediction, c.boundary_channel, "boundary_channel", self._who)
             interior = relief < c.seed_threshold
             if mask is not None:
                 interior &= mask
         else:
             assert mask is not None
-            interior = mask
-            relief = None
-        distance = ndi.distance_transform_edt(interior, sampling=c.sampling).astype(np.float32)
+            interior, relief = mask, None
+        height = ndi.distance_transform_edt(interior, sampling=c.sampling).astype(np.float32)
         if c.sigma > 0:
-            distance = ndi.gaussian_filter(distance, c.sigma)
-        if relief is None:
-            relief = -distance
-        return mask, interior, relief, distance
+            height = ndi.gaussian_filter(height, c.sigma)
+        return (-height if relief is None else relief), interior, height
 
     def flood(self, relief: np.ndarray, markers: np.ndarray, mask: Any) -> np.ndarray:
         from skimage.segmentation import watershed
@@ -246,12 +282,12 @@ class SeededWatershed:
         )
 
     def __call__(self, prediction: np.ndarray) -> np.ndarray:
-        mask, interior, relief, distance = self.relief(prediction)
-        seeds = self.seed_labels(interior, distance)
-        labels = self.flood(relief, seeds, mask)
-        if self.config.min_size > 0:
-            kept = remove_small(labels, self.config.min_size)
-            labels = self.flood(relief, kept, mask)
+        mask, interior, relief, height = self.relief(prediction)
+        labels = self.flood(relief, self.seed_labels(interior, height), mask)
+        if self.min_size.active:
+            labels = remove_small(labels, self.min_size)
+            if self.config.small_objects == "merge":
+                labels = self.flood(relief, labels, mask)
         return remove_small(labels, 1)
 
     def segment_dask(

@@ -247,6 +247,39 @@ class BlobsToMaskConfig(TransformConfig):
     )
 
 
+class LabelToDistanceConfig(TransformConfig):
+    foreground: bool = Field(True, description="First channel: foreground (label > 0).")
+    boundary: bool = Field(
+        False, description="Then a boundary channel (find_boundaries, connectivity 2)."
+    )
+    boundary_mode: BoundaryMode = Field("thick", description="Mode of the boundary channel.")
+    distance: bool = Field(
+        True,
+        description="Then the distance of each object voxel to the nearest other label "
+        "(background or another object), divided by the object's largest distance: 1 at "
+        "its centre, falling towards its border, 0 outside.",
+    )
+    sampling: list[float] = Field(
+        default_factory=lambda: [1.0, 1.0, 1.0],
+        description="Voxel size (Z, Y, X) of the distance (anisotropic data).",
+    )
+    ignore_index: int | None = _IGNORE
+    append_label: bool = _APPEND
+
+    @field_validator("sampling")
+    @classmethod
+    def _sampling(cls, v: list[float]) -> list[float]:
+        if len(v) != 3 or any(s <= 0 for s in v):
+            raise ValueError("sampling needs 3 positive voxel sizes (Z, Y, X)")
+        return v
+
+    @model_validator(mode="after")
+    def _some_channel(self) -> LabelToDistanceConfig:
+        if not (self.foreground or self.boundary or self.distance):
+            raise ValueError("enable at least one of foreground, boundary, distance")
+        return self
+
+
 class LabelToAffinitiesConfig(TransformConfig):
     offsets: list[int] = Field(..., description="Positive, distinct offsets (X and Y).")
     ignore_index: int | None = _IGNORE

@@ -45,6 +45,7 @@ LabelToMaskAndAffinities = _transform(
 RandomLabelToAffinities = _transform(
     "labels:RandomLabelToAffinities", c.RandomLabelToAffinitiesConfig
 )
+LabelToDistance = _transform("distance:LabelToDistance", c.LabelToDistanceConfig)
 Relabel = _transform("labels:Relabel", c.RelabelConfig)
 RgbToLabel = _transform("labels:RgbToLabel", c.NoParametersConfig)
 ToTensor = _transform("tensor:ToTensor", c.ToTensorConfig)

@@ -1,0 +1,141 @@
+"""Nuclei instances beyond the reference (issue 19): the quality benchmark's nuclei task, with
+instance targets and seeded watershed, side by side with its connected-components baseline.
+
+Both train the quality benchmark's network on nuclei3d_train_a.h5 (validation on
+nuclei3d_train_b.h5) at the same budget and predict nuclei3d_train_b.h5:
+
+* baseline: one output channel (BlobsToMask foreground), connected components of p > 0.5 with
+  min_size 30 (benchmarks/quality.py's nuclei task as it is);
+* instances: two output channels, foreground + normalised distance (LabelToDistance), seeded
+  watershed on the predicted distance (SeededWatershed distance_channel), min_size: auto learnt
+  from nuclei3d_train_a's labels.
+
+The baseline's prediction is also segmented by the seeded watershed on the foreground's distance
+transform (post-processing alone), and the two-channel model's foreground by connected
+components. Every row is scored by InstanceScores (F1 at IoU 0.5 and 0.75, panoptic quality)
+against nuclei3d_train_b's labels. ``--model baseline`` / ``instances`` runs one of the two
+trainings, so that two processes can run them side by side.
+
+    python benchmarks/instances.py [--iterations 400] [--model both] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+from quality import _experiment, _train_predict
+from workloads import DATA
+
+TRAIN, VAL = DATA / "nuclei3d_train_a.h5", DATA / "nuclei3d_train_b.h5"
+PATCH = [48, 64, 64]
+BASELINE_CC = {"name": "ConnectedComponents", "threshold": 0.5, "min_size": 30}
+LEARNT_SIZE = {"min_size": "auto", "size_labels": [str(TRAIN)]}
+#: Seeded watershed on a model with a distance channel (the scenario's test_config.yml).
+DISTANCE_WATERSHED = {
+    "name": "SeededWatershed",
+    "foreground_channel": 0,
+    "distance_channel": 1,
+    "boundary_channel": None,
+    "distance_threshold": 0.5,
+    "seed_method": "components",
+    "sigma": 1.0,
+    **LEARNT_SIZE,
+}
+#: Seeded watershed on a one-channel foreground (its distance transform).
+FOREGROUND_WATERSHED = {
+    "name": "SeededWatershed",
+    "foreground_channel": 0,
+    "boundary_channel": None,
+    "min_distance": 4,
+    "sigma": 1.5,
+    **LEARNT_SIZE,
+}
+
+
+def score(truth: np.ndarray, seg: np.ndarray) -> dict[str, float]:
+    from unet_core import registry
+
+    metric = registry.create("metrics", {"name": "InstanceScores"})
+    values = metric.sample_scores(truth, seg)
+    out = {k: round(values[k], 4) for k in ("f1@0.5", "f1@0.75", "pq", "sq", "rq")}
+    return out | {"objects_found": int(len(np.unique(seg)) - 1)}
+
+
+def segment(prediction: np.ndarray, spec: dict) -> np.ndarray:
+    from unet_core import registry
+
+    return np.asarray(registry.create("postprocessors", spec)(prediction))
+
+
+def _truth() -> tuple[np.ndarray, dict]:
+    with h5py.File(VAL, "r") as f:
+        truth = f["label"][:].astype(np.int64)
+    return truth, {"objects_true": int(len(np.unique(truth)) - 1)}
+
+
+def baseline(out: Path, iterations: int) -> list[dict]:
+    """One channel + connected components (quality.py's nuclei task), and the same prediction
+    segmented by the seeded watershed on the foreground's distance transform."""
+    truth, common = _truth()
+    label_tf = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
+    cfg = _experiment(out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, BASELINE_CC)
+    pred, seg, seconds = _train_predict(cfg)
+    row = {"model": "1 channel (foreground)", "iterations": iterations, **common}
+    row["train+predict s"] = round(seconds, 1)
+    fg_ws = segment(pred, FOREGROUND_WATERSHED)
+    return [
+        row | {"segmentation": "connected components, min_size 30"} | score(truth, seg),
+        row | {"segmentation": "watershed on fg EDT, min_size auto"} | score(truth, fg_ws),
+    ]
+
+
+def instances(out: Path, iterations: int) -> list[dict]:
+    """Two channels (foreground + distance) + seeded watershed on the distance; the same
+    prediction's foreground by connected components for comparison."""
+    truth, common = _truth()
+    label_tf = [{"name": "LabelToDistance"}, {"name": "ToTensor", "expand_dims": False}]
+    cfg = _experiment(
+        out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, DISTANCE_WATERSHED
+    )
+    cfg["model"]["out_channels"] = 2
+    pred, seg, seconds = _train_predict(cfg)
+    row = {"model": "2 channels (fg + distance)", "iterations": iterations, **common}
+    row["train+predict s"] = round(seconds, 1)
+    cc = segment(pred, BASELINE_CC)
+    return [
+        row | {"segmentation": "watershed on distance, min_size auto"} | score(truth, seg),
+        row | {"segmentation": "connected components, min_size 30"} | score(truth, cc),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
+    parser.add_argument(
+        "--model",
+        choices=["baseline", "instances", "both"],
+        default="both",
+        help="which training(s) to run (two processes can run one each)",
+    )
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    out = args.out or Path(tempfile.mkdtemp(prefix="unet-instances-"))
+    rows = []
+    if args.model in ("baseline", "both"):
+        rows += baseline(out / "baseline", args.iterations)
+    if args.model in ("instances", "both"):
+        rows += instances(out / "instances", args.iterations)
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
