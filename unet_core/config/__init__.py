@@ -10,11 +10,12 @@ from unet_core.config.schema import (
     block_shape,
 )
 from unet_core.config.sections import phase_section
-from unet_core.config.shapes import ShapeZYX, three_values, zyx
+from unet_core.config.shapes import ShapeZYX, VoxelSizeZYX, three_values, zyx
 
 __all__ = [
     "block_shape",
     "ShapeZYX",
+    "VoxelSizeZYX",
     "three_values",
     "zyx",
     "ComponentRef",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 
 AXES = "(Z, Y, X)"
 
@@ -31,3 +31,15 @@ def zyx(value: list[int] | None, *, minimum: int) -> list[int] | None:
 
 #: A (Z, Y, X) tuple of integers whose wrong length is reported as "needs 3 values".
 ShapeZYX = Annotated[tuple[int, int, int], BeforeValidator(three_values)]
+
+
+def positive_sizes(value: list[float]) -> list[float]:
+    """3 positive voxel sizes (Z, Y, X), e.g. the sampling of a distance transform."""
+    three_values(value)
+    if any(v <= 0 for v in value):
+        raise ValueError(f"needs 3 positive voxel sizes {AXES}, got {list(value)}")
+    return value
+
+
+#: Voxel sizes (Z, Y, X), all positive.
+VoxelSizeZYX = Annotated[list[float], AfterValidator(positive_sizes)]

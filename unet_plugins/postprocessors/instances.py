@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from unet_core.config import VoxelSizeZYX
 from unet_core.errors import DataError
 from unet_plugins.postprocessors.sizes import SizeFilterConfig, SizeLimits, resolve_min_size
 
@@ -182,7 +183,7 @@ class SeededWatershed:
             3, ge=1, description="Minimum distance between distance-transform seeds (voxels)."
         )
         sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of the distance map.")
-        sampling: list[float] = Field(
+        sampling: VoxelSizeZYX = Field(
             default_factory=lambda: [1.0, 1.0, 1.0],
             description="Voxel size (Z,Y,X) for the distance transform (anisotropic data).",
         )
@@ -205,13 +206,6 @@ class SeededWatershed:
         def _method(cls, v: str) -> str:
             if v not in ("distance", "components"):
                 raise ValueError("seed_method must be 'distance' or 'components'")
-            return v
-
-        @field_validator("sampling")
-        @classmethod
-        def _sampling(cls, v: list[float]) -> list[float]:
-            if len(v) != 3 or any(s <= 0 for s in v):
-                raise ValueError("sampling needs 3 positive voxel sizes (Z, Y, X)")
             return v
 
         @model_validator(mode="after")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from unet_core.config import VoxelSizeZYX
 from unet_core.interfaces import ComponentConfig
 
 
@@ -259,19 +260,12 @@ class LabelToDistanceConfig(TransformConfig):
         "(background or another object), divided by the object's largest distance: 1 at "
         "its centre, falling towards its border, 0 outside.",
     )
-    sampling: list[float] = Field(
+    sampling: VoxelSizeZYX = Field(
         default_factory=lambda: [1.0, 1.0, 1.0],
         description="Voxel size (Z, Y, X) of the distance (anisotropic data).",
     )
     ignore_index: int | None = _IGNORE
     append_label: bool = _APPEND
-
-    @field_validator("sampling")
-    @classmethod
-    def _sampling(cls, v: list[float]) -> list[float]:
-        if len(v) != 3 or any(s <= 0 for s in v):
-            raise ValueError("sampling needs 3 positive voxel sizes (Z, Y, X)")
-        return v
 
     @model_validator(mode="after")
     def _some_channel(self) -> LabelToDistanceConfig:
