@@ -7,7 +7,6 @@ real SIGKILL), and the one-paragraph errors.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -56,14 +55,19 @@ def _setup(tmp_path: Path, seed: int = 0) -> tuple[Path, Path, dict]:
     return volume, ckpt, spec
 
 
-def _predict(capsys, tmp_path: Path, name: str, volume, ckpt, spec, **predictor) -> np.ndarray:
-    """`unet predict --config` with ``predictor`` keys; the predictions it wrote."""
+def _predict(
+    capsys, tmp_path: Path, name: str, volume, ckpt, spec, log: list | None = None, **predictor
+) -> np.ndarray:
+    """`unet predict --config` with ``predictor`` keys; the predictions it wrote (its stderr,
+    where the CLI shows the engine's log lines, appended to ``log``)."""
     out = tmp_path / name
     cfg = config(spec, ckpt, [volume], out, predictor={"name": "StandardPredictor", **predictor})
     path = tmp_path / f"{name}.yml"
     path.write_text(yaml.safe_dump(cfg))
     code, _, err = run_here(capsys, "predict", "--config", str(path))
     assert code == 0, err
+    if log is not None:
+        log.append(err)
     return read(out / "volume_predictions.h5")
 
 
@@ -106,7 +110,7 @@ def test_backend_is_validated_with_its_own_schema(tmp_path):
 def test_openvino_float32_matches_torch_through_unet_predict(tmp_path, capsys, cache):
     volume, ckpt, spec = _setup(tmp_path)
     keys = {"fast": True, "tile_shape": [8, 16, 16], "tta": "flips"}
-    ref = _predict(capsys, tmp_path, "torch", volume, ckpt, spec, **keys)
+    ref = _predict(capsys, tmp_path, "torch", volume, ckpt, spec, amp="none", **keys)
     got = _predict(
         capsys, tmp_path, "ov", volume, ckpt, spec,
         backend={"name": "openvino", "precision": "f32"}, **keys,
@@ -142,22 +146,21 @@ def test_openvino_bf16_stays_within_the_documented_tolerance(tmp_path, capsys, c
 # -- the cache --------------------------------------------------------------------------------
 @pytest.mark.slow  # real conversions: ~10-20 s each on an idle 2-core machine
 def test_onnxruntime_matches_torch_reuses_its_conversion_and_converts_new_weights(
-    tmp_path, capsys, cache, caplog
+    tmp_path, capsys, cache
 ):
     """float32 agreement, the second run loads the cached graph, new weights convert again."""
     volume, ckpt, spec = _setup(tmp_path)
     backend = {"name": "onnxruntime"}
-    caplog.set_level(logging.INFO, logger="unet_core.prediction.converted_models")
-    first = _predict(capsys, tmp_path, "a", volume, ckpt, spec, backend=backend, tta="flips")
-    assert "converted the model" in caplog.text
+    log: list[str] = []
+    first = _predict(capsys, tmp_path, "a", volume, ckpt, spec, log, backend=backend, tta="flips")
+    assert "converted the model" in log[-1]
     torch_first = _predict(capsys, tmp_path, "t", volume, ckpt, spec, tta="flips")
     np.testing.assert_allclose(first, torch_first, atol=1e-4)
     (entry,) = _entries(cache, "onnxruntime")
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in entry.iterdir()}
 
-    caplog.clear()
-    again = _predict(capsys, tmp_path, "b", volume, ckpt, spec, backend=backend, tta="flips")
-    assert "reusing the converted model" in caplog.text and "converted the model" not in caplog.text
+    again = _predict(capsys, tmp_path, "b", volume, ckpt, spec, log, backend=backend, tta="flips")
+    assert "reusing the converted model" in log[-1] and "converted the model" not in log[-1]
     assert _entries(cache, "onnxruntime") == [entry]
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in entry.iterdir()} == before
     np.testing.assert_array_equal(again, first)
@@ -165,9 +168,8 @@ def test_onnxruntime_matches_torch_reuses_its_conversion_and_converts_new_weight
     # other weights under the same file name: a new conversion, never the old graph
     model, _ = tiny_unet(seed=1)
     save_weights(model, ckpt)
-    caplog.clear()
-    changed = _predict(capsys, tmp_path, "c", volume, ckpt, spec, backend=backend)
-    assert "converted the model" in caplog.text
+    changed = _predict(capsys, tmp_path, "c", volume, ckpt, spec, log, backend=backend)
+    assert "converted the model" in log[-1]
     assert len(_entries(cache, "onnxruntime")) == 2
     reference = _predict(capsys, tmp_path, "d", volume, ckpt, spec)
     np.testing.assert_allclose(changed, reference, atol=1e-4)

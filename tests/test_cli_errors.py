@@ -33,13 +33,16 @@ def unet(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def one_paragraph(code: int, err: str) -> str:
-    """The error as the user reads it; fails unless it is a single 'Error:' paragraph (after
-    the one-line notes the CLI's log shows, e.g. 'Warning: No GPU found')."""
+    """The error as the user reads it; fails unless it ends stderr as a single 'Error:'
+    paragraph (after the one-line notes the CLI shows, e.g. 'Warning: No GPU found' or
+    'precision: fp32 (...)')."""
     assert code != 0, err
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
-    text = "\n".join(line for line in lines if not line.startswith("Warning: ")).strip()
-    assert text.startswith("Error:") and "\n" not in text, err
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    assert len(starts) == 1, err
+    text = "\n".join(lines[starts[0] :]).strip()
+    assert "\n" not in text, err
     return text
 
 

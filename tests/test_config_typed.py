@@ -136,6 +136,9 @@ def _refs(cfg: ExperimentConfig) -> list[ComponentRef[Any]]:
     """Every component ref of a loaded experiment."""
     top = [cfg.model, cfg.loss, cfg.eval_metric, cfg.optimizer, cfg.lr_scheduler, cfg.predictor]
     refs = [r for r in top if r is not None]
+    backend = getattr(cfg.predictor.config, "backend", None) if cfg.predictor else None
+    if isinstance(backend, ComponentRef):  # a section nested in the predictor's keys
+        refs.append(backend)
     assert cfg.loaders is not None
     refs.append(cfg.loaders.dataset_ref)
     for phase in (cfg.loaders.train, cfg.loaders.val, cfg.loaders.test):

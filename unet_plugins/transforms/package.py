@@ -38,11 +38,11 @@ class PackagePreprocessing(Transform):
     Config = PackagePreprocessingConfig
 
     def setup(self, config: Any, stats: dict[str, Any]) -> None:
-        from unet_core.exchange.preprocessing import Step
+        from unet_core.dataset_api import Step
 
         self.steps = [Step(s.id, dict(s.kwargs)) for s in config.steps]
 
     def __call__(self, array: Any, rng: np.random.Generator) -> np.ndarray:
-        from unet_core.exchange.preprocessing import apply_steps
+        from unet_core.dataset_api import apply_steps
 
         return apply_steps(self.steps, np.asarray(array))
