@@ -41,17 +41,13 @@ def flag_overrides(*, fast: bool, precision: str | None, postprocess: str | None
 
 def stored_config(checkpoint: str) -> dict[str, Any]:
     """The training config saved in ``checkpoint``, or one paragraph saying what to do."""
-    from unet_core.engine.checkpoint import load_checkpoint
+    from unet_core.engine.checkpoint import stored_config as saved_config
 
-    saved = load_checkpoint(checkpoint).get("config")
-    if not isinstance(saved, Mapping) or not isinstance(saved.get("model"), Mapping):
-        raise CheckpointError(
-            f"{checkpoint} does not contain the config it was trained with (it was not written "
-            "by `unet train`, e.g. it comes from pytorch-3dunet or is a bare state dict), so "
-            "the model and the test-time transforms are unknown. Predict with a config: "
-            f"unet predict --config FILE --model {checkpoint}."
-        )
-    return dict(saved)
+    return saved_config(
+        checkpoint,
+        "The model and the test-time transforms are unknown: predict with a config, unet "
+        f"predict --config FILE --model {checkpoint}.",
+    )
 
 
 def prediction_config(

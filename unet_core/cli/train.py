@@ -91,17 +91,13 @@ def _load(
 
     if config_path is not None:
         return load_config(config_path, overrides)
-    from unet_core.engine.checkpoint import load_checkpoint
-    from unet_core.errors import CheckpointError
+    from unet_core.engine.checkpoint import stored_config
 
     assert resume is not None
-    saved = load_checkpoint(resume).get("config")
-    if not isinstance(saved, dict):
-        raise CheckpointError(
-            f"{resume} does not contain its training config (it was not written by unet-core); "
-            "pass the config it was trained with: unet train --config FILE --resume "
-            f"{resume}."
-        )
+    saved = stored_config(
+        resume,
+        f"Pass the config it was trained with: unet train --config FILE --resume {resume}.",
+    )
     # no config given: the run continues in the checkpoint's own folder (--set may move it)
     trainer_section = dict(saved.get("trainer") or {})
     trainer_section["checkpoint_dir"] = os.path.dirname(os.path.abspath(resume))

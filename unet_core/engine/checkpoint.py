@@ -298,3 +298,16 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def stored_config(checkpoint: str, way_out: str) -> dict[str, Any]:
+    """The training config saved in ``checkpoint`` by ``unet train``, or one paragraph ending
+    with ``way_out`` (what the command needs instead)."""
+    saved = load_checkpoint(checkpoint).get("config")
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("model"), Mapping):
+        raise CheckpointError(
+            f"{checkpoint} does not contain the config it was trained with (it was not written "
+            "by `unet train`, e.g. it comes from pytorch-3dunet or is a bare state dict). "
+            f"{way_out}"
+        )
+    return dict(saved)
