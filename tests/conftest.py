@@ -78,3 +78,13 @@ def exported_package(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     from export_support import export_tiny_package
 
     return export_tiny_package(tmp_path_factory.mktemp("package"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Dask LocalCluster of 2 worker processes, shared by the tests of one module."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as c:
+        yield c

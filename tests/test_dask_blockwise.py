@@ -21,14 +21,6 @@ SHAPE = (8, 24, 24)
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def plugins():
     for name, cls in (("SigmoidPredictor", SigmoidPredictor), ("Whole", WholeVolumePredictor)):
         registry.register("predictors", name, cls, replace=True)

@@ -29,14 +29,6 @@ SHAPE = (16, 32, 40)  # 2 x 2 x 3 blocks of (8, 16, 16)
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def case(tmp_path_factory):
     """Input (HDF5 chunks unlike the blocks), checkpoint and the single-process output."""
     tmp = tmp_path_factory.mktemp("dist")
