@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from unet_core.io.region import halo_box
 from unet_core.tiling import Index
 
 #: Name of the per-block "finished" array inside the output (uint8, one chunk per block).
@@ -49,16 +50,23 @@ def patches_per_block(
 
 
 class PatchSubset:
-    """The patches ``numbers`` of a patch dataset, looking like the dataset to a predictor."""
+    """The patches ``numbers`` of a patch dataset, looking like the dataset to a predictor.
+
+    A dataset with a ``window(box)`` method (optional) is narrowed to the box its patches and
+    halo read, so the block's input is read in one piece."""
 
     def __init__(self, dataset: Any, numbers: Sequence[int]) -> None:
-        self.dataset = dataset
         self.numbers = list(numbers)
         self.file_path = dataset.file_path
         self.halo_shape = dataset.halo_shape
         self.volume_shape = dataset.volume_shape
         self.raw_slices = [dataset.raw_slices[n] for n in self.numbers]
         self.collate_fn = getattr(dataset, "collate_fn", None)
+        window = getattr(dataset, "window", None)  # optional: read the block + halo once
+        if callable(window) and self.raw_slices:
+            spatial = [tuple(s)[-3:] for s in self.raw_slices]
+            dataset = window(halo_box(spatial, self.halo_shape, self.volume_shape))
+        self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.numbers)

@@ -13,6 +13,7 @@ access (:meth:`PatchDataset._store`). Items:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from unet_core import registry
 from unet_core.config import ComponentRef
 from unet_core.errors import ConfigError, DataError
 from unet_core.io import FiniteView, NonFinitePolicy, Source, Volume, compute_stats, read_padded
+from unet_core.io.region import RegionCache
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.scaling import RandomScale
 
@@ -174,6 +176,17 @@ class PatchDataset(Dataset):
 
     def _open(self, role: str) -> Any:
         raise NotImplementedError
+
+    def window(self, box: tuple[slice, ...]) -> PatchDataset:
+        """This dataset reading the (Z,Y,X) ``box`` of its raw volume in one piece, on first
+        use, and its test patches inside it from memory: a Dask block task reads its block and
+        halo once instead of every input chunk once per patch overlapping it. In-memory
+        datasets return themselves."""
+        if not getattr(self, "lazy", False):
+            return self
+        view = copy.copy(self)
+        view._cache = {"pid": os.getpid(), "raw": RegionCache(self._store("raw"), box)}
+        return view
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
