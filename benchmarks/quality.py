@@ -143,8 +143,17 @@ main()
 VALIDATION_LINE = re.compile(r"Validation finished\. Loss: \S+\. Evaluation score: (\S+)")
 
 
-def train_reference(cfg: dict, folder: Path, seed: int, args: argparse.Namespace) -> dict:
-    """The same config through pytorch-3dunet's ``train3dunet`` (its main(), its argv)."""
+def train_reference(
+    cfg: dict,
+    folder: Path,
+    seed: int,
+    args: argparse.Namespace,
+    code: str = REFERENCE_MAIN,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """The same config through pytorch-3dunet's ``train3dunet`` (its main(), its argv);
+    ``code`` may wrap that main() (quality_replay.py records the batches), ``env`` adds to
+    its environment."""
     import torch
     import yaml
 
@@ -157,13 +166,13 @@ def train_reference(cfg: dict, folder: Path, seed: int, args: argparse.Namespace
     folder.parent.mkdir(parents=True, exist_ok=True)  # it creates only the last level
     config_path = folder.parent / "train_config.yml"
     config_path.write_text(yaml.safe_dump(cfg))
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
+    environ = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
     start = time.perf_counter()
     done = subprocess.run(
-        [args.reference, "-c", REFERENCE_MAIN, "--config", str(config_path)],
+        [args.reference, "-c", code, "--config", str(config_path)],
         capture_output=True,
         text=True,
-        env=env,
+        env=environ | (env or {}),
         cwd=folder.parent,
     )
     seconds = time.perf_counter() - start

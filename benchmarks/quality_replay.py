@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from quality import REFERENCE_MAIN, TASKS, VALIDATION_LINE, predict
+from quality import REFERENCE_MAIN, TASKS, predict, train_reference
 
 #: train3dunet's main(), recording each training batch and each validation score it computes.
 RECORDER = r"""
@@ -70,46 +68,11 @@ RECORDING_MAIN = REFERENCE_MAIN.replace(
 
 def record_reference(cfg: dict, folder: Path, seed: int, args: argparse.Namespace) -> dict:
     """Run the reference on ``cfg`` and keep the batches it trained on (``batches.npz``)."""
-    import torch
-    import yaml
-
-    cfg = json.loads(json.dumps(cfg))
-    cfg["manual_seed"] = seed
-    ckpt = folder / "checkpoints"
-    # it runs one step past max_num_iterations (REFERENCE.md §12.24): ask for one fewer
-    cfg["trainer"].update(
-        checkpoint_dir=str(ckpt), max_num_iterations=cfg["trainer"]["max_num_iterations"] - 1
-    )
     folder.mkdir(parents=True, exist_ok=True)
-    config_path = folder / "train_config.yml"
-    config_path.write_text(yaml.safe_dump(cfg))
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS=str(args.threads),
-        PYTHONWARNINGS="ignore",
-        UNET_REPLAY_OUT=str(folder),
-    )
-    start = time.perf_counter()
-    done = subprocess.run(
-        [args.reference, "-c", RECORDING_MAIN, "--config", str(config_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=folder,
-    )
-    (folder / "train.log").write_text(done.stdout + done.stderr)
-    best = ckpt / "best_checkpoint.pytorch"
-    if done.returncode != 0 or not best.is_file():
-        raise SystemExit(f"the reference failed ({config_path}):\n{done.stderr[-3000:]}")
-    state = torch.load(best, map_location="cpu", weights_only=True)
-    logged = [float(m) for m in VALIDATION_LINE.findall(done.stdout + done.stderr)]
-    return {
-        "train_s": round(time.perf_counter() - start, 1),
-        "best_val_dice": float(state["best_eval_score"]),
-        "val_history": json.loads((folder / "scores.json").read_text()) or logged,
-        "checkpoint": best,
-        "batches": folder / "batches.npz",
-    }
+    env = {"UNET_REPLAY_OUT": str(folder)}
+    trained = train_reference(cfg, folder / "checkpoints", seed, args, RECORDING_MAIN, env)
+    scores = json.loads((folder / "scores.json").read_text())
+    return trained | {"val_history": scores, "batches": folder / "batches.npz"}
 
 
 def train_ours_on(cfg: dict, folder: Path, seed: int, batches: Path, channels_last: bool) -> dict:
