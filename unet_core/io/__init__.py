@@ -10,6 +10,7 @@ from unet_core.io.paths import (
     tiff_sibling,
     volume_suffixes,
 )
+from unet_core.io.region import RegionCache, halo_box
 from unet_core.io.scratch import temp_file
 from unet_core.io.stats import compute_stats
 from unet_core.io.volume import Source, Volume, read_padded
@@ -17,6 +18,7 @@ from unet_core.io.volume import Source, Volume, read_padded
 __all__ = [
     "FiniteView",
     "NonFinitePolicy",
+    "RegionCache",
     "apply_policy",
     "temp_file",
     "Source",
@@ -25,6 +27,7 @@ __all__ = [
     "compute_stats",
     "drop_companions",
     "expand_file_paths",
+    "halo_box",
     "is_single_array",
     "read_padded",
     "tiff_sibling",

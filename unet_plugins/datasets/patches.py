@@ -25,8 +25,15 @@ from torch.utils.data import Dataset
 from unet_core import registry
 from unet_core.config import ComponentRef
 from unet_core.errors import ConfigError, DataError
-from unet_core.io import FiniteView, NonFinitePolicy, Source, Volume, compute_stats, read_padded
-from unet_core.io.region import RegionCache
+from unet_core.io import (
+    FiniteView,
+    NonFinitePolicy,
+    RegionCache,
+    Source,
+    Volume,
+    compute_stats,
+    read_padded,
+)
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.scaling import RandomScale
 
