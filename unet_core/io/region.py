@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-Index = tuple[slice, ...]
+from unet_core.tiling import Index
 
 
 def halo_box(indices: Sequence[Index], halo: Sequence[int], shape: Sequence[int]) -> Index:

@@ -189,7 +189,7 @@ class PatchDataset(Dataset):
         use, and its test patches inside it from memory: a Dask block task reads its block and
         halo once instead of every input chunk once per patch overlapping it. In-memory
         datasets return themselves."""
-        if not getattr(self, "lazy", False):
+        if not self.lazy:
             return self
         view = copy.copy(self)
         view._cache = {"pid": os.getpid(), "raw": RegionCache(self._store("raw"), box)}
