@@ -14,14 +14,18 @@ The baseline's prediction is also segmented by the seeded watershed on the foreg
 transform (post-processing alone), and the two-channel model's foreground by connected
 components. Every row is scored by InstanceScores (F1 at IoU 0.5 and 0.75, panoptic quality)
 against nuclei3d_train_b's labels. ``--model baseline`` / ``instances`` runs one of the two
-trainings, so that two processes can run them side by side.
+trainings, so that two processes can run them side by side. ``--seed`` sets the training's
+``manual_seed``; ``--tta none,flips`` predicts the trained checkpoint once per test-time
+augmentation setting (rows for each), so that its effect is measured on the same model.
 
-    python benchmarks/instances.py [--iterations 400] [--model both] [--out DIR]
+    python benchmarks/instances.py [--iterations 400] [--model both] [--seed 0] \
+        [--tta none,flips] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -53,6 +57,7 @@ def _experiment(
     label_tf: list,
     patch: list[int],
     postprocessor: dict,
+    seed: int = 0,
 ) -> dict:
     """The issue-9 nuclei task: BCEDiceLoss, Dice validation, fast-mode prediction of the
     validation volume; the models differ in labels and segmentation."""
@@ -60,7 +65,7 @@ def _experiment(
     raw_train = [{"name": "Standardize"}, *aug, {"name": "ToTensor", "expand_dims": True}]
     half = [max(1, p // 2) for p in patch]
     return {
-        "manual_seed": 0,
+        "manual_seed": seed,
         "model": dict(SMALL_UNET),
         "loss": {"name": "BCEDiceLoss"},
         "eval_metric": {"name": "DiceCoefficient"},
@@ -88,15 +93,32 @@ def _experiment(
     }
 
 
-def _train_predict(cfg: dict) -> tuple[np.ndarray, np.ndarray, float]:
+#: ``--set`` overrides applied to every experiment's config (dotted keys).
+OVERRIDES: list[str] = []
+
+
+def _train_predict(cfg: dict, ttas: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """Train once, then predict the best checkpoint once per TTA setting:
+    (tta, predictions, segmentation, seconds of training + that prediction)."""
     import unet_core
     from unet_core.config import config_from_dict
+    from unet_core.config.overrides import apply_overrides
 
+    apply_overrides(cfg, OVERRIDES)
     start = time.perf_counter()
     unet_core.train(config_from_dict(cfg), overwrite=True)  # the benchmark's own folder
-    path = unet_core.predict(config_from_dict(cfg)).paths[0]
-    with h5py.File(path, "r") as f:
-        return f["predictions"][:], f["segmentation"][:], time.perf_counter() - start
+    trained = time.perf_counter() - start
+    results = []
+    for tta in ttas:
+        run = copy.deepcopy(cfg)
+        run["predictor"]["tta"] = tta
+        run["loaders"]["output_dir"] = f"{cfg['loaders']['output_dir']}/tta-{tta}"
+        begin = time.perf_counter()
+        path = unet_core.predict(config_from_dict(run)).paths[0]
+        with h5py.File(path, "r") as f:
+            seconds = trained + time.perf_counter() - begin
+            results.append((tta, f["predictions"][:], f["segmentation"][:], seconds))
+    return results
 
 
 TRAIN, VAL = DATA / "nuclei3d_train_a.h5", DATA / "nuclei3d_train_b.h5"
@@ -146,39 +168,49 @@ def _truth() -> tuple[np.ndarray, dict]:
     return truth, {"objects_true": int(len(np.unique(truth)) - 1)}
 
 
-def baseline(out: Path, iterations: int) -> list[dict]:
+def baseline(
+    out: Path, iterations: int, seed: int = 0, ttas: tuple[str, ...] = ("none",)
+) -> list[dict]:
     """One channel + connected components (quality.py's nuclei task), and the same prediction
     segmented by the seeded watershed on the foreground's distance transform."""
     truth, common = _truth()
     label_tf = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
-    cfg = _experiment(out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, BASELINE_CC)
-    pred, seg, seconds = _train_predict(cfg)
-    row = {"model": "1 channel (foreground)", "iterations": iterations, **common}
-    row["train+predict s"] = round(seconds, 1)
-    fg_ws = segment(pred, FOREGROUND_WATERSHED)
-    return [
-        row | {"segmentation": "connected components, min_size 30"} | score(truth, seg),
-        row | {"segmentation": "watershed on fg EDT, min_size auto"} | score(truth, fg_ws),
-    ]
+    cfg = _experiment(
+        out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, BASELINE_CC, seed
+    )
+    rows = []
+    for tta, pred, seg, seconds in _train_predict(cfg, list(ttas)):
+        row = {"model": "1 channel (foreground)", "iterations": iterations, "seed": seed}
+        row |= common | {"tta": tta, "train+predict s": round(seconds, 1)}
+        fg_ws = segment(pred, FOREGROUND_WATERSHED)
+        rows += [
+            row | {"segmentation": "connected components, min_size 30"} | score(truth, seg),
+            row | {"segmentation": "watershed on fg EDT, min_size auto"} | score(truth, fg_ws),
+        ]
+    return rows
 
 
-def instances(out: Path, iterations: int) -> list[dict]:
+def instances(
+    out: Path, iterations: int, seed: int = 0, ttas: tuple[str, ...] = ("none",)
+) -> list[dict]:
     """Two channels (foreground + distance) + seeded watershed on the distance; the same
     prediction's foreground by connected components for comparison."""
     truth, common = _truth()
     label_tf = [{"name": "LabelToDistance"}, {"name": "ToTensor", "expand_dims": False}]
     cfg = _experiment(
-        out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, DISTANCE_WATERSHED
+        out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, DISTANCE_WATERSHED, seed
     )
     cfg["model"]["out_channels"] = 2
-    pred, seg, seconds = _train_predict(cfg)
-    row = {"model": "2 channels (fg + distance)", "iterations": iterations, **common}
-    row["train+predict s"] = round(seconds, 1)
-    cc = segment(pred, BASELINE_CC)
-    return [
-        row | {"segmentation": "watershed on distance, min_size auto"} | score(truth, seg),
-        row | {"segmentation": "connected components, min_size 30"} | score(truth, cc),
-    ]
+    rows = []
+    for tta, pred, seg, seconds in _train_predict(cfg, list(ttas)):
+        row = {"model": "2 channels (fg + distance)", "iterations": iterations, "seed": seed}
+        row |= common | {"tta": tta, "train+predict s": round(seconds, 1)}
+        cc = segment(pred, BASELINE_CC)
+        rows += [
+            row | {"segmentation": "watershed on distance, min_size auto"} | score(truth, seg),
+            row | {"segmentation": "connected components, min_size 30"} | score(truth, cc),
+        ]
+    return rows
 
 
 def main() -> None:
@@ -191,16 +223,37 @@ def main() -> None:
         default="both",
         help="which training(s) to run (two processes can run one each)",
     )
+    parser.add_argument("--seed", type=int, default=0, help="the training's manual_seed")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the experiment's config, as `unet train --set` does (e.g. "
+        "loaders.global_normalization=true); repeatable",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 when two runs share 2 cores)"
+    )
+    parser.add_argument(
+        "--tta",
+        default="none",
+        help="comma-separated predictor.tta settings to predict the trained model with "
+        "(none, flips, flips_rot90)",
+    )
     args = parser.parse_args()
+    ttas = tuple(t.strip() for t in args.tta.split(",") if t.strip())
+    OVERRIDES.extend(args.overrides)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="unet-instances-"))
     rows = []
     if args.model in ("baseline", "both"):
-        rows += baseline(out / "baseline", args.iterations)
+        rows += baseline(out / "baseline", args.iterations, args.seed, ttas)
     if args.model in ("instances", "both"):
-        rows += instances(out / "instances", args.iterations)
+        rows += instances(out / "instances", args.iterations, args.seed, ttas)
     for row in rows:
         print(json.dumps(row))
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +44,23 @@ def test_quality_benchmark_on_the_real_ovule_volume(sample_data):
 @pytest.mark.slow
 def test_instances_benchmark_scores_its_segmentations(sample_data, tmp_path):
     rows = _run(
-        "benchmarks/instances.py", "--iterations=1", "--model=instances", f"--out={tmp_path}"
+        "benchmarks/instances.py",
+        "--iterations=1",
+        "--model=instances",
+        "--seed=3",
+        "--tta=none,flips",
+        "--set=trainer.validate_after_iters=1",
+        f"--out={tmp_path}",
     )
-    assert [r["model"] for r in rows] == ["2 channels (fg + distance)"] * 2
+    assert [r["model"] for r in rows] == ["2 channels (fg + distance)"] * 4
+    assert [r["tta"] for r in rows] == ["none", "none", "flips", "flips"]
+    assert {r["seed"] for r in rows} == {3}
     for row in rows:
         assert row["objects_true"] == 32
         assert 0 <= row["pq"] <= row["rq"] <= 1 and 0 <= row["f1@0.75"] <= row["f1@0.5"] <= 1
+    # one training, predicted once per TTA setting (each into its own folder)
+    predictions = tmp_path / "instances" / "predictions"
+    assert sorted(p.name for p in predictions.iterdir()) == ["tta-flips", "tta-none"]
+    (logged,) = (tmp_path / "instances" / "checkpoints" / "logs").glob("*/config.yml")
+    config = yaml.safe_load(logged.read_text())
+    assert config["manual_seed"] == 3 and config["trainer"]["validate_after_iters"] == 1
