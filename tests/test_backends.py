@@ -29,6 +29,7 @@ from unet_core.prediction.converted_models import (
     cached_conversion,
     model_digest,
 )
+from unet_plugins.backends.openvino_backend import compiled_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 #: bf16 against float32 probabilities of the tiny UNet (docs/prediction.md, "Inference
@@ -118,9 +119,13 @@ def test_openvino_float32_matches_torch_through_unet_predict(tmp_path, capsys, c
     assert got.shape == ref.shape == (2, 12, 40, 36)
     np.testing.assert_allclose(got, ref, atol=1e-4)
     assert len(_entries(cache, "openvino")) == 1
-    assert sorted(p.name for p in _entries(cache, "openvino")[0].iterdir()) == [
+    (entry,) = _entries(cache, "openvino")
+    assert sorted(p.name for p in entry.iterdir()) == [
         "key.json", "model.bin", "model.xml",
     ]  # fmt: skip
+    # OpenVINO's compiled kernels are kept beside the cache, one folder per converted model
+    compiled = cache.parent / "openvino-compiled" / entry.name
+    assert compiled == compiled_cache(entry) and any(compiled.iterdir())
 
 
 @pytest.mark.slow  # real conversions: ~10-20 s each on an idle 2-core machine

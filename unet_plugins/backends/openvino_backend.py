@@ -30,6 +30,12 @@ def cpu_has_bf16(capabilities: list[str] | tuple[str, ...]) -> bool:
     return "BF16" in {str(c).upper() for c in capabilities}
 
 
+def compiled_cache(folder: Path) -> Path:
+    """Where OpenVINO keeps the compiled kernels of the converted model in ``folder``: a
+    sibling tree of the converted-models cache (an entry's own files stay as converted)."""
+    return folder.parent.parent / "openvino-compiled" / folder.name
+
+
 class OpenVINOConfig(GraphConfig):
     """precision auto: bf16 where the CPU has it, f32 elsewhere."""
 
@@ -73,6 +79,14 @@ class OpenVINOBackend(GraphBackend):
         faster than its dynamic-shape path (~25 % for bf16 at 64^3, measured side by side),
         and a run sees one or two shapes (its tiles, a last smaller batch)."""
         core = runtime.Core()
+        # OpenVINO's own cache of compiled kernels, beside the converted models: a later run
+        # loads them instead of compiling (0.28 -> 0.07 s per shape for the benchmark UNet3D)
+        kernels = compiled_cache(folder)
+        try:
+            kernels.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(kernels)})
+        except OSError as exc:  # a read-only cache: compile every run, as without it
+            log.debug("OpenVINO compiled-kernel cache off (%s): %s", kernels, exc)
         settings = {
             "INFERENCE_PRECISION_HINT": precision,
             "INFERENCE_NUM_THREADS": threads,
