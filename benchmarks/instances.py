@@ -168,26 +168,45 @@ def _truth() -> tuple[np.ndarray, dict]:
     return truth, {"objects_true": int(len(np.unique(truth)) - 1)}
 
 
+def _scored_rows(
+    cfg: dict,
+    model: str,
+    ttas: tuple[str, ...],
+    own: str,
+    other: tuple[str, dict],
+) -> list[dict]:
+    """Train ``cfg``, predict once per TTA setting, and score two segmentations of each
+    prediction: the config's own postprocessor (``own`` names it) and ``other``'s spec."""
+    truth, common = _truth()
+    runs = _train_predict(cfg, list(ttas))  # applies the --set overrides to cfg first
+    head = {"model": model, "iterations": cfg["trainer"]["max_num_iterations"]}
+    head |= {"seed": cfg["manual_seed"], **common}
+    rows = []
+    for tta, pred, seg, seconds in runs:
+        row = head | {"tta": tta, "train+predict s": round(seconds, 1)}
+        rows += [
+            row | {"segmentation": own} | score(truth, seg),
+            row | {"segmentation": other[0]} | score(truth, segment(pred, other[1])),
+        ]
+    return rows
+
+
 def baseline(
     out: Path, iterations: int, seed: int = 0, ttas: tuple[str, ...] = ("none",)
 ) -> list[dict]:
     """One channel + connected components (quality.py's nuclei task), and the same prediction
     segmented by the seeded watershed on the foreground's distance transform."""
-    truth, common = _truth()
     label_tf = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
     cfg = _experiment(
         out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, BASELINE_CC, seed
     )
-    rows = []
-    for tta, pred, seg, seconds in _train_predict(cfg, list(ttas)):
-        row = {"model": "1 channel (foreground)", "iterations": iterations, "seed": seed}
-        row |= common | {"tta": tta, "train+predict s": round(seconds, 1)}
-        fg_ws = segment(pred, FOREGROUND_WATERSHED)
-        rows += [
-            row | {"segmentation": "connected components, min_size 30"} | score(truth, seg),
-            row | {"segmentation": "watershed on fg EDT, min_size auto"} | score(truth, fg_ws),
-        ]
-    return rows
+    return _scored_rows(
+        cfg,
+        "1 channel (foreground)",
+        ttas,
+        "connected components, min_size 30",
+        ("watershed on fg EDT, min_size auto", FOREGROUND_WATERSHED),
+    )
 
 
 def instances(
@@ -195,22 +214,18 @@ def instances(
 ) -> list[dict]:
     """Two channels (foreground + distance) + seeded watershed on the distance; the same
     prediction's foreground by connected components for comparison."""
-    truth, common = _truth()
     label_tf = [{"name": "LabelToDistance"}, {"name": "ToTensor", "expand_dims": False}]
     cfg = _experiment(
         out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, DISTANCE_WATERSHED, seed
     )
     cfg["model"]["out_channels"] = 2
-    rows = []
-    for tta, pred, seg, seconds in _train_predict(cfg, list(ttas)):
-        row = {"model": "2 channels (fg + distance)", "iterations": iterations, "seed": seed}
-        row |= common | {"tta": tta, "train+predict s": round(seconds, 1)}
-        cc = segment(pred, BASELINE_CC)
-        rows += [
-            row | {"segmentation": "watershed on distance, min_size auto"} | score(truth, seg),
-            row | {"segmentation": "connected components, min_size 30"} | score(truth, cc),
-        ]
-    return rows
+    return _scored_rows(
+        cfg,
+        "2 channels (fg + distance)",
+        ttas,
+        "watershed on distance, min_size auto",
+        ("connected components, min_size 30", BASELINE_CC),
+    )
 
 
 def main() -> None:
