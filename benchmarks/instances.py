@@ -29,6 +29,7 @@ import copy
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -93,18 +94,12 @@ def _experiment(
     }
 
 
-#: ``--set`` overrides applied to every experiment's config (dotted keys).
-OVERRIDES: list[str] = []
-
-
 def _train_predict(cfg: dict, ttas: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """Train once, then predict the best checkpoint once per TTA setting:
     (tta, predictions, segmentation, seconds of training + that prediction)."""
     import unet_core
     from unet_core.config import config_from_dict
-    from unet_core.config.overrides import apply_overrides
 
-    apply_overrides(cfg, OVERRIDES)
     start = time.perf_counter()
     unet_core.train(config_from_dict(cfg), overwrite=True)  # the benchmark's own folder
     trained = time.perf_counter() - start
@@ -174,11 +169,16 @@ def _scored_rows(
     ttas: tuple[str, ...],
     own: str,
     other: tuple[str, dict],
+    overrides: Sequence[str] = (),
 ) -> list[dict]:
-    """Train ``cfg``, predict once per TTA setting, and score two segmentations of each
-    prediction: the config's own postprocessor (``own`` names it) and ``other``'s spec."""
+    """Train ``cfg`` with the ``--set`` ``overrides``, predict once per TTA setting, and score
+    two segmentations of each prediction: the config's own postprocessor (``own`` names it)
+    and ``other``'s spec."""
+    from unet_core.config.overrides import apply_overrides
+
+    apply_overrides(cfg, overrides)
     truth, common = _truth()
-    runs = _train_predict(cfg, list(ttas))  # applies the --set overrides to cfg first
+    runs = _train_predict(cfg, list(ttas))
     head = {"model": model, "iterations": cfg["trainer"]["max_num_iterations"]}
     head |= {"seed": cfg["manual_seed"], **common}
     rows = []
@@ -192,7 +192,11 @@ def _scored_rows(
 
 
 def baseline(
-    out: Path, iterations: int, seed: int = 0, ttas: tuple[str, ...] = ("none",)
+    out: Path,
+    iterations: int,
+    seed: int = 0,
+    ttas: tuple[str, ...] = ("none",),
+    overrides: Sequence[str] = (),
 ) -> list[dict]:
     """One channel + connected components (quality.py's nuclei task), and the same prediction
     segmented by the seeded watershed on the foreground's distance transform."""
@@ -206,11 +210,16 @@ def baseline(
         ttas,
         "connected components, min_size 30",
         ("watershed on fg EDT, min_size auto", FOREGROUND_WATERSHED),
+        overrides,
     )
 
 
 def instances(
-    out: Path, iterations: int, seed: int = 0, ttas: tuple[str, ...] = ("none",)
+    out: Path,
+    iterations: int,
+    seed: int = 0,
+    ttas: tuple[str, ...] = ("none",),
+    overrides: Sequence[str] = (),
 ) -> list[dict]:
     """Two channels (foreground + distance) + seeded watershed on the distance; the same
     prediction's foreground by connected components for comparison."""
@@ -225,6 +234,7 @@ def instances(
         ttas,
         "watershed on distance, min_size auto",
         ("connected components, min_size 30", BASELINE_CC),
+        overrides,
     )
 
 
@@ -259,16 +269,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     ttas = tuple(t.strip() for t in args.tta.split(",") if t.strip())
-    OVERRIDES.extend(args.overrides)
     import torch
 
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="unet-instances-"))
     rows = []
     if args.model in ("baseline", "both"):
-        rows += baseline(out / "baseline", args.iterations, args.seed, ttas)
+        rows += baseline(out / "baseline", args.iterations, args.seed, ttas, args.overrides)
     if args.model in ("instances", "both"):
-        rows += instances(out / "instances", args.iterations, args.seed, ttas)
+        rows += instances(out / "instances", args.iterations, args.seed, ttas, args.overrides)
     for row in rows:
         print(json.dumps(row))
 
