@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from quality import REFERENCE_MAIN, TASKS, predict, train_reference
+from quality import REFERENCE_MAIN, TASKS, predict, score_file, train_reference
 
 #: train3dunet's main(), recording each training batch and each validation score it computes.
 RECORDER = r"""
@@ -120,7 +120,7 @@ def run_seed(seed: int, args: argparse.Namespace, out: Path) -> dict:
     for name, trained in (("reference", ref), ("ours", ours)):
         ckpt = trained.pop("checkpoint")
         path = predict(cfg, ckpt, test["test"], base / name / "predictions", test["post"], "none")
-        held = score(path, test["test"])
+        held = score_file(score, path, test["test"])
         result[name] = {
             **trained,
             "val_history": [round(s, 5) for s in trained["val_history"]],

@@ -35,10 +35,18 @@ def test_train_benchmark_bare_step_with_forwarded_options():
 
 
 @pytest.mark.slow
-def test_quality_benchmark_on_the_real_ovule_volume(sample_data):
-    (result,) = _run("benchmarks/quality.py", "--iterations=2", "--task=ovule")
+def test_quality_benchmark_on_the_real_ovule_volume(sample_data, tmp_path):
+    (result,) = _run("benchmarks/quality.py", "--iterations=2", "--task=ovule", f"--out={tmp_path}")
     assert result["task"] == "ovule boundaries" and 0 <= result["adapted_rand_error"] <= 1
     assert result["cells_true"] == 26
+    # re-segmenting the stored prediction with the same post-processing gives the same scores
+    # and leaves the run's files as they were
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    (again,) = _run("benchmarks/quality.py", "--task=ovule", "--rescore", str(tmp_path))
+    assert again["rescored"].startswith(str(tmp_path))
+    for key in ("adapted_rand_error", "cells_found", "cells_true", "best_val_dice", "seed"):
+        assert again[key] == result[key], key
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.slow

@@ -105,8 +105,13 @@ def _cells(shape=(16, 40, 40), n=14, radius=5.0, seed=3):
     return np.stack([boundary / boundary.max(), foreground]).astype(np.float32)
 
 
-@pytest.mark.parametrize("min_size", [0, 40])
-def test_seeded_watershed_on_dask_equals_the_whole_volume_watershed(cluster, tmp_path, min_size):
+@pytest.mark.parametrize(
+    ("min_size", "merge_threshold"),
+    [(0, None), (40, None), (0, 0.8), (40, 0.8)],
+)
+def test_seeded_watershed_on_dask_equals_the_whole_volume_watershed(
+    cluster, tmp_path, min_size, merge_threshold
+):
     from unet_core.prediction.dask_blocks import BlockReader
     from unet_plugins.postprocessors.instances import SeededWatershed
 
@@ -118,17 +123,22 @@ def test_seeded_watershed_on_dask_equals_the_whole_volume_watershed(cluster, tmp
     out = zarr.open_array(
         str(tmp_path / "l.zarr"), mode="w", shape=probs.shape[1:], chunks=(8, 16, 16), dtype="u4"
     )
-    post = SeededWatershed(
-        SeededWatershed.Config(
-            boundary_channel=0,
-            foreground_channel=1,
-            min_distance=2,
-            sigma=1.0,
-            min_size=min_size,
-            block_halo=20,  # > a cell's diameter (10) + min_distance + 4 sigma
-        )
+    # with merging: unsmoothed seeds a voxel apart cut the cells into fragments, which the
+    # agglomeration (contacts counted per block) joins again
+    merging = merge_threshold is not None
+    settings = dict(
+        boundary_channel=0,
+        foreground_channel=1,
+        min_distance=1 if merging else 2,
+        sigma=0.0 if merging else 1.0,
+        min_size=min_size,
+        block_halo=20,  # > a cell's diameter (10) + min_distance + 4 sigma
     )
+    post = SeededWatershed(SeededWatershed.Config(**settings, merge_threshold=merge_threshold))
     expected = post(probs)
+    if merging:
+        fragments = SeededWatershed(SeededWatershed.Config(**settings))(probs)
+        assert fragments.max() >= expected.max() + 4
     with distributed.Client(cluster) as client:
         n = post.segment_dask(
             client,

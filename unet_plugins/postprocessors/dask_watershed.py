@@ -8,8 +8,11 @@ over the whole volume, so objects cut by block faces keep one label.
    components (connectivity 3, equal to labelling the whole seed mask at once): a seed cut by
    a block face is one seed, numbered in raster order of its first voxel like ``__call__``;
 3. flooding: one task per block floods its block plus halo from the seed ids found there and
-   keeps its block; with ``min_size``, objects smaller than it are dropped and a second
-   flooding from the kept objects fills their voxels (as ``__call__`` does);
+   keeps its block; with ``merge_threshold``, every block counts the boundary statistics of
+   the contacts it owns (its block plus one plane on its high faces), the sums are
+   agglomerated once for the whole volume; with ``min_size``, objects smaller than it are
+   dropped and a second flooding from the kept objects fills their voxels (as ``__call__``
+   does);
 4. numbering: the ids left are numbered 1..n in increasing order and written.
 
 The result equals the whole-volume watershed when every object touching a block lies,
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from unet_plugins.postprocessors.agglomeration import Contacts, merge_contacts
 from unet_plugins.postprocessors.blockwise import Index, block_indices
 from unet_plugins.postprocessors.dask_components import connected_components_dask
 
@@ -68,6 +72,13 @@ class _Task:
         out[index] = labels
         ids, counts = np.unique(labels, return_counts=True)
         return ids[ids > 0], counts[ids > 0]
+
+    def contacts(self, index: Index, labels: Any) -> Contacts:
+        """The contacts whose first voxel lies in the block (read with one more plane on its
+        high faces)."""
+        window = tuple(slice(s.start, min(n, s.stop + 1)) for s, n in zip(index, self.shape))
+        own = tuple(s.stop - s.start for s in index)
+        return self.post.contacts(self.read(window), np.asarray(labels[window]), own)
 
 
 def _positive(values: np.ndarray) -> np.ndarray:
@@ -129,6 +140,12 @@ def seeded_watershed_dask(
         )
         labels = scratch("labels", np.uint64)
         sizes = _sizes(each_block(_call, task, "flood", seed_ids, None, labels), n_seeds)
+        groups = np.arange(n_seeds + 1)  # seed id -> merged id
+        if post.config.merge_threshold is not None:
+            groups = post.merged(
+                n_seeds, merge_contacts(each_block(_call, task, "contacts", labels))
+            )
+            sizes = np.bincount(groups, weights=sizes, minlength=n_seeds + 1).astype(np.int64)
         min_size = post.min_size.lowest  # edge objects cannot be told apart before merging
         if min_size > 1:
             keep = np.where(sizes >= min_size, np.arange(sizes.size), 0)
@@ -136,15 +153,15 @@ def seeded_watershed_dask(
             if post.config.small_objects == "drop":
                 sizes = np.where(keep > 0, sizes, 0)  # renumbered to background below
             else:
-                lut = client.scatter(keep, broadcast=True)
+                lut = client.scatter(keep[groups], broadcast=True)
                 again = scratch("labels_kept", np.uint64)
                 sizes = _sizes(each_block(_call, task, "flood", labels, lut, again), n_seeds)
-                labels = again
+                labels, groups = again, np.arange(n_seeds + 1)
         present = np.flatnonzero(sizes > 0)
         numbering = np.zeros(sizes.size, np.int64)
         numbering[present] = np.arange(1, present.size + 1)
         write = open_output(int(present.size))
-        lut = client.scatter(numbering, broadcast=True)
+        lut = client.scatter(numbering[groups], broadcast=True)
         each_block(_relabel_block, labels, write, lut)
         return int(present.size)
     finally:

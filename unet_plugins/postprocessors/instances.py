@@ -14,6 +14,11 @@ from pydantic import Field, field_validator, model_validator
 
 from unet_core.config import VoxelSizeZYX
 from unet_core.errors import DataError
+from unet_plugins.postprocessors.agglomeration import (
+    Contacts,
+    average_agglomeration,
+    contact_statistics,
+)
 from unet_plugins.postprocessors.sizes import SizeFilterConfig, SizeLimits, resolve_min_size
 
 Index = tuple[slice, ...]
@@ -146,6 +151,7 @@ class SeededWatershed:
     the predicted distance above ``distance_threshold`` (distance_channel), else the
     (smoothed) distance transform of the interior (boundary p < seed_threshold), else of the
     foreground. ``seed_method: components`` makes each connected seed region one seed instead.
+    ``merge_threshold`` then merges neighbours that no predicted boundary separates.
     """
 
     class Config(SizeFilterConfig):
@@ -188,6 +194,15 @@ class SeededWatershed:
             description="Voxel size (Z,Y,X) for the distance transform (anisotropic data).",
         )
         compactness: float = Field(0.0, ge=0, description="Compact watershed parameter.")
+        merge_threshold: float | None = Field(
+            None,
+            gt=0,
+            le=1,
+            description="Merge neighbouring segments whose contact has a mean boundary "
+            "probability below this (average agglomeration, lowest first): joins the pieces "
+            "of a large or lobed cell that got several seeds. Needs boundary_channel; None: "
+            "no merging.",
+        )
         small_objects: Literal["merge", "drop"] = Field(
             "merge",
             description="Objects below min_size: merge = flooded by their neighbours (an "
@@ -213,6 +228,11 @@ class SeededWatershed:
             if self.boundary_channel is None and self.foreground_channel is None:
                 raise ValueError(
                     "set boundary_channel (cells) or foreground_channel (blobs), or both"
+                )
+            if self.merge_threshold is not None and self.boundary_channel is None:
+                raise ValueError(
+                    "merge_threshold needs boundary_channel: segments are merged where the "
+                    "predicted boundary between them is weak"
                 )
             if self.distance_channel is not None and self.foreground_channel is None:
                 raise ValueError(
@@ -278,11 +298,27 @@ class SeededWatershed:
     def __call__(self, prediction: np.ndarray) -> np.ndarray:
         mask, interior, relief, height = self.relief(prediction)
         labels = self.flood(relief, self.seed_labels(interior, height), mask)
+        if self.config.merge_threshold is not None:
+            labels = self.merged(int(labels.max()), self.contacts(prediction, labels))[labels]
         if self.min_size.active:
             labels = remove_small(labels, self.min_size)
             if self.config.small_objects == "merge":
                 labels = self.flood(relief, labels, mask)
         return remove_small(labels, 1)
+
+    def contacts(
+        self, prediction: np.ndarray, labels: np.ndarray, own: tuple[int, ...] | None = None
+    ) -> Contacts:
+        """Boundary statistics of the contacts between ``labels`` (see
+        :func:`~unet_plugins.postprocessors.agglomeration.contact_statistics`)."""
+        assert self.config.boundary_channel is not None
+        boundary = _channel(prediction, self.config.boundary_channel, "boundary_channel", self._who)
+        return contact_statistics(labels, boundary, own)
+
+    def merged(self, n: int, contacts: Contacts) -> np.ndarray:
+        """Lookup table label (0..n) -> merged label, for ``merge_threshold``."""
+        assert self.config.merge_threshold is not None
+        return average_agglomeration(contacts, n, self.config.merge_threshold)
 
     def segment_dask(
         self,
