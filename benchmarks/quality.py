@@ -14,6 +14,7 @@ reference's overwrite mode, which equals the reference's output) so that only tr
     python benchmarks/quality.py --reference /work/refvenv/bin/python --seeds 0,1,2
     python benchmarks/quality.py --seeds 0,1,2 --amp bf16      # ours only, bf16 autocast
     python benchmarks/quality.py --task ovule --rescore OUT...   # re-segment stored runs
+    python benchmarks/quality.py --systems reference --reference PY ...  # the reference alone
 
 Prints one JSON line per run, then mean ± sample standard deviation (and range) per system.
 """
@@ -389,6 +390,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated manual_seed values")
     parser.add_argument("--reference", help="python of a venv with pytorch3dunet==1.9.6")
     parser.add_argument(
+        "--systems",
+        choices=["ours", "reference", "ours,reference", "reference,ours"],
+        help="which to train (default: ours, and the reference when --reference is given)",
+    )
+    parser.add_argument(
         "--amp", choices=["none", "bf16", "auto"], default="none", help="ours: trainer/predictor"
     )
     parser.add_argument("--out", type=Path, default=None, help="keep outputs here")
@@ -419,7 +425,11 @@ def main() -> None:
             print(json.dumps(r), flush=True)
         print("\n".join(summary(rescored)))
         return
-    systems = ["ours", "reference"] if args.reference else ["ours"]
+    systems = args.systems.split(",") if args.systems else ["ours"]
+    if args.reference and not args.systems:
+        systems.append("reference")
+    if "reference" in systems and not args.reference:
+        parser.error("--systems reference needs --reference PYTHON")
     out = args.out or Path(tempfile.mkdtemp(prefix="unet-quality-"))
     todo = [(task, system, seed) for task in tasks for seed in seeds for system in systems]
     results = []
