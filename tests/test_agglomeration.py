@@ -124,7 +124,7 @@ def test_merge_threshold_needs_a_boundary_channel():
 
 def test_merging_on_the_real_ovule_cells(sample_data):
     """The ovule's cells from their own membranes: the distance watershed splits the large,
-    lobed cells (ARand ~0.09, 66 segments for 50 cells); merging fragments that no membrane
+    lobed cells (ARand ~0.09, 67 segments for 51 labels); merging fragments that no membrane
     separates brings it to the true count within a few cells."""
     with h5py.File(sample_data / "ovule_boundary.h5", "r") as f:
         truth = f["label"][:].astype(np.int64)
