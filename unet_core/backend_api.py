@@ -3,7 +3,8 @@
 A backend turns the eval-mode network into something faster to run: it exports it once
 (:func:`export_onnx`, dynamic batch and spatial axes, checked against the network before it
 is kept), keeps the result in the user cache (:func:`cached_conversion`, keyed by the
-weights digest the engine hands to ``prepare``) and runs it. These names stay when the
+weights digest the engine hands to ``prepare``; :func:`derived_cache` names a folder for what
+it derives from an entry, such as compiled kernels) and runs it. These names stay when the
 engine's modules move.
 """
 
@@ -15,6 +16,7 @@ from unet_core.prediction.converted_models import (
     Converted,
     cache_root,
     cached_conversion,
+    derived_cache,
     model_digest,
 )
 
@@ -25,6 +27,7 @@ __all__ = [
     "Converted",
     "cache_root",
     "cached_conversion",
+    "derived_cache",
     "export_onnx",
     "model_digest",
 ]

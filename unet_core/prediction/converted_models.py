@@ -95,6 +95,13 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return base / "converted-models"
 
 
+def derived_cache(entry: Path, kind: str) -> Path:
+    """A folder for what a backend derives from the converted ``entry`` (e.g. compiled
+    kernels): ``<cache base>/<kind>/<entry name>``, beside ``converted-models`` so that an
+    entry's own files stay exactly as converted."""
+    return entry.parent.parent / kind / entry.name
+
+
 def entry_name(backend: str, key: Mapping[str, Any]) -> str:
     """The folder name of a key: the backend, then a digest of everything in the key."""
     text = json.dumps({"backend": backend, **key}, sort_keys=True, default=str)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from unet_core.backend_api import export_onnx
+from unet_core.backend_api import derived_cache, export_onnx
 from unet_plugins.backends.graph import GraphBackend, GraphConfig, Runner
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,8 @@ def cpu_has_bf16(capabilities: list[str] | tuple[str, ...]) -> bool:
 
 
 def compiled_cache(folder: Path) -> Path:
-    """Where OpenVINO keeps the compiled kernels of the converted model in ``folder``: a
-    sibling tree of the converted-models cache (an entry's own files stay as converted)."""
-    return folder.parent.parent / "openvino-compiled" / folder.name
+    """Where OpenVINO keeps the compiled kernels of the converted model in ``folder``."""
+    return derived_cache(folder, "openvino-compiled")
 
 
 class OpenVINOConfig(GraphConfig):
