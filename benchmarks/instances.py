@@ -30,6 +30,7 @@ import json
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -191,51 +192,55 @@ def _scored_rows(
     return rows
 
 
-def baseline(
-    out: Path,
-    iterations: int,
-    seed: int = 0,
-    ttas: tuple[str, ...] = ("none",),
-    overrides: Sequence[str] = (),
-) -> list[dict]:
-    """One channel + connected components (quality.py's nuclei task), and the same prediction
-    segmented by the seeded watershed on the foreground's distance transform."""
-    label_tf = [{"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}]
-    cfg = _experiment(
-        out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, BASELINE_CC, seed
-    )
-    return _scored_rows(
-        cfg,
+@dataclass(frozen=True)
+class Model:
+    """One of the two trainings: its targets and outputs, the postprocessor in its config,
+    and a second segmentation of the same prediction for comparison."""
+
+    label: str
+    label_tf: tuple[dict, ...]
+    out_channels: int
+    own: tuple[str, dict]
+    other: tuple[str, dict]
+
+
+MODELS = {
+    # one channel + connected components (quality.py's nuclei task), and the same prediction
+    # segmented by the seeded watershed on the foreground's distance transform
+    "baseline": Model(
         "1 channel (foreground)",
-        ttas,
-        "connected components, min_size 30",
+        ({"name": "BlobsToMask"}, {"name": "ToTensor", "expand_dims": True}),
+        1,
+        ("connected components, min_size 30", BASELINE_CC),
         ("watershed on fg EDT, min_size auto", FOREGROUND_WATERSHED),
-        overrides,
-    )
+    ),
+    # two channels (foreground + distance) + seeded watershed on the distance; the same
+    # prediction's foreground by connected components for comparison
+    "instances": Model(
+        "2 channels (fg + distance)",
+        ({"name": "LabelToDistance"}, {"name": "ToTensor", "expand_dims": False}),
+        2,
+        ("watershed on distance, min_size auto", DISTANCE_WATERSHED),
+        ("connected components, min_size 30", BASELINE_CC),
+    ),
+}
 
 
-def instances(
+def run_model(
+    name: str,
     out: Path,
     iterations: int,
     seed: int = 0,
     ttas: tuple[str, ...] = ("none",),
     overrides: Sequence[str] = (),
 ) -> list[dict]:
-    """Two channels (foreground + distance) + seeded watershed on the distance; the same
-    prediction's foreground by connected components for comparison."""
-    label_tf = [{"name": "LabelToDistance"}, {"name": "ToTensor", "expand_dims": False}]
-    cfg = _experiment(
-        out, {"train": TRAIN, "val": VAL}, iterations, label_tf, PATCH, DISTANCE_WATERSHED, seed
-    )
-    cfg["model"]["out_channels"] = 2
-    return _scored_rows(
-        cfg,
-        "2 channels (fg + distance)",
-        ttas,
-        "watershed on distance, min_size auto",
-        ("connected components, min_size 30", BASELINE_CC),
-        overrides,
-    )
+    """Train ``MODELS[name]`` with the ``--set`` ``overrides``, predict once per TTA setting,
+    and score both segmentations of each prediction."""
+    spec = MODELS[name]
+    files = {"train": TRAIN, "val": VAL}
+    cfg = _experiment(out, files, iterations, list(spec.label_tf), PATCH, spec.own[1], seed)
+    cfg["model"]["out_channels"] = spec.out_channels
+    return _scored_rows(cfg, spec.label, ttas, spec.own[0], spec.other, overrides)
 
 
 def main() -> None:
@@ -274,10 +279,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="unet-instances-"))
     rows = []
-    if args.model in ("baseline", "both"):
-        rows += baseline(out / "baseline", args.iterations, args.seed, ttas, args.overrides)
-    if args.model in ("instances", "both"):
-        rows += instances(out / "instances", args.iterations, args.seed, ttas, args.overrides)
+    for name in MODELS if args.model == "both" else [args.model]:
+        rows += run_model(name, out / name, args.iterations, args.seed, ttas, args.overrides)
     for row in rows:
         print(json.dumps(row))
 
