@@ -164,34 +164,6 @@ def _truth() -> tuple[np.ndarray, dict]:
     return truth, {"objects_true": int(len(np.unique(truth)) - 1)}
 
 
-def _scored_rows(
-    cfg: dict,
-    model: str,
-    ttas: tuple[str, ...],
-    own: str,
-    other: tuple[str, dict],
-    overrides: Sequence[str] = (),
-) -> list[dict]:
-    """Train ``cfg`` with the ``--set`` ``overrides``, predict once per TTA setting, and score
-    two segmentations of each prediction: the config's own postprocessor (``own`` names it)
-    and ``other``'s spec."""
-    from unet_core.config.overrides import apply_overrides
-
-    apply_overrides(cfg, overrides)
-    truth, common = _truth()
-    runs = _train_predict(cfg, list(ttas))
-    head = {"model": model, "iterations": cfg["trainer"]["max_num_iterations"]}
-    head |= {"seed": cfg["manual_seed"], **common}
-    rows = []
-    for tta, pred, seg, seconds in runs:
-        row = head | {"tta": tta, "train+predict s": round(seconds, 1)}
-        rows += [
-            row | {"segmentation": own} | score(truth, seg),
-            row | {"segmentation": other[0]} | score(truth, segment(pred, other[1])),
-        ]
-    return rows
-
-
 @dataclass(frozen=True)
 class Model:
     """One of the two trainings: its targets and outputs, the postprocessor in its config,
@@ -235,12 +207,26 @@ def run_model(
     overrides: Sequence[str] = (),
 ) -> list[dict]:
     """Train ``MODELS[name]`` with the ``--set`` ``overrides``, predict once per TTA setting,
-    and score both segmentations of each prediction."""
+    and score two segmentations of each prediction: the config's own postprocessor and the
+    model's ``other``."""
+    from unet_core.config.overrides import apply_overrides
+
     spec = MODELS[name]
     files = {"train": TRAIN, "val": VAL}
     cfg = _experiment(out, files, iterations, list(spec.label_tf), PATCH, spec.own[1], seed)
     cfg["model"]["out_channels"] = spec.out_channels
-    return _scored_rows(cfg, spec.label, ttas, spec.own[0], spec.other, overrides)
+    apply_overrides(cfg, overrides)
+    truth, common = _truth()
+    head = {"model": spec.label, "iterations": cfg["trainer"]["max_num_iterations"]}
+    head |= {"seed": cfg["manual_seed"], **common}
+    rows = []
+    for tta, pred, seg, seconds in _train_predict(cfg, list(ttas)):
+        row = head | {"tta": tta, "train+predict s": round(seconds, 1)}
+        rows += [
+            row | {"segmentation": spec.own[0]} | score(truth, seg),
+            row | {"segmentation": spec.other[0]} | score(truth, segment(pred, spec.other[1])),
+        ]
+    return rows
 
 
 def main() -> None:

@@ -335,7 +335,7 @@ def rescore(task: str, folder: Path) -> dict:
 
     make, score = TASKS[task]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, test = make(Path(tmp), (1, 1))  # the same deterministic split as the run's
+        _, test = make(Path(tmp), (1, 1))  # the same deterministic split as the run's
         (path,) = sorted((folder / "predictions").glob("*_predictions.h5"))
         with h5py.File(path, "r") as f:
             pred = f["predictions"][:]

@@ -22,6 +22,11 @@ import numpy as np
 Contacts = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+def no_contacts() -> Contacts:
+    """The statistics of a labelling in which no two labels touch."""
+    return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0, np.int64)
+
+
 def contact_statistics(
     labels: np.ndarray, boundary: np.ndarray, own: tuple[int, ...] | None = None
 ) -> Contacts:
@@ -49,7 +54,7 @@ def contact_statistics(
         keys.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
         sums.append(0.5 * (boundary[low].ravel()[touching] + boundary[high].ravel()[touching]))
     if not keys:
-        return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0, np.int64)
+        return no_contacts()
     return sum_contacts(np.concatenate(keys), np.concatenate(sums), None)
 
 
@@ -58,7 +63,7 @@ def sum_contacts(pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray | None)
     if counts is None:
         counts = np.ones(len(pairs), np.int64)
     if len(pairs) == 0:
-        return pairs.reshape(0, 2).astype(np.int64), np.zeros(0), np.zeros(0, np.int64)
+        return no_contacts()
     pairs = pairs.astype(np.int64)
     width = int(pairs[:, 1].max()) + 1  # one integer per pair: 1-D unique is much faster
     keys, inverse = np.unique(pairs[:, 0] * width + pairs[:, 1], return_inverse=True)
@@ -73,7 +78,7 @@ def sum_contacts(pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray | None)
 def merge_contacts(parts: list[Contacts]) -> Contacts:
     """The statistics of a volume from those of its blocks."""
     if not parts:
-        return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0, np.int64)
+        return no_contacts()
     return sum_contacts(
         np.concatenate([p[0] for p in parts]).reshape(-1, 2),
         np.concatenate([p[1] for p in parts]),
