@@ -66,9 +66,16 @@ def test_instances_benchmark_scores_its_segmentations(sample_data, tmp_path):
     for row in rows:
         assert row["objects_true"] == 32
         assert 0 <= row["pq"] <= row["rq"] <= 1 and 0 <= row["f1@0.75"] <= row["f1@0.5"] <= 1
+        # the error counts are the metric's own matching: F1@0.5 = 2 tp / (2 tp + fn + fp)
+        tp = row["objects_true"] - row["fn"]
+        assert tp == row["objects_found"] - row["fp"]
+        assert row["f1@0.5"] == pytest.approx(2 * tp / (2 * tp + row["fn"] + row["fp"]), abs=1e-4)
+        assert 0 <= row["fn_at_faces"] <= row["fn"] and 0 <= row["fp_at_faces"] <= row["fp"]
     # one training, predicted once per TTA setting (each into its own folder)
     predictions = tmp_path / "instances" / "predictions"
     assert sorted(p.name for p in predictions.iterdir()) == ["tta-flips", "tta-none"]
     (logged,) = (tmp_path / "instances" / "checkpoints" / "logs").glob("*/config.yml")
     config = yaml.safe_load(logged.read_text())
     assert config["manual_seed"] == 3 and config["trainer"]["validate_after_iters"] == 1
+    # the scenario's schedule: 0.3x at the 2nd and 3rd validation
+    assert config["lr_scheduler"] == {"name": "MultiStepLR", "milestones": [2, 3], "gamma": 0.3}
