@@ -36,7 +36,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from workloads import DATA
+import yaml
+from workloads import DATA, ROOT
 
 from unet_core.config import phase_section
 
@@ -144,9 +145,10 @@ FOREGROUND_WATERSHED = {
 }
 
 
-#: The scenario's schedule: 0.3x the learning rate at the 2nd and 3rd validation (iterations
-#: 200 and 300 of 400; the scheduler steps once per validation).
-LR_DROP = {"name": "MultiStepLR", "milestones": [2, 3], "gamma": 0.3}
+#: The scenario whose training the two-channel model is (its schedule: 0.3x the learning rate
+#: at the 2nd and 3rd validation, iterations 200 and 300 of 400).
+SCENARIO_TRAINING = ROOT / "examples" / "configs" / "3DUnet_nuclei_instances" / "train_config.yml"
+LR_DROP = yaml.safe_load(SCENARIO_TRAINING.read_text())["lr_scheduler"]
 
 
 def score(truth: np.ndarray, seg: np.ndarray) -> dict[str, float]:
