@@ -165,6 +165,7 @@ def error_places(truth: np.ndarray, seg: np.ndarray) -> dict[str, int]:
     the volume: the errors of this task are nearly all there (cut nuclei, annotations that stop
     short), so the split says whether a change fixed anything inside the volume."""
     from unet_plugins.metrics.matching import iou_matrix, matched_pairs
+    from unet_plugins.postprocessors.sizes import edge_ids
 
     rows, cols = matched_pairs(iou_matrix(truth, seg), 0.5)
     out = {}
@@ -172,13 +173,8 @@ def error_places(truth: np.ndarray, seg: np.ndarray) -> dict[str, int]:
         ids = np.unique(labels[labels != 0])  # row/column i is ids[i]
         wrong = np.delete(ids, matched)
         out[name] = int(wrong.size)
-        out[f"{name}_at_faces"] = int(np.isin(wrong, _face_ids(labels)).sum())
+        out[f"{name}_at_faces"] = int(np.isin(wrong, edge_ids(labels)).sum())
     return out
-
-
-def _face_ids(labels: np.ndarray) -> np.ndarray:
-    faces = [np.take(labels, i, axis=a) for a in range(labels.ndim) for i in (0, -1)]
-    return np.unique(np.concatenate([f.ravel() for f in faces]))
 
 
 def segment(prediction: np.ndarray, spec: dict) -> np.ndarray:
