@@ -81,3 +81,17 @@ def test_instances_benchmark_scores_its_segmentations(sample_data, tmp_path):
     scenario = ROOT / "examples" / "configs" / "3DUnet_nuclei_instances" / "train_config.yml"
     assert config["lr_scheduler"] == yaml.safe_load(scenario.read_text())["lr_scheduler"]
     assert config["lr_scheduler"]["name"] == "MultiStepLR"
+
+
+def test_gpu_throughput_benchmark_runs_its_rows_on_the_cpu():
+    """The GPU script (issue 17's patch-voxels/s) is checked here, before a GPU session needs it:
+    its pipelined and sequential fast-mode runs must agree exactly."""
+    rows = _run("benchmarks/gpu_throughput.py", "--smoke", "--device=cpu", "--variants=eager")
+    kinds = [r["row"] for r in rows]
+    assert kinds == ["device", "forward", "predict", "predict", "agreement"]
+    forward = rows[1]
+    assert forward["tile"] == 16 and forward["M_patch_voxels_per_s"] > 0
+    pipelined, sequential = rows[2], rows[3]
+    assert (pipelined["pipelined"], sequential["pipelined"]) == (True, False)
+    assert pipelined["tiles"] == sequential["tiles"] > 1 and pipelined["redundancy"] > 1
+    assert rows[4]["max_abs_difference"] == 0.0

@@ -19,6 +19,7 @@ from unet_core.errors import ConfigError
 from unet_core.prediction.inference import PatchForward
 from unet_core.prediction.run import run_prediction
 from unet_core.prediction.tile_sweep import candidates, parse_size, plan_tiles
+from unet_core.tiling import patch_grid
 
 CPU = torch.device("cpu")
 
@@ -130,3 +131,62 @@ def test_plan_flag_prints_the_choice_without_predicting(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     code, out, _ = run_here(capsys, "predict", "--config", str(path), "--plan")
     assert code == 0 and "cached" in out
+
+
+# -- compile: auto --------------------------------------------------------------------------
+def test_compile_pays_only_on_cuda_beyond_twice_the_break_even() -> None:
+    from unet_core.prediction.inference import COMPILE_SECONDS, COMPILE_SPEEDUP, compile_pays
+
+    break_even = COMPILE_SECONDS / (1 - 1 / COMPILE_SPEEDUP)
+    assert 16.0 < break_even < 16.5  # 11 s of compiling against a 3.1x faster forward
+    assert not compile_pays("cuda", 2 * break_even - 0.1)
+    assert compile_pays("cuda", 2 * break_even)
+    assert not compile_pays("cpu", 1e6)  # never on a CPU, however long the volume takes
+
+
+def _predictor(tmp_path: Path, **predictor):
+    from unet_core.config import config_from_dict
+    from unet_core.prediction.building import build_model, build_predictor
+
+    cfg = config_from_dict(
+        _fast_config(tmp_path, (20, 40, 40), (8, 16, 16), global_norm=True, **predictor)
+    )
+    return build_predictor(cfg, build_model(cfg), CPU)
+
+
+@pytest.mark.parametrize(
+    ("setting", "pays", "compiled"),
+    [("auto", False, False), ("auto", True, True), (False, True, False), (True, False, True)],
+)
+def test_compile_auto_decides_per_volume_from_the_plan(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    setting,
+    pays: bool,
+    compiled: bool,
+) -> None:
+    import unet_plugins.predictors.tile_choice as tile_choice
+
+    seen: list[tuple[str, float]] = []
+
+    def decide(device_type: str, eager_seconds: float) -> bool:
+        seen.append((device_type, eager_seconds))
+        return pays  # what a long volume on a GPU would get
+
+    monkeypatch.setattr(tile_choice, "compile_pays", decide)
+    predictor = _predictor(tmp_path, compile=setting)
+    assert predictor.forward.compiled is (setting is True)  # true compiles up front
+    overrides = predictor.slice_builder_overrides((20, 40, 40))
+    assert overrides is not None
+    assert predictor.forward.compiled is compiled
+    if setting == "auto":
+        # asked once, with the plan's estimate: tiles x tile voxels / measured voxels/s
+        ((device, eager),) = seen
+        plan = predictor._plan
+        tiles = len(patch_grid((20, 40, 40), overrides["patch_shape"], overrides["stride_shape"]))
+        expected = tiles * int(np.prod(overrides["patch_shape"])) / plan.voxels_per_s
+        assert device == "cpu" and eager == pytest.approx(expected)
+        assert ("compile: auto: compiling" in capsys.readouterr().err) is pays
+    else:
+        assert seen == []

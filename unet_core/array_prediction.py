@@ -126,12 +126,16 @@ def forward_patches(
     channel: int | None = None,
     where: str = "the input",
 ) -> Iterator[tuple[np.ndarray, Index]]:
-    """(probabilities (C,*patch), spatial index) of every patch: forwarded, halo cropped."""
+    """(probabilities (C,*patch), spatial index) of every patch: forwarded, halo cropped.
+
+    A ``forward`` that is ``asynchronous`` (a PatchForward on a GPU) gets the next batch
+    submitted before the caller blends this one, so the device never waits for the host.
+    """
     from unet_core.engine.work_progress import current
 
     crop = tuple(slice(h, -h if h else None) for h in halo)
-    for batch, indices in batches:
-        probs = forward(batch)[(slice(None), slice(None), *crop)]
+    for output, indices in _outputs(forward, batches):
+        probs = output[(slice(None), slice(None), *crop)]
         current().advance(len(indices))
         if channel is not None:
             probs = probs[:, channel : channel + 1]
@@ -150,6 +154,25 @@ def forward_patches(
                     "model must keep the spatial size (e.g. conv_padding: 1)."
                 )
             yield prob, index
+
+
+def _outputs(
+    forward: Callable[[Any], np.ndarray], batches: Iterable[tuple[Any, Sequence[Any]]]
+) -> Iterator[tuple[np.ndarray, Sequence[Any]]]:
+    """(forward(batch), indices) in order; one batch ahead when ``forward`` is asynchronous."""
+    submit = getattr(forward, "submit", None)
+    if submit is None or not getattr(forward, "asynchronous", False):
+        for batch, indices in batches:
+            yield forward(batch), indices
+        return
+    waiting: tuple[Any, Sequence[Any]] | None = None
+    for batch, indices in batches:
+        started = (submit(batch), indices)
+        if waiting is not None:
+            yield waiting[0].result(), waiting[1]
+        waiting = started
+    if waiting is not None:
+        yield waiting[0].result(), waiting[1]
 
 
 def blend_in_memory(
@@ -223,6 +246,7 @@ def predict_array(
     mode: Mode = "reference",
     out: Any = None,
     memory_budget: int | None = None,
+    compile: bool = False,
 ) -> Any:
     """Predict ``array`` ((Z,Y,X), (C,Z,Y,X) or a 2D (Y,X) image) patch by patch.
 
@@ -233,6 +257,8 @@ def predict_array(
     ``precision`` defaults to fp32 (``none``) in reference mode and ``auto`` (bf16 where the
     device computes it natively) in fast mode, whose tiles are those ``unet predict`` measures
     (cached; within ``memory_budget`` bytes).
+    ``compile`` runs the model through ``torch.compile`` (worth its start-up on a GPU and a
+    large volume: docs/performance.md).
     Returns the (C,Z,Y,X) float32 probabilities, or ``out`` filled block by block.
     """
     from unet_core.engine.amp import default_channels_last
@@ -250,7 +276,9 @@ def predict_array(
             dims == 3 and mode == "fast" and dev.type == "cuda"
         )
     amp = precision or ("auto" if mode == "fast" else "none")
-    forward = PatchForward(model, dev, amp=amp, tta=tta, channels_last=channels_last)
+    forward = PatchForward(
+        model, dev, amp=amp, tta=tta, channels_last=channels_last, compile=compile
+    )
     max_tile: tuple[int, ...] | None = None
     if mode == "fast" and patch is None and shape[0] > 1:  # the tiles `unet predict` measures
         plan = plan_tiles(

@@ -70,6 +70,9 @@ class PatchForward:
         from unet_core.engine.amp import memory_format, to_format
 
         self.device = device
+        #: Whether :meth:`submit` returns before the output exists (a CUDA device): only then
+        #: does keeping a second batch in flight overlap the host's blending with compute.
+        self.asynchronous = device.type == "cuda"
         self.spatial_dims = int(declared("models", model, "spatial_dims"))
         self.augments = tta_transforms(tta, self.spatial_dims)
         # ``net``: an inference backend's forward (unet_core.prediction.backends), which
@@ -89,6 +92,18 @@ class PatchForward:
         self._compiled: Callable[[Any], Any] | None = None
         if compile and net is None:
             self._compiled = torch.compile(model)
+
+    def enable_compile(self) -> None:
+        """Run the model through ``torch.compile`` from the next forward on (it compiles
+        lazily, on that forward); a no-op with a backend or when already compiled."""
+        import torch
+
+        if self._backend is None and self._compiled is None:
+            self._compiled = torch.compile(self.model)
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         import torch
@@ -132,12 +147,23 @@ class PatchForward:
         return y
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        return self.submit(batch).result()
+
+    def submit(self, batch: torch.Tensor) -> ForwardInFlight:
+        """Start the forward of ``batch``; its probabilities reach the host on ``result()``.
+
+        On a GPU the kernels and the copy back into pinned host memory are only queued, so
+        the caller can blend the previous batch while this one computes (see
+        :func:`unet_core.array_prediction.forward_patches`); elsewhere it computes now.
+        """
         import torch
 
         from unet_core.prediction.stop import raise_if_stopped
 
         raise_if_stopped()  # a SIGTERM/SIGINT stops prediction between patches
         with torch.inference_mode():
+            if self.device.type == "cuda" and not batch.is_pinned():
+                batch = batch.pin_memory()  # a pageable source makes the copy synchronous
             x = batch.to(self.device, non_blocking=True).float()
             total: torch.Tensor | None = None
             for flips, k in self.augments:
@@ -147,7 +173,48 @@ class PatchForward:
             assert total is not None
             if len(self.augments) > 1:
                 total /= len(self.augments)
-            return total.cpu().numpy()
+            if self.device.type != "cuda":
+                return ForwardInFlight(total.cpu())
+            host = torch.empty(total.shape, dtype=total.dtype, pin_memory=True)
+            host.copy_(total, non_blocking=True)
+            done = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            done.record()  # on the stream that queued the copy
+            return ForwardInFlight(host, done)
+
+
+class ForwardInFlight:
+    """A submitted forward: host probabilities that may still be arriving from the device."""
+
+    def __init__(self, host: torch.Tensor, done: Any = None) -> None:
+        self._host = host
+        self._done = done  # a CUDA event recorded after the copy to ``host``, or None
+
+    def result(self) -> np.ndarray:
+        """The (N,C,*spatial) float32 probabilities, once the copy has landed."""
+        if self._done is not None:
+            self._done.synchronize()
+            self._done = None
+        return self._host.numpy()
+
+
+#: ``compile: auto`` on a GPU: what compiling the standard UNet3D cost (the first forward of
+#: an evaluation graph, ~11 s on an H200) and what it gained (3.1x the eager forward on an
+#: H100), docs/performance.md rows T2 and M. Compiling pays when the eager forwards would take
+#: longer than COMPILE_SECONDS / (1 - 1 / COMPILE_SPEEDUP), ~16 s; twice that is required.
+COMPILE_SECONDS = 11.0
+COMPILE_SPEEDUP = 3.1
+COMPILE_MARGIN = 2.0
+
+
+def compile_pays(device_type: str, eager_seconds: float) -> bool:
+    """Whether ``compile: auto`` compiles: on CUDA, when the estimated eager forwards of a
+    volume (tile plan throughput x computed voxels) outlast twice the break-even time. Never
+    on a CPU, where inductor's compiled forward was slower or 1.12x faster at 15-27 s of
+    compiling (docs/performance.md)."""
+    if device_type != "cuda":
+        return False
+    break_even = COMPILE_SECONDS / (1.0 - 1.0 / COMPILE_SPEEDUP)
+    return eager_seconds >= COMPILE_MARGIN * break_even
 
 
 #: The in-plane (Y,X) axes that quarter turns rotate (2D and 3D alike: z stays z).

@@ -105,7 +105,12 @@ class PredictorConfig(ComponentConfig):
         description="Coarser levels of a multiscale pyramid added to an OME-Zarr output "
         "(each half the previous one: mean for probabilities, nearest voxel for labels).",
     )
-    compile: bool = Field(False, description="torch.compile the model before predicting.")
+    compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="torch.compile the model before predicting. auto: only in fast mode on a "
+        "CUDA device, and only when the volume's forwards, estimated from the measured tile "
+        "plan, take longer than compiling saves (never on a CPU, where it did not pay).",
+    )
     channels_last: bool | None = Field(
         None,
         description="channels_last_3d memory format: the same numbers to float tolerance, "

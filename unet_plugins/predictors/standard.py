@@ -106,7 +106,7 @@ class StandardPredictor(TileChoice, PredictorBase):
             amp=self.settings.amp,
             tta=config.tta,
             channels_last=self.settings.channels_last,
-            compile=config.compile,
+            compile=config.compile is True,  # auto: decided per volume (TileChoice)
             net=backend_forward(config.backend, model, device, model_section=self._model_section()),
         )
         announce(self.forward.precision)

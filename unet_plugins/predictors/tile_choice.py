@@ -7,10 +7,18 @@ A mixin so that the predictor module keeps to running and writing; it reads the 
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
-from unet_core.prediction_api import TilePlan, plan_tiles, stride_for_overlap
+from unet_core.prediction_api import (
+    TilePlan,
+    compile_pays,
+    patch_grid,
+    plan_tiles,
+    stride_for_overlap,
+)
 from unet_plugins.predictors.input_statistics import patch_statistics_limit
 from unet_plugins.predictors.settings import fast_max_tile, fit_tiles
 
@@ -87,9 +95,34 @@ class TileChoice:
             tile = (z, y, x)
             stride = stride_for_overlap(tile, s.tile_overlap)  # type: ignore[assignment]
         halo = tuple(0 if t == 1 else h for t, h in zip(tile, s.tile_halo))
+        if self._planned:
+            self._compile_if_it_pays(volume, tile, stride, halo)
         return {
             "patch_shape": tuple(tile),
             "stride_shape": tuple(stride),
             "halo_shape": tuple(halo),
             "skip_shape_check": True,
         }
+
+    def _compile_if_it_pays(
+        self,
+        volume: Sequence[int],
+        tile: Sequence[int],
+        stride: Sequence[int],
+        halo: Sequence[int],
+    ) -> None:
+        """``compile: auto``: compile when this volume's eager forwards, estimated from the
+        measured plan, outlast what compiling costs (unet_core.prediction.inference)."""
+        if self.config.compile != "auto" or self._plan is None or self.forward.compiled:
+            return
+        tiles = len(patch_grid(tuple(volume[-3:]), tuple(tile), tuple(stride)))
+        voxels = tiles * math.prod(t + 2 * h for t, h in zip(tile, halo))
+        eager = voxels * len(self.forward.augments) / max(self._plan.voxels_per_s, 1e-9)
+        if compile_pays(self.device.type, eager):
+            print(
+                f"compile: auto: compiling the model (~{eager:.0f} s of eager forwards for "
+                f"{tiles} tiles of this volume)",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.forward.enable_compile()
