@@ -92,37 +92,19 @@ def forward_rows(model: Any, device: Any, args: argparse.Namespace) -> None:
                     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16):
                         return net(x)
 
+                row = {"row": "forward", "variant": variant, "tile": tile, "batch": batch}
                 try:
                     seconds = best_seconds(run, device, args.repeat)
                 except torch.OutOfMemoryError:
-                    print(
-                        json.dumps(
-                            {
-                                "row": "forward",
-                                "variant": variant,
-                                "tile": tile,
-                                "batch": batch,
-                                "error": "out of memory",
-                            }
-                        ),
-                        flush=True,
-                    )
                     torch.cuda.empty_cache()
+                    print(json.dumps(row | {"error": "out of memory"}), flush=True)
                     continue
-                print(
-                    json.dumps(
-                        {
-                            "row": "forward",
-                            "variant": variant,
-                            "tile": tile,
-                            "batch": batch,
-                            "ms_per_batch": round(seconds * 1e3, 3),
-                            "M_patch_voxels_per_s": round(batch * tile**3 / seconds / 1e6, 2),
-                            "peak_mib": _peak_mib(device),
-                        }
-                    ),
-                    flush=True,
-                )
+                row |= {
+                    "ms_per_batch": round(seconds * 1e3, 3),
+                    "M_patch_voxels_per_s": round(batch * tile**3 / seconds / 1e6, 2),
+                    "peak_mib": _peak_mib(device),
+                }
+                print(json.dumps(row), flush=True)
 
 
 def predict_rows(model: Any, device: Any, args: argparse.Namespace) -> None:
