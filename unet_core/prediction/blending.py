@@ -115,8 +115,7 @@ class VolumeAccumulator:
 
 def normalize(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Divide the weighted sums by the summed weights in place (0 where nothing landed)."""
-    covered = weights > 0
-    values[:, covered] /= weights[covered]
+    np.divide(values, weights, out=values, where=weights > 0)  # no gather/scatter copies
     return values
 
 
