@@ -128,6 +128,8 @@ def test_plan_flag_prints_the_choice_without_predicting(
                               "--memory-budget", "1GiB")  # fmt: skip
     assert code == 0, err
     assert "M voxels/s" in out and "chosen" in out and "1024 MiB budget" in out
+    # compile: auto's decision for this volume, with its estimate (never on a CPU)
+    assert "compile: auto: not compiling the model" in out and "on cpu" in out
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     code, out, _ = run_here(capsys, "predict", "--config", str(path), "--plan")
     assert code == 0 and "cached" in out

@@ -59,7 +59,15 @@ def show_plan(cfg: ExperimentConfig, *, device: str | None = None) -> dict[str, 
             mark,
         )
     console.print(table)
+    tiles_for = getattr(predictor, "slice_builder_overrides", None)
+    compile_note = None
+    if callable(tiles_for):
+        tiles_for(volume)  # the tiles of this volume, and what compile: auto makes of them
+        compile_note = getattr(predictor, "compile_note", None)
+        if compile_note:
+            console.print(compile_note)
     return {
+        "compile": compile_note,
         "tile": list(plan.tile),
         "batch": plan.batch,
         "voxels_per_s": plan.voxels_per_s,

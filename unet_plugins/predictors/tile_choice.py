@@ -33,6 +33,8 @@ class TileChoice:
     device: Any
     experiment: Any
     _plan: TilePlan | None
+    #: What ``compile: auto`` decided for the last volume, and why (``unet predict --plan``).
+    compile_note: str | None = None
     _plans: dict[tuple[int, int, int] | None, TilePlan]
 
     def _plan_precision(self) -> str:
@@ -118,11 +120,12 @@ class TileChoice:
         tiles = len(patch_grid(tuple(volume[-3:]), tuple(tile), tuple(stride)))
         voxels = tiles * math.prod(t + 2 * h for t, h in zip(tile, halo))
         eager = voxels * len(self.forward.augments) / max(self._plan.voxels_per_s, 1e-9)
-        if compile_pays(self.device.type, eager):
-            print(
-                f"compile: auto: compiling the model (~{eager:.0f} s of eager forwards for "
-                f"{tiles} tiles of this volume)",
-                file=sys.stderr,
-                flush=True,
-            )
+        pays = compile_pays(self.device.type, eager)
+        self.compile_note = (
+            f"compile: auto: {'compiling' if pays else 'not compiling'} the model "
+            f"(~{eager:.1f} s of eager forwards for {tiles} tiles of this volume on "
+            f"{self.device.type}; it compiles on CUDA above ~33 s)"
+        )
+        if pays:
+            print(self.compile_note, file=sys.stderr, flush=True)
             self.forward.enable_compile()
