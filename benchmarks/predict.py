@@ -19,10 +19,12 @@ printed) into a cache folder of this run, so the timed rounds use it as a user's
 ``--monai PYTHON`` adds MONAI's ``sliding_window_inference`` (roi 64, overlap 0.25, gaussian,
 batch 2; fp32 and bf16) as whole processes run by a side environment's python
 (benchmarks/monai_predict.py, the same network traced to TorchScript). Each run is a child
-process (clean peak RSS) that prints: wall time of the prediction (model built and warmed up
-beforehand), voxels/s, the bare batched forward over the same tiles under inference_mode
-(workload L) and the overhead ratio, the redundancy factor (computed voxels / volume
-voxels), peak RSS.
+process (clean peak RSS) that prints: wall time of the prediction (``run_prediction``:
+building the model, reading, forwards, blending, writing), voxels/s, the bare batched forward
+over the same tiles under inference_mode (workload L, warmed up, after the prediction) and the
+overhead ratio against it, the overhead against the prediction's own forwards (``in-run``:
+the host seconds PatchForward spent in them, which the round-to-round speed of the machine
+cannot skew), the redundancy factor (computed voxels / volume voxels), peak RSS.
 ``--reference PYTHON`` also runs pytorch-3dunet's ``predict3dunet`` (installed in a separate
 venv, e.g. /tmp/refvenv/bin/python) on the same config, as a process, next to ours as a
 process, for a side-by-side ratio.
@@ -151,6 +153,10 @@ def child(cfg_path: str, threads: int, bare: bool = True) -> None:
                 "voxels_per_s": volume / wall,
                 "bare_forward_s": bare,
                 "overhead": wall / bare - 1.0,
+                # against this run's own forwards (PatchForward.seconds): no second
+                # measurement whose speed may differ (the bare forwards vary 1.5x by round)
+                "overhead_in_run": wall / max(written.stats.get("forward_seconds", 0.0), 1e-9)
+                - 1.0,
                 "redundancy": written.stats.get("redundancy"),
                 "patches": len(dataset.raw_slices),
                 "tile": list(tile),
@@ -394,7 +400,8 @@ def _print_row(workload: str, mode: str, r: dict[str, Any]) -> None:
     print(
         f"{workload} {mode:10s} wall {r['wall_s']:6.1f} s  {r['voxels_per_s'] / 1e3:7.1f} "
         f"kvox/s  bare forward {r['bare_forward_s']:6.1f} s  overhead "
-        f"{100 * r['overhead']:+5.1f} %  redundancy {r['redundancy']:.2f}  "
+        f"{100 * r['overhead']:+5.1f} % (in-run {100 * r['overhead_in_run']:+5.1f} %)  "
+        f"redundancy {r['redundancy']:.2f}  "
         f"{r['patches']} x {r['tile']} (batch {r['batch']})  peak RSS "
         f"{r['peak_rss_mb']:.0f} MB  process {r['process_s']:.1f} s",
         flush=True,

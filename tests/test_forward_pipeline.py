@@ -102,3 +102,29 @@ def test_on_a_gpu_the_pipeline_overlaps_and_agrees_with_the_sequential_loop() ->
     cpu, _, _ = _patches(torch.device("cpu"), asynchronous=False)
     for (a, _), (b, _) in zip(pipelined, cpu, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_forward_seconds_are_counted_per_volume(tmp_path) -> None:
+    """A predictor reports the host seconds its forwards took for each volume, so that its own
+    overhead is measured in the same run (benchmarks/predict.py), not against another run."""
+    from predict_support import config, save_weights, write_volume
+
+    from unet_core.prediction.run import run_prediction
+
+    model, spec = tiny_unet()
+    forward = PatchForward(model, torch.device("cpu"), amp="none")
+    assert forward.seconds == 0.0
+    forward(torch.randn(1, 1, *PATCH))
+    once = forward.seconds
+    forward(torch.randn(1, 1, *PATCH))
+    assert 0.0 < once < forward.seconds
+    rng = np.random.default_rng(0)
+    big = write_volume(tmp_path / "big.h5", rng.random((32, 96, 96)).astype(np.float32))
+    small = write_volume(tmp_path / "small.h5", rng.random((8, 16, 16)).astype(np.float32))
+    cfg = config(spec, save_weights(model, tmp_path / "w.pytorch"), [big, small], tmp_path / "o",
+                 patch=PATCH, stride=PATCH, halo=(0, 0, 0))  # fmt: skip
+    first, second = run_prediction(cfg)
+    assert first.stats["patches"] > 20 and second.stats["patches"] == 1
+    for written in (first, second):
+        # this volume's forwards only: the small one's are not the big one's plus its own
+        assert 0.0 < written.stats["forward_seconds"] <= written.stats["seconds"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -73,6 +74,9 @@ class PatchForward:
         #: Whether :meth:`submit` returns before the output exists (a CUDA device): only then
         #: does keeping a second batch in flight overlap the host's blending with compute.
         self.asynchronous = device.type == "cuda"
+        #: Host seconds spent in :meth:`submit` so far: the forwards themselves on a CPU (what
+        #: a predictor's overhead is measured against), only their queueing on a GPU.
+        self.seconds = 0.0
         self.spatial_dims = int(declared("models", model, "spatial_dims"))
         self.augments = tta_transforms(tta, self.spatial_dims)
         # ``net``: an inference backend's forward (unet_core.prediction.backends), which
@@ -156,11 +160,18 @@ class PatchForward:
         the caller can blend the previous batch while this one computes (see
         :func:`unet_core.array_prediction.forward_patches`); elsewhere it computes now.
         """
-        import torch
-
         from unet_core.prediction.stop import raise_if_stopped
 
         raise_if_stopped()  # a SIGTERM/SIGINT stops prediction between patches
+        start = time.perf_counter()
+        try:
+            return self._submit(batch)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _submit(self, batch: torch.Tensor) -> ForwardInFlight:
+        import torch
+
         with torch.inference_mode():
             if self.device.type == "cuda" and not batch.is_pinned():
                 batch = batch.pin_memory()  # a pageable source makes the copy synchronous

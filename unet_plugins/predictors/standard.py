@@ -110,6 +110,7 @@ class StandardPredictor(TileChoice, PredictorBase):
             net=backend_forward(config.backend, model, device, model_section=self._model_section()),
         )
         announce(self.forward.precision)
+        self._forward_mark = 0.0  # forward.seconds when this volume's patches began
         self._plan: TilePlan | None = None  # the plan of the volume being predicted
         self._plans: dict[tuple[int, int, int] | None, TilePlan] = {}
 
@@ -229,6 +230,7 @@ class StandardPredictor(TileChoice, PredictorBase):
 
     def patches(self, dataset: Any) -> Iterator[tuple[np.ndarray, Index]]:
         """(probabilities (C,*patch), output index) of every patch, halo cropped."""
+        self._forward_mark = self.forward.seconds  # this dataset's forwards: _stats
         return forward_patches(
             self.forward,
             self._loader(dataset),
@@ -254,6 +256,9 @@ class StandardPredictor(TileChoice, PredictorBase):
         return {
             "patches": len(indices),
             "seconds": seconds,
+            # host seconds in the model's forwards (on a GPU: queueing them); seconds /
+            # forward_seconds - 1 is the predictor's own cost, measured in the same run
+            "forward_seconds": self.forward.seconds - self._forward_mark,
             "voxels_per_second": float(np.prod(volume)) / max(seconds, 1e-9),
             "redundancy": redundancy(indices, volume, tuple(dataset.halo_shape)),
             "precision": self.forward.precision.mode,
