@@ -137,12 +137,18 @@ def test_plan_flag_prints_the_choice_without_predicting(
 
 # -- compile: auto --------------------------------------------------------------------------
 def test_compile_pays_only_on_cuda_beyond_twice_the_break_even() -> None:
-    from unet_core.prediction.inference import COMPILE_SECONDS, COMPILE_SPEEDUP, compile_pays
+    from unet_core.prediction.inference import (
+        COMPILE_SECONDS,
+        COMPILE_SPEEDUP,
+        compile_pays,
+        compile_threshold_seconds,
+    )
 
     break_even = COMPILE_SECONDS / (1 - 1 / COMPILE_SPEEDUP)
     assert 16.0 < break_even < 16.5  # 11 s of compiling against a 3.1x faster forward
+    assert compile_threshold_seconds() == pytest.approx(2 * break_even)
     assert not compile_pays("cuda", 2 * break_even - 0.1)
-    assert compile_pays("cuda", 2 * break_even)
+    assert compile_pays("cuda", 2 * break_even + 1e-9)
     assert not compile_pays("cpu", 1e6)  # never on a CPU, however long the volume takes
 
 

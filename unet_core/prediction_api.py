@@ -25,7 +25,7 @@ from unet_core.interfaces import BlockOutput
 from unet_core.io.space import check_space
 from unet_core.prediction.backends import backend_forward
 from unet_core.prediction.blending import BlockAccumulator, VolumeAccumulator
-from unet_core.prediction.inference import PatchForward, compile_pays
+from unet_core.prediction.inference import PatchForward, compile_pays, compile_threshold_seconds
 from unet_core.prediction.memory import return_freed_buffers
 from unet_core.prediction.output import (
     Written,
@@ -82,6 +82,7 @@ __all__ = [
     "check_space",
     "check_writable",
     "compile_pays",
+    "compile_threshold_seconds",
     "default_channels_last",
     "fast_max_tile",
     "fit_tiles",

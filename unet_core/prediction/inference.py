@@ -222,10 +222,12 @@ def compile_pays(device_type: str, eager_seconds: float) -> bool:
     volume (tile plan throughput x computed voxels) outlast twice the break-even time. Never
     on a CPU, where inductor's compiled forward was slower or 1.12x faster at 15-27 s of
     compiling (docs/performance.md)."""
-    if device_type != "cuda":
-        return False
-    break_even = COMPILE_SECONDS / (1.0 - 1.0 / COMPILE_SPEEDUP)
-    return eager_seconds >= COMPILE_MARGIN * break_even
+    return device_type == "cuda" and eager_seconds >= compile_threshold_seconds()
+
+
+def compile_threshold_seconds() -> float:
+    """The estimated eager forward seconds above which ``compile: auto`` compiles on CUDA."""
+    return COMPILE_MARGIN * COMPILE_SECONDS / (1.0 - 1.0 / COMPILE_SPEEDUP)
 
 
 #: The in-plane (Y,X) axes that quarter turns rotate (2D and 3D alike: z stays z).

@@ -15,6 +15,7 @@ from typing import Any
 from unet_core.prediction_api import (
     TilePlan,
     compile_pays,
+    compile_threshold_seconds,
     patch_grid,
     plan_tiles,
     stride_for_overlap,
@@ -124,7 +125,7 @@ class TileChoice:
         self.compile_note = (
             f"compile: auto: {'compiling' if pays else 'not compiling'} the model "
             f"(~{eager:.1f} s of eager forwards for {tiles} tiles of this volume on "
-            f"{self.device.type}; it compiles on CUDA above ~33 s)"
+            f"{self.device.type}; it compiles on CUDA above ~{compile_threshold_seconds():.0f} s)"
         )
         if pays:
             print(self.compile_note, file=sys.stderr, flush=True)
