@@ -138,7 +138,7 @@ def predict_rows(model: Any, device: Any, args: argparse.Namespace) -> None:
         forward = PatchForward(
             model, device, amp="bf16", channels_last=True, compile=variant != "eager"
         )
-        if variant == "graphs":
+        if variant == "graphs":  # PatchForward compiles in the default mode; swap the graph in
             forward._compiled = _net(forward.model, "graphs")
         for pipelined in (True, False):
             forward.asynchronous = pipelined
