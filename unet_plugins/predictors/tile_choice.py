@@ -18,6 +18,7 @@ from unet_core.prediction_api import (
     compile_threshold_seconds,
     patch_grid,
     plan_tiles,
+    redundancy,
     stride_for_overlap,
 )
 from unet_plugins.predictors.input_statistics import patch_statistics_limit
@@ -118,8 +119,10 @@ class TileChoice:
         measured plan, outlast what compiling costs (unet_core.prediction.inference)."""
         if self.config.compile != "auto" or self._plan is None or self.forward.compiled:
             return
-        tiles = len(patch_grid(tuple(volume[-3:]), tuple(tile), tuple(stride)))
-        voxels = tiles * math.prod(t + 2 * h for t, h in zip(tile, halo))
+        spatial = tuple(volume[-3:])
+        indices = patch_grid(spatial, tuple(tile), tuple(stride))
+        tiles = len(indices)
+        voxels = redundancy(indices, spatial, tuple(halo)) * math.prod(spatial)  # computed
         eager = voxels * len(self.forward.augments) / max(self._plan.voxels_per_s, 1e-9)
         pays = compile_pays(self.device.type, eager)
         self.compile_note = (
