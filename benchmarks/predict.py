@@ -100,6 +100,9 @@ def experiment(
 
 # -- child: one prediction, then the bare forward over the same tiles -----------------------------
 def child(cfg_path: str, threads: int, bare: bool = True) -> None:
+    from unet_core.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `unet predict` does (UNET_KEEP_FREED_MEMORY=0: glibc's defaults)
     import torch
     import yaml
 

@@ -260,6 +260,9 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- driver ---------------------------------------------------------------------------------------
 def child(args: argparse.Namespace) -> None:
+    from unet_core.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `unet train` does (UNET_KEEP_FREED_MEMORY=0: glibc's defaults)
     import torch
 
     torch.set_num_threads(args.threads)

@@ -39,12 +39,14 @@ def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool) -> None:
     Shell completion (bash; zsh and fish alike): eval "$(_UNET_COMPLETE=bash_source unet)".
     """
     from unet_core.cli import verbosity
+    from unet_core.engine.allocator import keep_freed_memory
 
     ctx.ensure_object(dict)
     ctx.obj.update(debug=debug, quiet=quiet)
     if ctx.resilient_parsing:  # completion: nothing is run
         return
     handler = verbosity.configure(verbose, quiet)
+    keep_freed_memory()  # before any tensor exists: forwards reuse their buffers
     ctx.call_on_close(lambda: verbosity.remove(handler))
 
 

@@ -83,6 +83,9 @@ def worker_predictor(predictor: Any, digest: str) -> Any:
         return cached
     import torch
 
+    from unet_core.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a compute process, as `unet predict`'s own
     _PREDICTORS.clear()  # one model per worker: a new run's model replaces the last one
     predictor.on_worker()
     try:
