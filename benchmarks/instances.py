@@ -290,6 +290,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     ttas = tuple(t.strip() for t in args.tta.split(",") if t.strip())
+    from unet_core.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `unet train` does
     import torch
 
     torch.set_num_threads(args.threads)
