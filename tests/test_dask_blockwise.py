@@ -59,6 +59,12 @@ def _cfg(volume, out, predictor, **top):
     )
 
 
+def _allocator_setting() -> bool | None:
+    from unet_core.engine import allocator
+
+    return allocator._applied
+
+
 def test_a_third_party_blockwise_predictor_runs_on_dask(plugins, cluster, volume, tmp_path):
     dist = {"scheduler": cluster.scheduler_address}
     cfg = _cfg(volume, tmp_path / "dask", {"name": "SigmoidPredictor"}, distributed=dist)
@@ -66,6 +72,9 @@ def test_a_third_party_blockwise_predictor_runs_on_dask(plugins, cluster, volume
     assert written.stats["blocks"] == 1 * 2 * 2  # blocks of 2 x chunks (4, 8, 8)
     got = zarr.open(written.path, mode="r")["predictions"][...]
     np.testing.assert_allclose(got[0], 1 / (1 + np.exp(-volume["raw"])), atol=1e-6)
+    with distributed.Client(cluster) as client:  # a worker that predicted keeps freed memory
+        kept = list(client.run(_allocator_setting).values())
+    assert True in kept and set(kept) <= {True, None}, kept
     run_prediction(_cfg(volume, tmp_path / "single", {"name": "SigmoidPredictor"}))
     single = zarr.open(str(tmp_path / "single/vol_predictions.ome.zarr"), mode="r")
     np.testing.assert_array_equal(got, single["predictions"][...])
