@@ -105,17 +105,12 @@ def parse_size(value: int | str) -> int:
 
 
 def user_cache_dir() -> Path:
-    """unet-core's per-user cache folder (``UNET_CORE_CACHE`` wins; else the platform's)."""
-    explicit = os.environ.get("UNET_CORE_CACHE")
-    if explicit:
-        return Path(explicit)
-    try:
-        import platformdirs
+    """The folder of tile plans' cache: ``UNET_CORE_CACHE``, else unet-core's per-user cache
+    folder (:func:`unet_core.io.user_cache.user_cache_dir`)."""
+    from unet_core.io.user_cache import user_cache_dir as shared_cache_dir
 
-        return Path(platformdirs.user_cache_dir("unet-core"))
-    except ImportError:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-        return Path(base) / "unet-core"
+    explicit = os.environ.get("UNET_CORE_CACHE")
+    return Path(explicit) if explicit else shared_cache_dir()
 
 
 def candidates(
