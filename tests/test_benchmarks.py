@@ -95,3 +95,24 @@ def test_gpu_throughput_benchmark_runs_its_rows_on_the_cpu():
     assert (pipelined["pipelined"], sequential["pipelined"]) == (True, False)
     assert pipelined["tiles"] == sequential["tiles"] > 1 and pipelined["redundancy"] > 1
     assert rows[4]["max_abs_difference"] == 0.0
+
+
+def test_annotation_density_counts_unlabelled_bright_voxels(tmp_path):
+    import h5py
+    import numpy as np
+
+    raw = np.zeros((40, 60, 40), np.uint8)
+    label = np.zeros(raw.shape, np.uint8)
+    raw[10:30, 10:30, 10:30] = 200  # a nucleus whose label covers only half of it
+    label[10:20, 10:30, 10:30] = 1
+    raw[10:30, 35:55, 10:30] = 200  # a nucleus left wholly unlabelled
+    path = tmp_path / "volume.h5"
+    with h5py.File(path, "w") as f:
+        f["raw"], f["label"] = raw, label
+    (row,) = _run("benchmarks/annotation_density.py", str(path), timeout=60)
+    assert row["file"] == "volume.h5"
+    assert row["labelled_share"] == pytest.approx(4000 / raw.size, abs=1e-3)
+    # 3 of the 4 bright halves carry no label; the labelled half is bright
+    assert row["unlabelled_bright_all"] == pytest.approx(0.75, abs=0.03)
+    assert row["labelled_not_bright"] < 0.05
+    assert (row["bright_regions_500"], row["of_them_under_10pc_labelled"]) == (2, 1)
