@@ -157,6 +157,55 @@ def test_checkpoint_form_refusals(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_single_file_siblings_are_checked_before_any_work(
+    trained: tuple[Path, dict],
+    volume: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``-o OUT`` also writes ``OUT_segmentation.tif`` and ``OUT_preview.png``: an input or
+    another file under those names stops the run before a single patch is predicted."""
+    import unet_core.prediction.run as run
+
+    checkpoint, _ = trained
+
+    def no_work(*_: object, **__: object) -> None:
+        raise AssertionError("predicted although an output name was taken")
+
+    monkeypatch.setattr(run, "test_datasets", no_work)
+    # an input named like the segmentation of -o: refused even with --overwrite
+    source = tmp_path / "res_segmentation.tif"
+    with h5py.File(volume, "r") as f:
+        tifffile.imwrite(source, f["raw"][...])
+    before = source.read_bytes()
+    code, _, err = run_here(
+        capsys, "predict", str(checkpoint), str(source), "-o", str(tmp_path / "res.tif"),
+        "--postprocess", "ConnectedComponents", "--overwrite",
+    )  # fmt: skip
+    assert code != 0 and "would destroy that input" in err and "-o name" in err, err
+    assert source.read_bytes() == before and not (tmp_path / "res.tif").exists()
+    # a file of the user's under the preview's or the segmentation's name
+    for flags, taken in (
+        (["-o", str(tmp_path / "p.h5"), "--preview"], tmp_path / "p_preview.png"),
+        (["-o", str(tmp_path / "q.tif"), "--postprocess", "ConnectedComponents"],
+         tmp_path / "q_segmentation.tif"),
+    ):  # fmt: skip
+        taken.write_bytes(b"mine")
+        code, _, err = run_here(capsys, "predict", str(checkpoint), str(volume), *flags)
+        assert code != 0 and "already exists" in err and str(taken) in err, err
+        assert taken.read_bytes() == b"mine" and not Path(flags[1]).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left
+    # --overwrite replaces them, as asked
+    monkeypatch.undo()
+    code, _, err = run_here(
+        capsys, "predict", str(checkpoint), str(volume), "-o", str(tmp_path / "p.h5"),
+        "--preview", "--overwrite",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "p_preview.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_non_terminal_run_prints_progress_lines(
     trained: tuple[Path, dict], volume: Path, tmp_path: Path
 ) -> None:

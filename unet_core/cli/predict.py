@@ -185,7 +185,13 @@ def _run(
     try:
         cfg = with_target(cfg, target)
         with command_progress("predict"):
-            written = run_prediction(cfg, device=device, overwrite=overwrite, preview=preview)
+            written = run_prediction(
+                cfg,
+                device=device,
+                overwrite=overwrite,
+                preview=preview,
+                final_name=target.final_name if target.single_file else None,
+            )
         return finish(target, written)
     finally:
         discard_scratch(target)

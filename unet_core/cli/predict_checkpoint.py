@@ -105,6 +105,12 @@ class OutputTarget:
     def single_file(self) -> bool:
         return self.format_name is not None
 
+    def final_name(self, written: Path) -> Path:
+        """The name an output written to the scratch folder gets (``OUT.h5``,
+        ``OUT_segmentation.tif``)."""
+        assert self.path is not None
+        return _final_name(written, self.path)
+
 
 def output_target(output: str | None, n_inputs: int, overwrite: bool) -> OutputTarget:
     """Read ``-o``: a path with a volume format's suffix names the one output file, anything
@@ -171,11 +177,11 @@ def finish(target: OutputTarget, written: list[Written]) -> list[Written]:
         return written
     try:
         moves = {
-            entry: _final_name(entry, target.path)
+            entry: target.final_name(entry)
             for entry in sorted(target.scratch.iterdir())
             if not is_temporary(entry.name)
         }
-        for final in moves.values():
+        for final in moves.values():  # checked before the run too; here for a race
             if final != target.path and final.exists() and not target.overwrite:
                 raise UsageError(
                     f"{final} already exists; pass --overwrite to replace it or choose "

@@ -26,8 +26,19 @@ def make_plan(inputs: Iterable[str], outputs_of: Callable[[str], Sequence[Path]]
     return [(str(f), [Path(p) for p in outputs_of(str(f))]) for f in inputs]
 
 
-def check_plan(plan: Plan, *, key: str = "loaders.test.file_paths") -> None:
-    """ConfigError naming both inputs when two inputs share an output, or an output is an input."""
+#: How to resolve an output that is an input, for a folder of outputs and for ``-o FILE``.
+FOLDER_ADVICE = (
+    "This happens when a folder holds earlier predictions next to the volumes. Set "
+    "loaders.output_dir to another folder, or move the earlier outputs out."
+)
+FILE_ADVICE = "Choose another -o name; --overwrite does not change this."
+
+
+def check_plan(
+    plan: Plan, *, key: str = "loaders.test.file_paths", advice: str = FOLDER_ADVICE
+) -> None:
+    """ConfigError naming both inputs when two inputs share an output, or an output is an
+    input; ``advice`` ends the latter's message."""
     inputs = {_key(source): source for source, _ in plan}
     owner: dict[str, str] = {}
     for source, outputs in plan:
@@ -36,9 +47,7 @@ def check_plan(plan: Plan, *, key: str = "loaders.test.file_paths") -> None:
             if k in inputs:
                 raise ConfigError(
                     f"The output {out} of the input {source} is itself an input in {key} "
-                    f"({inputs[k]}); writing it would destroy that input. This happens when a "
-                    "folder holds earlier predictions next to the volumes. Set "
-                    "loaders.output_dir to another folder, or move the earlier outputs out."
+                    f"({inputs[k]}); writing it would destroy that input. {advice}"
                 )
             other = owner.setdefault(k, source)
             if _key(other) != _key(source):

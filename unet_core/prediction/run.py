@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +47,14 @@ def run_prediction(
     device: str | None = None,
     overwrite: bool = False,
     preview: bool = False,
+    final_name: Callable[[Path], Path] | None = None,
 ) -> list[Written]:
     """Predict every test file; returns the written files with their metrics and timings.
 
     ``device`` overrides the config's ``device`` key. ``preview``: the caller will write
     ``<output stem>_preview.png`` beside each output (checked for collisions with the rest).
+    ``final_name``: where the caller will move each output afterwards (``unet predict -o
+    FILE``), so that those names are the ones checked before any work.
     """
     from unet_core.engine.device import resolve_device
     from unet_core.hooks import plugin_manager
@@ -71,7 +75,7 @@ def run_prediction(
         _log_metrics(written)
         return written
     predictor = build_predictor(cfg, model, torch_device, overwrite=overwrite)
-    cfg = prepare_outputs(cfg, predictor, preview=preview)
+    cfg = prepare_outputs(cfg, predictor, preview=preview, final_name=final_name)
     progress = current()
     progress.begin("predict", len(input_files(cfg, "test")))
     with stop_on_signals():
@@ -96,13 +100,26 @@ def _units(dataset: Any) -> int | None:
 
 
 def prepare_outputs(
-    cfg: ExperimentConfig, predictor: Any, *, preview: bool = False
+    cfg: ExperimentConfig,
+    predictor: Any,
+    *,
+    preview: bool = False,
+    final_name: Callable[[Path], Path] | None = None,
 ) -> ExperimentConfig:
     """Before any work: skip earlier outputs of this config found among the inputs, refuse
     shared outputs (or outputs that are inputs), and remove the temporary files a killed
-    earlier run left in the output folders (with a note). Returns the config to run."""
+    earlier run left in the output folders (with a note). Returns the config to run.
+
+    ``final_name`` maps a planned output to the name it will finally have (see
+    :func:`run_prediction`); the checks apply to those names."""
     from unet_core.io.scratch import remove_stale
-    from unet_core.prediction.output_plan import check_plan, make_plan, without_own_outputs
+    from unet_core.prediction.output_plan import (
+        FILE_ADVICE,
+        FOLDER_ADVICE,
+        check_plan,
+        make_plan,
+        without_own_outputs,
+    )
 
     planned = getattr(predictor, "planned_outputs", None)
     if not callable(planned):
@@ -110,6 +127,8 @@ def prepare_outputs(
 
     def outputs_of(source: str) -> list[Path]:
         outputs = [Path(p) for p in planned(source)]
+        if final_name is not None:
+            outputs = [final_name(p) for p in outputs]
         if preview and outputs:  # previews read any format's output
             outputs.append(preview_path(outputs[0]))
         return outputs
@@ -122,7 +141,7 @@ def prepare_outputs(
             stacklevel=2,
         )
         cfg = _with_test_files(cfg, [source for source, _ in plan])
-    check_plan(plan)
+    check_plan(plan, advice=FILE_ADVICE if final_name is not None else FOLDER_ADVICE)
     replace = bool(getattr(predictor, "overwrite", False))
     for _, outputs in plan:  # an existing output stops the run before any work, not midway
         for out in outputs:
