@@ -15,7 +15,7 @@ from unet_core.demo import DEFAULT_ITERATIONS
 from unet_core.demo.synthetic import make_nuclei_volume
 from unet_core.demo.user_data import split_user_volume
 from unet_core.engine.checkpoint import load_checkpoint
-from unet_core.errors import DataError
+from unet_core.errors import DataError, UsageError
 
 
 def test_synthetic_volume_is_labelled_and_separable():
@@ -81,6 +81,7 @@ def test_readme_demo_default_then_a_second_run_replaces_it(tmp_path):
     assert load_checkpoint(out / "checkpoints" / "last_checkpoint.pytorch")["num_iterations"] == 1
     assert json.loads((out / "metrics.json").read_text()) != scores
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*.tmp"))
+    assert (out / ".unet-demo").is_file()  # the mark that lets a re-run replace the results
     # the demo owns its run folder: the first run's checkpoints are moved aside, not deleted
     (previous,) = (out / "checkpoints" / "previous-runs").iterdir()
     assert load_checkpoint(previous / "last_checkpoint.pytorch")["num_iterations"] == 60
@@ -101,6 +102,44 @@ def test_user_volume_split_and_errors(tmp_path):
         f["raw"] = raw
     with pytest.raises(DataError, match="'label'.*does not exist.*Datasets in this file: 'raw'"):
         split_user_volume(str(tmp_path / "nolabel.h5"), None)
+
+
+def test_demo_never_replaces_files_it_did_not_write(tmp_path, capsys):
+    """A folder holding the user's files under the demo's names, or a file as -o, is refused
+    before anything is written; so is a bad --data, which leaves no folder behind."""
+    from cli_support import run_here
+
+    from unet_core.demo.run import check_output_folder
+
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    user_files = {mine / "config.json": b"{}", mine / "data" / "train.h5": b"my volume"}
+    for path, content in user_files.items():
+        path.write_bytes(content)
+    code, _, err = run_here(capsys, "demo", "-o", str(mine), "--iterations", "1")
+    assert code != 0 and "Traceback" not in err
+    assert f"{mine} already holds data, config.json" in err and "did not write" in err, err
+    assert {p: p.read_bytes() for p in user_files} == user_files
+    assert sorted(p.name for p in mine.rglob("*")) == ["config.json", "data", "train.h5"]
+    afile = tmp_path / "results.h5"
+    afile.write_bytes(b"mine")
+    code, _, err = run_here(capsys, "demo", "-o", str(afile), "--iterations", "1")
+    assert code != 0 and "is a file" in err and "Traceback" not in err
+    assert afile.read_bytes() == b"mine"
+    fresh = tmp_path / "fresh"
+    code, _, err = run_here(
+        capsys, "demo", "-o", str(fresh), "--data", str(tmp_path / "missing.h5")
+    )
+    assert code != 0 and "missing.h5" in err and not fresh.exists(), err
+    # folders of earlier demo versions (before the mark) are still the demo's own
+    old = tmp_path / "old"
+    old.mkdir()
+    own = {"model_path": str(old / "checkpoints" / "best_checkpoint.pytorch")}
+    (old / "config.json").write_text(json.dumps(own))
+    check_output_folder(old)
+    (old / "config.json").write_text(json.dumps({"model_path": "elsewhere.pytorch"}))
+    with pytest.raises(UsageError, match="already holds config.json"):
+        check_output_folder(old)
 
 
 def test_demo_readme_command_is_the_documented_one():

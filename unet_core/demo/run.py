@@ -73,6 +73,40 @@ def _write_h5(path: Path, raw: np.ndarray, label: np.ndarray) -> Path:
 #: What the demo writes into its output folder (folders: everything inside them).
 DEMO_FOLDERS = ("data", "checkpoints", "predictions")
 DEMO_FILES = ("config.json", "metrics.json", "demo.png")
+#: The file that marks a folder as the demo's own, so that a re-run may replace its results.
+DEMO_MARK = ".unet-demo"
+
+
+def _made_by_demo(out: Path) -> bool:
+    """The demo's mark, or (folders of versions before the mark) a config.json of the demo's
+    own, whose checkpoint lies in this folder."""
+    if (out / DEMO_MARK).is_file():
+        return True
+    try:
+        cfg = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    own = out / "checkpoints" / "best_checkpoint.pytorch"
+    return isinstance(cfg, dict) and cfg.get("model_path") == str(own)
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse an output that is a file, or a folder holding files under the demo's names that
+    an earlier demo did not write: a re-run replaces only the demo's own results."""
+    from unet_core.errors import UsageError
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"-o {out} is a file; the demo writes a folder of results there. Choose a folder "
+            "name with -o (it is created if missing)."
+        )
+    taken = [name for name in (*DEMO_FOLDERS, *DEMO_FILES) if (out / name).exists()]
+    if taken and not _made_by_demo(out):
+        raise UsageError(
+            f"The output folder {out} already holds {', '.join(taken)}, which the demo did not "
+            "write (no earlier demo run there), and the demo would replace them. Choose another "
+            "folder with -o, or move those files out."
+        )
 
 
 def check_inputs_outside_outputs(out: Path, inputs: dict[str, str | None]) -> None:
@@ -97,21 +131,28 @@ def check_inputs_outside_outputs(out: Path, inputs: dict[str, str | None]) -> No
             )
 
 
-def prepare_data(data_dir: Path, data: str | None, labels: str | None) -> dict[str, Path]:
-    """train/val/test HDF5 files: generated, or cut from the user's labelled volume."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+def prepare_data(
+    data_dir: Path, data: str | None, labels: str | None, mark: Path | None = None
+) -> dict[str, Path]:
+    """train/val/test HDF5 files: generated, or cut from the user's labelled volume (read and
+    checked before anything is written; then ``mark`` is written first, if given)."""
     if data is None:
         from unet_core.demo.synthetic import make_nuclei_volume
 
-        return {
-            phase: _write_h5(data_dir / f"{phase}{_suffix()}", *make_nuclei_volume(seed=seed))
+        volumes = {
+            phase: make_nuclei_volume(seed=seed)
             for phase, seed in (("train", 0), ("val", 1), ("test", 2))
         }
-    from unet_core.demo.user_data import split_user_volume
+    else:
+        from unet_core.demo.user_data import split_user_volume
 
+        volumes = split_user_volume(data, labels)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if mark is not None:
+        write_text_atomic(mark, "Written by `unet demo`: it may replace its results here.\n")
     return {
         phase: _write_h5(data_dir / f"{phase}{_suffix()}", raw, label)
-        for phase, (raw, label) in split_user_volume(data, labels).items()
+        for phase, (raw, label) in volumes.items()
     }
 
 
@@ -247,9 +288,9 @@ def run_demo(
     start = time.perf_counter()
     out = Path(output_dir).resolve()
     check_inputs_outside_outputs(out, {"--data": data, "--labels": labels})
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out)
     echo(f"[1/5] Preparing data in {out / 'data'} ...")
-    files = prepare_data(out / "data", data, labels)
+    files = prepare_data(out / "data", data, labels, mark=out / DEMO_MARK)
     shapes = {}
     for phase, path in files.items():
         with Source(str(path)) as src:
