@@ -125,3 +125,44 @@ def test_a_checkpoint_without_config_asks_for_one(tmp_path, capsys):
     assert code != 0
     assert "holds no config" in err and "--config" in err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_export_sample_errors_are_one_paragraph_and_any_format_serves(checkpoint, tmp_path, capsys):
+    """--sample: a missing or broken file, or a 2D image for a 3D model, is named in a clear
+    error with nothing written; a TIFF volume serves as well as HDF5; -o is never an input."""
+    import h5py
+    import tifffile
+
+    out = tmp_path / "m.pt"
+    broken = tmp_path / "broken.h5"
+    broken.write_text("not HDF5")
+    flat = tmp_path / "flat.h5"
+    with h5py.File(flat, "w") as f:
+        f["raw"] = np.zeros((40, 40), np.uint8)
+    cases = {
+        tmp_path / "missing.h5": "missing.h5 (--sample) does not exist",
+        broken: "Cannot open",
+        flat: "holds a 2D image (1, 40, 40) under 'raw', but the model is 3D",
+    }
+    for sample, expected in cases.items():
+        code, _, err = run_cli_here(
+            capsys, "export", str(checkpoint), "--format", "torchscript", "-o", str(out),
+            "--sample", str(sample),
+        )  # fmt: skip
+        assert code != 0 and expected in err and "Traceback" not in err, err
+        assert str(sample) in err and not out.exists()
+    tif = tmp_path / "vol.tif"
+    tifffile.imwrite(tif, np.random.default_rng(0).integers(0, 255, (20, 48, 40), np.uint8))
+    code, stdout, err = run_cli_here(
+        capsys, "export", str(checkpoint), "--format", "torchscript", "-o", str(out),
+        "--sample", str(tif),
+    )  # fmt: skip
+    assert code == 0 and "on (1, 1, 20, 48, 40)" in stdout, err
+    before = tif.read_bytes()
+    for output in (str(tif), str(tmp_path / "new") + "/"):
+        code, _, err = run_cli_here(
+            capsys, "export", str(checkpoint), "--format", "torchscript", "-o", output,
+            "--sample", str(tif), "--overwrite",
+        )  # fmt: skip
+        assert code != 0 and ("is --sample" in err or "is a folder" in err), err
+    assert tif.read_bytes() == before and not (tmp_path / "new").exists()

@@ -7,6 +7,7 @@ an existing OUT is only replaced with ``--overwrite``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -69,7 +70,9 @@ def export(
     from unet_core.exchange.exporting import export_checkpoint
 
     out = Path(output)
-    _check_output(out, Path(checkpoint), overwrite)
+    inputs = {"the checkpoint being exported": checkpoint, "--sample": sample}
+    inputs["--config"] = config_path
+    _check_output(output, {k: Path(v) for k, v in inputs.items() if v}, overwrite)
     report = export_checkpoint(
         checkpoint,
         fmt,
@@ -83,14 +86,19 @@ def export(
     click.echo(report)
 
 
-def _check_output(out: Path, checkpoint: Path, overwrite: bool) -> None:
-    if out.exists() and out.resolve() == checkpoint.resolve():
-        raise UsageError(
-            f"-o {str(out)!r} is the checkpoint being exported; choose another output file."
-        )
-    if out.is_dir():
-        raise UsageError(f"-o {str(out)!r} is a folder; give a file name, e.g. model.zip.")
+def _check_output(output: str, inputs: dict[str, Path], overwrite: bool) -> None:
+    """Refuse an output that is one of the inputs (even with --overwrite), a folder, or an
+    existing file without --overwrite."""
+    out = Path(output)
+    for what, path in inputs.items():
+        if out.exists() and path.exists() and out.resolve() == path.resolve():
+            raise UsageError(
+                f"-o {output!r} is {what}; unet-core never writes over an input, even with "
+                "--overwrite. Choose another output file."
+            )
+    if out.is_dir() or output.endswith(("/", os.sep)):
+        raise UsageError(f"-o {output!r} is a folder; give a file name, e.g. model.zip.")
     if out.exists() and not overwrite:
         raise UsageError(
-            f"{str(out)!r} already exists; choose another -o, or pass --overwrite to replace it."
+            f"{output!r} already exists; choose another -o, or pass --overwrite to replace it."
         )

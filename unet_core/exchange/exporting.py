@@ -50,7 +50,7 @@ def export_checkpoint(
 def sample_input(source: ExportSource, sample: str | Path | None) -> np.ndarray:
     """(1, C, *spatial) float32 crop of ``sample`` or of the config's data; noise without any."""
     step, _ = source.geometry()
-    path = Path(sample) if sample is not None else _config_volume(source)
+    path, key = (Path(sample), "--sample") if sample is not None else _config_volume(source)
     if path is None:
         return noise_sample(source.in_channels, step, source.spatial_dims)
     return read_sample(
@@ -59,6 +59,7 @@ def sample_input(source: ExportSource, sample: str | Path | None) -> np.ndarray:
         in_channels=source.in_channels,
         step=step,
         dims=source.spatial_dims,
+        key=key,
     )
 
 
@@ -68,12 +69,15 @@ def _raw_name(source: ExportSource) -> str:
     return name if isinstance(name, str) else str(name[0])
 
 
-def _config_volume(source: ExportSource) -> Path | None:
+def _config_volume(source: ExportSource) -> tuple[Path | None, str]:
+    """The first input of the stored config that exists (test, val, then train), and its key."""
+    from unet_core import formats
+
     loaders = source.config.loaders
     for phase in ("test", "val", "train"):
         section = getattr(loaders, phase, None) if loaders is not None else None
         for name in getattr(section, "file_paths", None) or []:
             path = Path(name)
-            if path.is_file() and path.suffix.lower() in (".h5", ".hdf5", ".hdf", ".hd5"):
-                return path
-    return None
+            if path.exists() and formats.claim(str(path)) is not None:
+                return path, f"loaders.{phase}.file_paths"
+    return None, ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,33 +34,42 @@ def crop_shape(volume: Sequence[int], step: Sequence[int], dims: int) -> tuple[i
 
 
 def read_sample(
-    path: str | Path, dataset: str, *, in_channels: int, step: Sequence[int], dims: int
+    path: str | Path,
+    dataset: str,
+    *,
+    in_channels: int,
+    step: Sequence[int],
+    dims: int,
+    key: str = "--sample",
 ) -> np.ndarray:
-    """A centred crop of ``path[dataset]`` as float32 (1, C, *spatial), unnormalised."""
-    import h5py
+    """A centred crop of ``path[dataset]`` (any volume format) as float32 (1, C, *spatial),
+    unnormalised; a 2D model takes the middle plane of a 3D volume. ``key``: where the path
+    came from, for messages."""
+    from unet_core.io import Source
 
-    with h5py.File(path, "r") as f:
-        if dataset not in f:
+    where = f"The sample {path} ({key})"
+    with Source(str(path), raw_name=dataset, key=key) as src:
+        volume = src.volume(dataset, key=key)
+        spatial = volume.spatial_shape
+        if dims == 3 and spatial[0] == 1:
             raise DataError(
-                f"{str(path)!r} has no dataset {dataset!r} (it has {sorted(f)[:8]}); give a "
-                "sample HDF5 file with the raw data under that name (loaders.raw_internal_path)."
+                f"{where} holds a 2D image {volume.shape} under {dataset!r}, but the model is "
+                "3D (UNet3D and kin). Give a 3D volume (Z,Y,X) or (C,Z,Y,X) with --sample."
             )
-        ds = f[dataset]
-        shape = tuple(ds.shape)
-        spatial = shape[-dims:]
-        want = crop_shape(spatial, step, dims)
-        start = [(n - w) // 2 for n, w in zip(spatial, want)]
-        index: tuple[Any, ...] = tuple(slice(a, a + w) for a, w in zip(start, want))
-        lead = len(shape) - dims
-        data = np.asarray(ds[(slice(None),) * lead + index], dtype=np.float32)
-    if lead == 0:
+        want = crop_shape(spatial[3 - dims :], step, dims)
+        start = [(n - w) // 2 for n, w in zip(spatial[3 - dims :], want)]
+        index = [slice(a, a + w) for a, w in zip(start, want)]
+        if dims == 2:
+            index.insert(0, slice(spatial[0] // 2, spatial[0] // 2 + 1))
+        data = np.asarray(volume[tuple(index)], dtype=np.float32)
+    if volume.ndim == 3:
         data = data[None]
-    elif dims == 2 and lead == 2 and data.shape[1] == 1:  # (C, 1, Y, X) stored 2D
+    if dims == 2:
         data = data[:, 0]
     if data.shape[0] != in_channels:
         raise DataError(
-            f"The sample {str(path)!r}[{dataset!r}] has {data.shape[0]} channel(s); the model "
-            f"takes {in_channels}. Give a sample with the training data's channels."
+            f"{where}: {dataset!r} has {data.shape[0]} channel(s) (shape {volume.shape}); the "
+            f"model takes {in_channels}. Give a sample with the training data's channels."
         )
     return data[None]
 
