@@ -11,6 +11,7 @@ import yaml
 from unet_core.config import config_from_dict, load_config
 from unet_core.config.export import experiment_json_schema
 from unet_core.config.overrides import parse_override
+from unet_core.config.yaml_source import YamlSource
 from unet_core.errors import ConfigError
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -113,6 +114,19 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
     path = write(tmp_path, "model:\n  name: UNet3D\n  f_maps: [1, 2\ntrainer: {}\n")
     with pytest.raises(ConfigError, match=r"c.yml, line \d+: not valid YAML"):
         load_config(path)
+
+
+def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
+    text = "model:\n  name: UNet3D\noptimizer:\n  learning_rate: 0.1\n  learning_rate: 0.5\n"
+    with pytest.raises(ConfigError, match=r"c.yml, line 5: the key 'optimizer.learning_rate' "
+                       r"appears twice \(lines 4 and 5\)"):  # fmt: skip
+        load_config(write(tmp_path, text))
+    sections = "trainer:\n  checkpoint_dir: a\nmodel: {name: UNet3D}\ntrainer:\n  x: 1\n"
+    with pytest.raises(ConfigError, match=r"'trainer' appears twice \(lines 1 and 4\)"):
+        load_config(write(tmp_path, sections))
+    # the same key in different sections, and YAML merge keys, are fine
+    anchors = "base: &b {a: 1}\none: {<<: *b, c: 2}\ntwo: {<<: *b, c: 3}\n"
+    assert YamlSource.from_text(anchors).data["two"] == {"a": 1, "c": 3}
 
 
 def test_missing_file_and_non_mapping(tmp_path):

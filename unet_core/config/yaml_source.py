@@ -50,6 +50,7 @@ class YamlSource:
         lines: dict[YamlPath, int] = {}
         if node is not None:
             _collect_lines(node, (), lines)
+            _refuse_duplicate_keys(node, (), origin)
         return cls(data, lines, origin)
 
     def line(self, path: YamlPath) -> int | None:
@@ -101,3 +102,24 @@ def _collect_lines(node: yaml.Node, prefix: YamlPath, out: dict[YamlPath, int]) 
             path = (*prefix, i)
             out[path] = item.start_mark.line + 1
             _collect_lines(item, path, out)
+
+
+def _refuse_duplicate_keys(node: yaml.Node, prefix: YamlPath, origin: str) -> None:
+    """YAML keeps the last of two equal keys without a word, so a section written twice would
+    silently drop the first one's settings: refuse it, naming both lines."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.tag != "tag:yaml.org,2002:merge" and key.value in seen:
+                name = ".".join(str(p) for p in (*prefix, key.value))
+                raise ConfigError(
+                    f"{origin}, line {line}: the key {name!r} appears twice (lines "
+                    f"{seen[key.value]} and {line}); YAML would keep only the second and drop "
+                    "the first's settings. Keep one of them (merge two sections into one)."
+                )
+            seen[key.value] = line
+            _refuse_duplicate_keys(value, (*prefix, key.value), origin)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, (*prefix, i), origin)
