@@ -76,6 +76,18 @@ def test_missing_inputs_and_folder_without_volumes(tmp_path, capsys) -> None:
     assert "schema only, files not checked" in out
 
 
+def test_validation_files_that_are_training_files_are_refused_as_train_does(
+    tmp_path, capsys
+) -> None:
+    config = _config(tmp_path)
+    config["loaders"]["val"]["file_paths"] = [str(DATA / ".." / "data" / "nuclei3d_train_a.h5")]
+    code, _, err = _validate(capsys, tmp_path, config)
+    assert code == 2 and "loaders.val.file_paths (line" in err, err
+    assert "both contain" in err and "hides overfitting" in err
+    code, _, err = run_here(capsys, "train", "-c", str(tmp_path / "config.yml"))
+    assert code != 0 and "hides overfitting" in err  # what `valid` promised: train agrees
+
+
 def test_checkpoints_exist_and_fit_the_model(tmp_path, capsys) -> None:
     config = _config(tmp_path, model_path=str(tmp_path / "missing.pytorch"))
     config["trainer"]["pre_trained"] = str(tmp_path / "other.pytorch")

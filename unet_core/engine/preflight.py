@@ -1,6 +1,7 @@
 """What ``unet config validate`` checks beyond the schema, so that "valid" means "it will run":
-every input path exists, every checkpoint exists and fits the configured model, and every
-output folder exists or can be created, and is writable.
+every input path exists, no training file is also a validation file, every checkpoint exists
+and fits the configured model, and every output folder exists or can be created, and is
+writable.
 
 Nothing is created or changed: a folder is proven writable by a temporary file that is gone
 again before the check returns. Problems are collected, each at its config key.
@@ -25,6 +26,8 @@ PHASES = ("train", "val", "test")
 def file_problems(cfg: ExperimentConfig) -> list[Problem]:
     """Every missing input, missing or unfitting checkpoint and unwritable output folder."""
     problems = _input_problems(cfg)
+    if not problems:
+        problems += _shared_input_problems(cfg)
     for path, value in _checkpoints(cfg):
         problems += _checkpoint_problems(cfg, path, value)
     for path, value in _output_folders(cfg):
@@ -49,6 +52,17 @@ def _input_problems(cfg: ExperimentConfig) -> list[Problem]:
             except UserError as exc:
                 problems.append(Problem(("loaders", phase, "file_paths", i), str(exc)))
     return problems
+
+
+def _shared_input_problems(cfg: ExperimentConfig) -> list[Problem]:
+    """The refusal ``unet train`` gives for validation files that are training files."""
+    from unet_core.engine.data import check_train_val_disjoint
+
+    try:
+        check_train_val_disjoint(cfg)
+    except UserError as exc:
+        return [Problem(("loaders", "val", "file_paths"), str(exc))]
+    return []
 
 
 def _checkpoints(cfg: ExperimentConfig) -> list[tuple[tuple[str, ...], str]]:
