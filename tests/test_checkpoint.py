@@ -117,14 +117,25 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_garbage_and_truncated_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pytorch"
     bad.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(CheckpointError, match="Cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="Cannot read checkpoint.*not a file saved with"):
         load_checkpoint(bad)
     good = tmp_path / "good.pytorch"
     torch.save({"model_state_dict": tiny().state_dict()}, good)
     cut = tmp_path / "cut.pytorch"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=str(cut)):
+    with pytest.raises(CheckpointError, match=f"{cut}.*truncated or corrupted") as caught:
         load_checkpoint(cut)
+    empty = tmp_path / "empty.pytorch"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="the file is empty"):
+        load_checkpoint(empty)
+    random = tmp_path / "random.pytorch"
+    random.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(random)
+    # torch's advice to load with weights_only=False is never passed on
+    assert "weights_only` set to `False`" not in str(caught.value)
+    assert "Cannot read checkpoint" in str(caught.value)
 
 
 class Pickled:

@@ -78,17 +78,32 @@ def load_checkpoint(path: StrPath) -> dict[str, Any]:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure here is a bad file, told once
-        reason = str(exc).strip().splitlines()
-        detail = next((line for line in reason if "Unsupported global" in line), None)
-        detail = detail or (reason[0] if reason else type(exc).__name__)
         raise CheckpointError(
-            f"Cannot read checkpoint {str(p)!r}: {type(exc).__name__}: {detail.strip()[:300]}. "
+            f"Cannot read checkpoint {str(p)!r}: {_load_failure(exc, p)}. "
             "Expected a file saved with torch.save holding tensors, numbers and dicts only "
             "(loading uses weights_only=True, so pickled Python objects are refused). "
             "If the file is truncated or from another program, use another checkpoint; if it "
             "holds custom objects, re-save just its state dict with torch.save."
         ) from None
     return normalize_checkpoint(obj, source=str(p))
+
+
+def _load_failure(exc: Exception, path: Path) -> str:
+    """What torch.load's failure says about the file, in a few words (its own messages run to
+    paragraphs, and advise weights_only=False, which unet-core never does)."""
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes)"
+    found = next((line for line in lines if "Unsupported global" in line), None)
+    if found:
+        return f"it holds a pickled Python object ({found[:200]})"
+    if "central directory" in text or "zip archive" in text or isinstance(exc, (EOFError, OSError)):
+        return f"the file is truncated or corrupted ({type(exc).__name__})"
+    if "WeightsUnpickler error" in text:
+        lines = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines() or ["?"]
+    detail = f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
+    return f"it is not a file saved with torch.save ({detail})"
 
 
 def normalize_checkpoint(obj: Any, *, source: str = "checkpoint") -> dict[str, Any]:
