@@ -173,4 +173,7 @@ def test_train_export_and_convert_leave_inputs_alone(tmp_path, capsys):
         capsys, "data", "convert", str(data / "nuclei3d_train_a.h5"), str(target)
     )
     assert code != 0 and str(target) in err
+    # the advice is convert's own, not prediction's (loaders.output_dir means nothing here)
+    assert "Choose another output name, or pass --overwrite" in err
+    assert "output_dir" not in err and "predictions" not in err
     assert_only_new(tmp_path, before, set())

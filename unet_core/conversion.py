@@ -36,6 +36,7 @@ def convert(
 ) -> list[str]:
     """Copy the arrays ``names`` of ``source`` into a new ``target``; returns what was copied."""
     from unet_core.engine.work_progress import current
+    from unet_core.prediction.output import NAMED_FILE_ADVICE
     from unet_core.prediction.output_files import open_output
 
     found = formats.claim(target)
@@ -50,7 +51,7 @@ def convert(
     progress.begin("convert", len(names))
     with (
         Source(source, raw_name=names[0], key="IN") as src,
-        open_output(Path(target), found[1], overwrite=overwrite) as out,
+        open_output(Path(target), found[1], overwrite=overwrite, advice=NAMED_FILE_ADVICE) as out,
     ):
         for name in names:
             volume = src.volume(name, key="--dataset")

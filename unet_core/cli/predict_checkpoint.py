@@ -135,7 +135,7 @@ def with_target(cfg: ExperimentConfig, target: OutputTarget) -> ExperimentConfig
     scratch folder beside it and moved into place by :func:`finish`."""
     from unet_core.engine.data import input_files
     from unet_core.io.scratch import _host
-    from unet_core.prediction.output import check_writable
+    from unet_core.prediction.output import NAMED_FILE_ADVICE, check_writable
 
     if target.path is None or cfg.loaders is None:
         return cfg
@@ -144,7 +144,7 @@ def with_target(cfg: ExperimentConfig, target: OutputTarget) -> ExperimentConfig
     if target.single_file:
         assert target.format_name is not None
         _refuse_input_as_output(target.path, input_files(cfg, "test"))
-        check_writable(target.path, target.overwrite)  # before any work, never midway
+        check_writable(target.path, target.overwrite, NAMED_FILE_ADVICE)  # before any work
         target.scratch = Path(
             tempfile.mkdtemp(
                 prefix=f".{target.path.name}~unet-predict~{_host()}~{os.getpid()}~",

@@ -62,13 +62,21 @@ def preview_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_preview.png")
 
 
-def check_writable(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output unless ``overwrite``; make the folder."""
+#: How to get past an existing output: for prediction into a folder, and for a named file.
+EXISTING_ADVICE = (
+    "Delete or move it, choose another loaders.output_dir, or pass --overwrite (or set "
+    "predictor.overwrite: true) to replace it."
+)
+NAMED_FILE_ADVICE = "Choose another output name, or pass --overwrite to replace it."
+
+
+def check_writable(path: Path, overwrite: bool, advice: str = EXISTING_ADVICE) -> None:
+    """Refuse an existing output unless ``overwrite`` (``advice`` ends the message); make the
+    folder."""
     if path.exists() and not overwrite:
         raise DataError(
-            f"Output file {str(path)!r} already exists; unet-core does not replace earlier "
-            "predictions silently. Delete or move it, choose another loaders.output_dir, or "
-            "pass --overwrite (or set predictor.overwrite: true) to replace it."
+            f"Output file {str(path)!r} already exists; unet-core does not replace files "
+            f"silently. {advice}"
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,19 +88,21 @@ def check_writable(path: Path, overwrite: bool) -> None:
 
 
 @contextmanager
-def atomic_output(path: Path, overwrite: bool, needed: int | None = None) -> Iterator[Path]:
+def atomic_output(
+    path: Path, overwrite: bool, needed: int | None = None, advice: str = EXISTING_ADVICE
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` (durably) if the block
     succeeds. A full or failing disk becomes a :class:`StorageError` naming ``path``."""
     from unet_core.io.atomic import durable_replace
     from unet_core.io.scratch import temp_file
     from unet_core.io.space import is_storage_error, storage_error
 
-    check_writable(path, overwrite)
+    check_writable(path, overwrite, advice)
     tmp = temp_file(path.parent, path.stem, "partial", path.suffix)
     os.unlink(tmp)  # h5py/tifffile create it themselves
     try:
         yield tmp
-        check_writable(path, overwrite)  # someone else may have written it meanwhile
+        check_writable(path, overwrite, advice)  # someone else may have written it meanwhile
         durable_replace(tmp, path)
     except BaseException as exc:
         if os.path.isdir(tmp):

@@ -36,14 +36,16 @@ def open_output(
     *,
     overwrite: bool = False,
     needed: int | None = None,
+    advice: str | None = None,
 ) -> Iterator[VolumeWriter]:
     """The writer of ``format_name`` for ``path``; the file appears complete or not at all.
 
-    ``needed``: uncompressed bytes, named in the message if the disk fills up."""
-    from unet_core.prediction.output import atomic_output
+    ``needed``: uncompressed bytes, named in the message if the disk fills up; ``advice``: what
+    to do about an existing ``path`` (default: prediction's)."""
+    from unet_core.prediction.output import EXISTING_ADVICE, atomic_output
 
     fmt = formats.for_output(format_name) if isinstance(format_name, str) else format_name
-    with atomic_output(path, overwrite, needed) as tmp:
+    with atomic_output(path, overwrite, needed, advice or EXISTING_ADVICE) as tmp:
         writer = fmt.create(str(tmp), str(path), overwrite=overwrite)
         try:
             yield writer

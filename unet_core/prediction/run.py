@@ -29,6 +29,8 @@ from unet_core.prediction.building import (  # noqa: F401 - re-exported for call
     with_local_model,
 )
 from unet_core.prediction.output import (
+    EXISTING_ADVICE,
+    NAMED_FILE_ADVICE,
     Written,
     check_writable,
     preview_path,
@@ -143,9 +145,10 @@ def prepare_outputs(
         cfg = _with_test_files(cfg, [source for source, _ in plan])
     check_plan(plan, advice=FILE_ADVICE if final_name is not None else FOLDER_ADVICE)
     replace = bool(getattr(predictor, "overwrite", False))
+    advice = NAMED_FILE_ADVICE if final_name is not None else EXISTING_ADVICE
     for _, outputs in plan:  # an existing output stops the run before any work, not midway
         for out in outputs:
-            check_writable(out, replace)
+            check_writable(out, replace, advice)
     folders = {out.parent for _, outputs in plan for out in outputs}
     for folder in sorted(folders):
         removed = remove_stale(folder)
