@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 from cli_support import run_here
 from predict_support import config, read, save_weights, tiny_unet, write_volume
@@ -130,3 +131,28 @@ def test_evaluate_usage_errors(tmp_path, capsys):
         "MeanIoU",
     )
     assert code == 1 and "does not exist" in err and "Traceback" not in err
+    # YAML typed on the command line: a syntax error is one paragraph naming the option
+    for option, text in (
+        ("--metric", "{name: MeanIoU"),
+        ("--gt-transform", "[{name: BlobsToMask}"),
+    ):
+        code, _, err = run_here(
+            capsys, "evaluate", "--prediction", "p.h5", "--ground-truth", "g.h5",
+            "--metric", "MeanIoU", option, text,
+        )  # fmt: skip
+        assert code != 0 and f"{option} {text!r}, line 1: not valid YAML" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_metadata_errors_are_one_paragraph(tmp_path):
+    from unet_core.errors import ExportError
+    from unet_core.exchange.metadata import read_metadata
+
+    broken = tmp_path / "meta.yml"
+    broken.write_text("authors: [{name: a}\nlicense: MIT\n")
+    with pytest.raises(ExportError, match=r"meta.yml', line 2: not valid YAML.*line 1"):
+        read_metadata(broken, default_name="m", dims=3)
+    listed = tmp_path / "list.yml"
+    listed.write_text("- a\n- b\n")  # not a mapping: was an AttributeError
+    with pytest.raises(ExportError, match="lacks authors, license"):
+        read_metadata(listed, default_name="m", dims=3)

@@ -19,17 +19,13 @@ from unet_core.errors import UsageError
 
 
 def _metric_spec(text: str) -> Any:
-    import yaml
-
+    from unet_core.config.yaml_source import parse_yaml
     from unet_core.errors import ConfigError
 
     stripped = text.strip()
     if not stripped.startswith("{"):
         return stripped
-    try:
-        spec = yaml.safe_load(stripped)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--metric {text!r} is not a YAML mapping: {exc}.") from None
+    spec = parse_yaml(stripped, f"--metric {text!r}")
     if not isinstance(spec, dict) or "name" not in spec:
         raise ConfigError(f"--metric {text!r} needs a `name`, e.g. '{{name: MeanIoU}}'.")
     return spec
@@ -107,14 +103,10 @@ def evaluate(
 def _pipeline(text: str | None) -> list[Any] | None:
     if not text:
         return None
-    import yaml
-
+    from unet_core.config.yaml_source import parse_yaml
     from unet_core.errors import ConfigError
 
-    try:
-        specs = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--gt-transform is not a YAML list: {exc}.") from None
+    specs = parse_yaml(text, f"--gt-transform {text!r}")
     if not isinstance(specs, list):
         raise ConfigError("--gt-transform must be a YAML list, e.g. '[{name: BlobsToMask}]'.")
     return specs

@@ -61,6 +61,15 @@ class YamlSource:
         return None
 
 
+def parse_yaml(text: str, origin: str) -> Any:
+    """``yaml.safe_load`` whose syntax errors are one paragraph naming ``origin`` and the line
+    (a ConfigError), for YAML given on the command line or in small side files."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error_message(exc, text, origin)) from None
+
+
 def yaml_error_message(exc: yaml.YAMLError, text: str, origin: str) -> str:
     """Where YAML parsing failed and where the construct it was reading opened (often the
     real mistake: an unclosed bracket or quote), each with its line of the file."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unet_core.errors import ExportError
+from unet_core.errors import ConfigError, ExportError
 
 UNET_CITATIONS = {
     3: {"text": "Cicek et al. 3D U-Net (MICCAI 2016)", "doi": "10.1007/978-3-319-46723-8_49"},
@@ -41,7 +41,7 @@ class PackageMetadata:
 
 def read_metadata(path: str | Path | None, *, default_name: str, dims: int) -> PackageMetadata:
     """The metadata YAML as a checked record (U-Net citation added)."""
-    import yaml
+    from unet_core.config.yaml_source import parse_yaml
 
     if path is None:
         raise ExportError(
@@ -51,11 +51,13 @@ def read_metadata(path: str | Path | None, *, default_name: str, dims: int) -> P
         )
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ExportError(f"Cannot read --metadata {str(p)!r}: {exc}.") from None
-    missing = [key for key in ("authors", "license") if not data.get(key)]
-    if missing or not isinstance(data, dict):
+        data = parse_yaml(p.read_text(), f"--metadata {str(p)!r}") or {}
+    except OSError as exc:
+        raise ExportError(f"Cannot read --metadata {str(p)!r}: {exc.strerror or exc}.") from None
+    except ConfigError as exc:
+        raise ExportError(str(exc)) from None
+    missing = [k for k in ("authors", "license") if not isinstance(data, dict) or not data.get(k)]
+    if missing:
         raise ExportError(
             f"--metadata {str(p)!r} lacks {', '.join(missing) or 'a mapping'}: a bioimage.io "
             "package needs `authors: [{name: ...}]` and `license: <SPDX id>`; add them."
