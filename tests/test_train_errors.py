@@ -75,6 +75,7 @@ def test_resume_from_another_model_is_a_checkpoint_error(tmp_path: Path) -> None
         _train(other, resume=tmp_path / "small" / "last_checkpoint.pytorch")
     message = str(info.value)
     assert "model.f_maps" in message and "\n" not in message
+    assert f"The weights in {tmp_path / 'small' / 'last_checkpoint.pytorch'} do not" in message
     assert not (tmp_path / "big").exists()  # nothing was started
 
 

@@ -175,17 +175,19 @@ def load_model_weights(
     checkpoint_or_path: StrPath | Mapping[str, Any],
     *,
     model_config: Mapping[str, Any] | None = None,
+    source: str | None = None,
 ) -> None:
     """Load weights strictly into ``model`` (wrappers allowed) or raise one clear paragraph.
 
-    ``checkpoint_or_path`` is a path, a checkpoint dict or a state dict. ``model_config`` (the
-    config's ``model`` section) only makes the message name the config keys that differ.
+    ``checkpoint_or_path`` is a path, a checkpoint dict or a state dict (``source``: the file
+    it was read from, for messages). ``model_config`` (the config's ``model`` section) only
+    makes the message name the config keys that differ.
     """
     if isinstance(checkpoint_or_path, (str, os.PathLike)):
         source = str(checkpoint_or_path)
         ckpt = load_checkpoint(checkpoint_or_path)
     else:
-        source = "the checkpoint"
+        source = source or "the checkpoint"
         ckpt = normalize_checkpoint(checkpoint_or_path, source=source)
     target = unwrap_model(model)
     state, problem = fit_state(target, ckpt["model_state_dict"], model_config, source)

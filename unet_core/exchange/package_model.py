@@ -80,7 +80,9 @@ def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
             f"kwargs this version cannot build: {exc.message} Export the package again with "
             "this version, or drop the unsupported kwargs from its rdf.yaml."
         ) from None
-    load_model_weights(model, package_state_dict(package), model_config=spec)
+    load_model_weights(
+        model, package_state_dict(package), model_config=spec, source=str(package.location)
+    )
     model.eval()
     log.info("model_path is a bioimage.io package: native %s", spec["name"])
     return model

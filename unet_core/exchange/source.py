@@ -77,7 +77,7 @@ def load_export_source(
             "unknown. Pass the training config with --config FILE."
         )
     model = registry.create("models", cfg.model)
-    load_model_weights(model, ckpt, model_config=cfg.model)
+    load_model_weights(model, ckpt, model_config=cfg.model, source=str(checkpoint))
     model.eval()
     name, _ = registry.validate("models", dict(cfg.model))
     return ExportSource(model, cfg, registry.get("models", name), Path(checkpoint))

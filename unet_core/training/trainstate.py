@@ -96,7 +96,7 @@ class TrainState:
                 "so training cannot resume from it. Use it as trainer.pre_trained (weights only, "
                 "counters start afresh) or resume from a last_checkpoint.pytorch."
             )
-        load_model_weights(self.model, ckpt, model_config=self.config.model.dump())
+        load_model_weights(self.model, ckpt, model_config=self.config.model.dump(), source=source)
         _check_same_optimizer(ckpt, self.config, source)
         try:
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
