@@ -206,6 +206,19 @@ def test_single_file_siblings_are_checked_before_any_work(
     assert (tmp_path / "p_preview.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_an_input_the_model_cannot_take_is_named(
+    trained: tuple[Path, dict], volume: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint, _ = trained
+    rgb = tmp_path / "rgb.h5"
+    with h5py.File(volume, "r") as f, h5py.File(rgb, "w") as g:
+        g["raw"] = np.stack([f["raw"][...]] * 3)  # (3, Z, Y, X) for a one-channel model
+    out = tmp_path / "rgb_pred.h5"
+    code, _, err = run_here(capsys, "predict", str(checkpoint), str(rgb), "-o", str(out))
+    assert code != 0 and f"Predicting {rgb}: UNet3D expects input" in err, err
+    assert "in_channels = 1" in err and "Traceback" not in err and not out.exists()
+
+
 def test_non_terminal_run_prints_progress_lines(
     trained: tuple[Path, dict], volume: Path, tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from unet_core.config.schema import ExperimentConfig
 from unet_core.engine.data import input_files
 from unet_core.engine.work_progress import current
+from unet_core.errors import DataError
 from unet_core.prediction.building import (  # noqa: F401 - re-exported for callers
     ConfigLike,
     _as_config,
@@ -85,12 +86,24 @@ def run_prediction(
             raise_if_stopped()
             name = Path(str(getattr(dataset, "file_path", "") or "input")).name
             progress.begin_file(name, _units(dataset))
-            for item in predictor(dataset):
-                hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
-                written.append(item)
+            try:
+                for item in predictor(dataset):
+                    hook.unet_prediction_written(path=item.path, datasets=list(item.datasets))
+                    written.append(item)
+            except DataError as exc:
+                raise _naming_input(exc, getattr(dataset, "file_path", None)) from None
             progress.end_file()
     _log_metrics(written)
     return written
+
+
+def _naming_input(exc: DataError, path: Any) -> DataError:
+    """``exc`` with the input it came from named, where it does not say (a model's complaint
+    about the input's channels knows shapes, not files)."""
+    message = str(exc)
+    if not path or str(path) in message:
+        return exc
+    return DataError(f"Predicting {path}: {message}")
 
 
 def _units(dataset: Any) -> int | None:
