@@ -247,6 +247,18 @@ def test_global_normalization_stats(sample_data: Path, nuclei_a) -> None:
     assert build_datasets(cfg, "train")[0].stats is None
 
 
+def test_tiff_label_of_another_shape_names_its_own_file(tmp_path: Path) -> None:
+    raw, label = tmp_path / "vol_raw.tif", tmp_path / "vol_label.tif"
+    tifffile.imwrite(raw, np.zeros((20, 64, 64), np.uint8))
+    tifffile.imwrite(label, np.zeros((20, 64, 32), np.uint8))
+    cfg = experiment({"train": phase([raw], patch=(8, 64, 64), stride=(8, 64, 64))})
+    with pytest.raises(DataError) as info:
+        build_datasets(cfg, "train")
+    message = str(info.value)
+    assert f"In {raw} the raw data 'raw' is (20, 64, 64)" in message
+    assert f"the label 'label' ({label}) is (20, 64, 32)" in message
+
+
 def test_tiff_2d_dataset(sample_data: Path) -> None:
     raw = tifffile.imread(sample_data / "nuclei2d_raw.tif")
     labels = tifffile.imread(sample_data / "nuclei2d_labels.tif")

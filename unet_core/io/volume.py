@@ -238,7 +238,17 @@ class Source:
             raise DataError(f"{key} is an empty list; give at least one dataset name.")
         what = f"{key} {names[0]!r}" if len(names) == 1 else f"{key} {names}"
         parts = [self._reader.array(name, key=key, in_memory=in_memory) for name in names]
-        return Volume(parts, what=f"{what} of {self.path}", path=self.path)
+        where = self.location(names[0], key=key) if len(names) == 1 else self.path
+        return Volume(parts, what=f"{what} of {where}", path=where)
+
+    def location(self, name: str, *, key: str) -> str:
+        """The file that holds ``name``: this input, or for a single-array format (TIFF) the
+        sibling file of a name other than the primary one."""
+        if not self.single_array or name == self.raw_name:
+            return self.path
+        from unet_core.io.paths import tiff_sibling
+
+        return tiff_sibling(self.path, name, self.raw_name, key=key)
 
     def info(self, name: str) -> VolumeInfo:
         """Voxel size and axes of ``name`` (empty where the format cannot say)."""

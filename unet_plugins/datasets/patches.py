@@ -127,9 +127,11 @@ class PatchDataset(Dataset):
         for role in ("label", "weight"):
             other = volumes.get(role)
             if other is not None and other.spatial_shape != raw.spatial_shape:
+                elsewhere = f" ({other.path})" if other.path != raw.path else ""
                 raise DataError(
                     f"In {self.file_path} the raw data {self.names['raw']!r} is "
-                    f"{raw.shape} but the {role} {self.names[role]!r} is {other.shape}: their "
+                    f"{raw.shape} but the {role} {self.names[role]!r}{elsewhere} is "
+                    f"{other.shape}: their "
                     f"(Z,Y,X) parts {raw.spatial_shape} and {other.spatial_shape} must match. "
                     f"Check {role}_internal_path, or crop the {role} to the raw volume."
                 )
