@@ -131,7 +131,7 @@ def test_config_validate_ok_and_typo(tmp_path):
 
 def test_config_validate_with_set_override():
     out = run("config", "validate", str(MINIMAL), "--set", "trainer.max_num_iterations=oops")
-    assert out.returncode == 2 and "(from --set)" in out.stderr
+    assert out.returncode == 2 and "(from the command line: --set or an option)" in out.stderr
 
 
 def test_config_schema_written_to_file(tmp_path):

@@ -99,7 +99,10 @@ def test_overrides_are_typed_by_the_schema():
     assert cfg.trainer.max_num_iterations == 10
     assert cfg.optimizer.config.learning_rate == 1e-3
     assert cfg.loaders.train.patch_shape == (16, 64, 64)
-    with pytest.raises(ConfigError, match=r"trainer.max_num_iterations \(from --set\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"trainer.max_num_iterations \(from the command line: --set or an option\)",
+    ):
         load_config(MINIMAL, ["trainer.max_num_iterations=many"])
 
 

@@ -161,7 +161,10 @@ def test_wrong_length_shapes_say_how_many_values(tmp_path, capsys) -> None:
         "--set", "predictor.tile_shape=[32, 32, 32]", "--set", "distributed.block_shape=[8]",
     )  # fmt: skip
     assert (
-        code == 2 and "distributed.block_shape (from --set): needs 3 values (Z, Y, X), got 1" in err
+        code == 2
+        and "distributed.block_shape (from the command line: --set or an option): needs 3 "
+        "values (Z, Y, X), got 1"
+        in err
     )
 
 

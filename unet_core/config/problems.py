@@ -91,7 +91,7 @@ def raise_problems(problems: list[Problem], source: YamlSource, overridden: set[
     for p in problems:
         line = source.line(p.path)
         if any(p.path[: len(o)] == o for o in overridden):
-            where = " (from --set)"
+            where = " (from the command line: --set or an option)"
         elif line is not None:
             where = f" (line {line})"
         else:
