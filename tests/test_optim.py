@@ -192,6 +192,27 @@ def test_lbfgs_needs_a_closure_and_minimises_with_one() -> None:
     assert set(opt.state_dict()["param_groups"][0]) >= {"lr", "max_iter", "history_size"}
 
 
+def test_lbfgs_steps_a_channels_last_3d_convolution() -> None:
+    """A channels_last_3d model (the CPU default for 3D) has channels_last gradients, which
+    torch's LBFGS cannot flatten with view(-1): the step must still minimise."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(2, 3, 3, padding=1).to(memory_format=torch.channels_last_3d)
+    x = torch.randn(1, 2, 4, 6, 6).to(memory_format=torch.channels_last_3d)
+    assert not conv.weight.is_contiguous()
+    opt = _optimizer({"name": "LBFGS", "learning_rate": 1.0, "max_iter": 10}, conv.parameters())
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (conv(x) ** 2).mean()
+        loss.backward()
+        return loss
+
+    before = closure().item()
+    opt.step(closure)
+    assert closure().item() < 0.5 * before
+    assert not conv.weight.is_contiguous()  # the model keeps its layout
+
+
 def test_sgd_step_matches_the_hand_computed_update() -> None:
     x = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     opt = _optimizer({"name": "SGD", "learning_rate": 0.1, "momentum": 0.9,

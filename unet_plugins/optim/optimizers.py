@@ -362,7 +362,21 @@ def _closure_checked_lbfgs() -> type[torch.optim.Optimizer]:
                     "and its gradients; this training loop called optimizer.step() without one. "
                     "Use a trainer that passes a closure, or choose another optimizer (Adam)."
                 )
-            return super().step(closure)
+            return super().step(self._contiguous_grads(closure))
+
+        def _contiguous_grads(self, closure: Any) -> Any:
+            """LBFGS flattens gradients with ``view(-1)``, which fails on the channels_last
+            gradients of a channels_last model: hand it contiguous copies."""
+
+            def closure_with_contiguous_grads() -> Any:
+                loss = closure()
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None and not p.grad.is_contiguous():
+                            p.grad = p.grad.contiguous()
+                return loss
+
+            return closure_with_contiguous_grads
 
     ClosureLBFGS.__name__ = ClosureLBFGS.__qualname__ = "LBFGS"
     return ClosureLBFGS
