@@ -93,3 +93,24 @@ def test_standard_predictor_on_whole_images_explains_the_fix(dsb):
     cfg["predictor"] = {"name": "StandardPredictor"}
     with pytest.raises(ConfigError, match="DSB2018Predictor"):
         run_prediction(cfg)
+
+
+def test_config_validate_checks_dsb_folders_as_the_dataset_reads_them(dsb, tmp_path, capsys):
+    """A DSB2018 folder holds images/ (and masks/), not volumes: it is valid; a missing folder
+    or a file where a folder belongs is not."""
+    import yaml
+    from cli_support import run_here
+
+    cfg, _, _ = dsb
+    path = tmp_path / "c.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = run_here(capsys, "config", "validate", str(path))
+    assert code == 0 and "valid" in out and "files checked" in out, err
+    for entry, words in (
+        (tmp_path / "nope", "does not exist"),
+        (tmp_path / "m.pytorch", "is a file; DSB2018Dataset expects folders"),
+    ):
+        cfg["loaders"]["test"]["file_paths"] = [str(entry)]
+        path.write_text(yaml.safe_dump(cfg))
+        code, _, err = run_here(capsys, "config", "validate", str(path))
+        assert code == 2 and "loaders.test.file_paths" in err and words in err, err

@@ -38,19 +38,35 @@ def file_problems(cfg: ExperimentConfig) -> list[Problem]:
 
 
 def _input_problems(cfg: ExperimentConfig) -> list[Problem]:
+    """Each ``file_paths`` entry that names no volumes, unless the dataset lists its inputs
+    itself (``input_files``) and accepts them (DSB2018: folders holding images/)."""
+    from unet_core.contracts import declared
+    from unet_core.engine.data import dataset_component, loaders_config
     from unet_core.io.paths import expand_file_paths
 
     problems: list[Problem] = []
     if cfg.loaders is None:
         return problems
+    cls, dataset_config = dataset_component(cfg)
+    lister = declared("datasets", cls, "input_files")
     for phase in PHASES:
         section = getattr(cfg.loaders, phase)
-        for i, entry in enumerate(section.file_paths if section is not None else []):
-            key = f"loaders.{phase}.file_paths"
+        if section is None:
+            continue
+        key = f"loaders.{phase}.file_paths"
+        found = []
+        for i, entry in enumerate(section.file_paths):
             try:
                 expand_file_paths([entry], key=key)
             except UserError as exc:
-                problems.append(Problem(("loaders", phase, "file_paths", i), str(exc)))
+                found.append(Problem(("loaders", phase, "file_paths", i), str(exc)))
+        if lister is not None:
+            try:
+                lister(dataset_config, loaders_config(cfg), phase)
+                found = []  # the dataset reads these entries its own way
+            except UserError as exc:
+                found = found or [Problem(("loaders", phase, "file_paths"), str(exc))]
+        problems += found
     return problems
 
 
