@@ -88,6 +88,27 @@ def test_validation_files_that_are_training_files_are_refused_as_train_does(
     assert code != 0 and "hides overfitting" in err  # what `valid` promised: train agrees
 
 
+def test_what_train_would_refuse_at_start_is_refused_by_validate(tmp_path, capsys) -> None:
+    """A plateau scheduler against the metric's direction, and a metric that skips every
+    output channel: `valid` must mean that training starts."""
+    config = _config(tmp_path)
+    config["lr_scheduler"] = {"name": "ReduceLROnPlateau", "mode": "min"}  # Dice: higher
+    code, _, err = _validate(capsys, tmp_path, config, "--no-files")
+    assert code == 2 and "lr_scheduler.mode (line" in err, err
+    assert "'min' but the eval metric is higher-is-better" in err
+    config["trainer"]["eval_score_higher_is_better"] = False  # the user's word wins
+    code, _, err = _validate(capsys, tmp_path, config, "--no-files")
+    assert code == 0, err
+    config = _config(tmp_path)
+    config["eval_metric"] = {"name": "MeanIoU", "skip_channels": [0]}
+    config["model"]["out_channels"] = 1
+    code, _, err = _validate(capsys, tmp_path, config, "--no-files")
+    assert code == 2 and "eval_metric (line" in err and "leaves out every channel" in err, err
+    config["model"]["out_channels"] = 2
+    code, _, err = _validate(capsys, tmp_path, config, "--no-files")
+    assert code == 0, err
+
+
 def test_checkpoints_exist_and_fit_the_model(tmp_path, capsys) -> None:
     config = _config(tmp_path, model_path=str(tmp_path / "missing.pytorch"))
     config["trainer"]["pre_trained"] = str(tmp_path / "other.pytorch")

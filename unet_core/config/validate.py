@@ -102,7 +102,9 @@ def cross_checks(cfg: ExperimentConfig) -> list[Problem]:
     """Checks that need two typed sections at once, declared by the components themselves.
 
     A model may declare ``check_patch_shape(config, patch_shape) -> str | None`` (each phase's
-    patch), a loss ``check_config(config, model_ref) -> list[str]``.
+    patch), a loss or a metric ``check_config(config, model_ref) -> list[str]``, a scheduler
+    ``check_config(config, higher_is_better) -> list[str]`` (the metric's declared direction,
+    or trainer.eval_score_higher_is_better).
     """
     problems: list[Problem] = []
     check_patch = _light(cfg.model, "check_patch_shape")
@@ -119,6 +121,20 @@ def cross_checks(cfg: ExperimentConfig) -> list[Problem]:
     if cfg.loss is not None and callable(check_loss):
         for message in check_loss(cfg.loss.config, cfg.model) or []:
             problems.append(Problem(("loss",), message))
+    if cfg.trainer is None:
+        return problems
+    check_metric = _light(cfg.metric, "check_config")
+    if callable(check_metric):
+        for message in check_metric(cfg.metric.config, cfg.model) or []:
+            problems.append(Problem(("eval_metric",), message))
+    check_scheduler = _light(cfg.lr_scheduler, "check_config")
+    higher = cfg.trainer.eval_score_higher_is_better
+    if higher is None:
+        declared = _light(cfg.metric, "higher_is_better")
+        higher = declared if isinstance(declared, bool) else None
+    if callable(check_scheduler) and higher is not None and cfg.lr_scheduler is not None:
+        for message in check_scheduler(cfg.lr_scheduler.config, higher) or []:
+            problems.append(Problem(("lr_scheduler", "mode"), message))
     return problems
 
 

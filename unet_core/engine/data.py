@@ -11,6 +11,7 @@ persist across epochs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from unet_core import registry
@@ -44,11 +45,22 @@ def needs_weight(config: ExperimentConfig) -> bool:
     return bool(declared("losses", registry.get("losses", config.loss.name), "needs_weight"))
 
 
+def input_lister(config: ExperimentConfig) -> tuple[Callable[..., Any] | None, Any]:
+    """(the dataset's ``input_files(config, loaders, phase)`` or None, its validated Config).
+
+    A lister the plugin declares light (at registration) is used without importing the
+    dataset, so that ``unet config validate`` stays torch-free."""
+    ref = loaders_config(config).dataset_ref
+    lister = registry.light_attr("datasets", ref.name, "input_files")
+    if lister is None:
+        lister = declared("datasets", registry.get("datasets", ref.name), "input_files")
+    return lister, ref.config
+
+
 def input_files(config: ExperimentConfig, phase: str) -> list[str]:
     """The files (or folders, for folder datasets) a phase reads."""
-    cls, dataset_config = dataset_component(config)
+    lister, dataset_config = input_lister(config)
     loaders = loaders_config(config)
-    lister = declared("datasets", cls, "input_files")
     if lister is not None:
         return list(lister(dataset_config, loaders, phase))
     section = getattr(loaders, phase)

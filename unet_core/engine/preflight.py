@@ -40,15 +40,13 @@ def file_problems(cfg: ExperimentConfig) -> list[Problem]:
 def _input_problems(cfg: ExperimentConfig) -> list[Problem]:
     """Each ``file_paths`` entry that names no volumes, unless the dataset lists its inputs
     itself (``input_files``) and accepts them (DSB2018: folders holding images/)."""
-    from unet_core.contracts import declared
-    from unet_core.engine.data import dataset_component, loaders_config
+    from unet_core.engine.data import input_lister, loaders_config
     from unet_core.io.paths import expand_file_paths
 
     problems: list[Problem] = []
     if cfg.loaders is None:
         return problems
-    cls, dataset_config = dataset_component(cfg)
-    lister = declared("datasets", cls, "input_files")
+    lister, dataset_config = input_lister(cfg)
     for phase in PHASES:
         section = getattr(cfg.loaders, phase)
         if section is None:

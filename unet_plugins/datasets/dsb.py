@@ -20,10 +20,11 @@ from torch.utils.data import Dataset
 from unet_core import formats
 from unet_core.config import LoadersConfig
 from unet_core.errors import DataError
-from unet_core.io import NonFinitePolicy, apply_policy, expand_file_paths
+from unet_core.io import NonFinitePolicy, apply_policy
 from unet_plugins.datasets.collate import prediction_collate
 from unet_plugins.datasets.configs import DSB2018DatasetConfig
-from unet_plugins.datasets.patches import as_tensor, phase_section, writable
+from unet_plugins.datasets.inputs import image_folders, phase_section
+from unet_plugins.datasets.patches import as_tensor, writable
 
 log = logging.getLogger(__name__)
 
@@ -175,17 +176,7 @@ class DSB2018Dataset(Dataset):
 
     @classmethod
     def input_files(cls, config: Config, loaders: LoadersConfig, phase: str) -> list[str]:
-        section = phase_section(loaders, phase)
-        roots = []
-        for entry in section.file_paths:
-            if not os.path.isdir(entry):
-                expand_file_paths([entry], key=f"loaders.{phase}.file_paths")  # missing -> error
-                raise DataError(
-                    f"{entry} (loaders.{phase}.file_paths) is a file; DSB2018Dataset expects "
-                    f"folders that contain images/ (and masks/)."
-                )
-            roots.append(str(entry))
-        return roots
+        return image_folders(config, loaders, phase)
 
     @classmethod
     def create_datasets(

@@ -23,12 +23,10 @@ from unet_core.io import (
     NonFinitePolicy,
     Source,
     apply_policy,
-    drop_companions,
-    expand_file_paths,
-    is_single_array,
 )
 from unet_plugins.datasets.configs import HDF5DatasetConfig
-from unet_plugins.datasets.patches import PatchDataset, phase_section
+from unet_plugins.datasets.inputs import phase_section, volume_files
+from unet_plugins.datasets.patches import PatchDataset
 from unet_plugins.datasets.scaling import RandomScale
 
 log = logging.getLogger(__name__)
@@ -42,14 +40,7 @@ class _HDF5Dataset(PatchDataset):
         cls, config: HDF5DatasetConfig, loaders: LoadersConfig, phase: str
     ) -> list[str]:
         """The files a phase reads (folders expanded, TIFF label/weight siblings removed)."""
-        section = phase_section(loaders, phase)
-        files = expand_file_paths(section.file_paths, key=f"loaders.{phase}.file_paths")
-        if any(is_single_array(f) for f in files):
-            names = [n for n in (config.label_internal_path, config.weight_internal_path) if n]
-            words = [n if isinstance(n, str) else n[0] for n in names]
-            raw = config.raw_internal_path
-            files = drop_companions(files, words, raw if isinstance(raw, str) else raw[0])
-        return files
+        return volume_files(config, loaders, phase)
 
     @classmethod
     def create_datasets(

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from unet_core import registry
 from unet_core.config import ComponentRef
-from unet_core.errors import ConfigError, DataError
+from unet_core.errors import DataError
 from unet_core.io import (
     FiniteView,
     NonFinitePolicy,
@@ -262,13 +262,3 @@ def default_weight_specs(label_specs: list[ComponentRef[Any]]) -> list[Component
     ]
     to_tensor = ComponentRef.from_spec("transforms", {"name": "ToTensor", "expand_dims": False})
     return [*out, to_tensor]
-
-
-def phase_section(loaders: Any, phase: str) -> Any:
-    section = getattr(loaders, phase, None)
-    if section is None:
-        raise ConfigError(
-            f"loaders.{phase} is missing: the {phase} phase needs `file_paths` (and for HDF5/TIFF "
-            f"datasets a `slice_builder`)."
-        )
-    return section

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -17,6 +17,30 @@ NO_EFFECT = "Accepted for compatibility with pytorch-3dunet configs; no effect."
 
 
 # -- overlap -------------------------------------------------------------------------------
+def excluded_channels(n: int, start: int, skip: list[int]) -> set[int]:
+    """The channels of an ``n``-channel prediction a score leaves out: those below ``start``
+    (the background) and those in ``skip`` (negative indices count from the end)."""
+    return {c % n for c in skip if -n <= c < n} | set(range(min(start, n)))
+
+
+def check_skip_channels(metric: str) -> Any:
+    """The config-time check of ``metric``'s ``skip_channels`` against model.out_channels."""
+
+    def check(config: Any, model_spec: Any) -> list[str]:
+        from unet_plugins.losses.config_checks import model_setting
+
+        n = model_setting(model_spec, "out_channels", None)
+        skip = list(getattr(config, "skip_channels", []) or [])
+        if not isinstance(n, int) or n < 1 or len(excluded_channels(n, 0, skip)) < n:
+            return []
+        return [
+            f"{metric}: skip_channels {skip} leaves out every channel of the model's {n} "
+            "(model.out_channels), so there would be nothing to score; keep at least one."
+        ]
+
+    return check
+
+
 class DiceCoefficientConfig(ComponentConfig):
     epsilon: float = Field(
         1e-6, gt=0, description="Lower bound of the Dice denominator (avoids 0/0)."

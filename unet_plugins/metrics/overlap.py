@@ -13,7 +13,11 @@ import torch
 
 from unet_core.errors import ConfigError, DataError
 from unet_plugins.metrics.base import Metric, as_tensor
-from unet_plugins.metrics.configs import DiceCoefficientConfig, MeanIoUConfig
+from unet_plugins.metrics.configs import (
+    DiceCoefficientConfig,
+    MeanIoUConfig,
+    excluded_channels,
+)
 
 #: MeanIoU's smoothing term: an empty prediction of an empty class scores 1, as in the reference.
 IOU_EPSILON = 1e-8
@@ -25,7 +29,7 @@ def _mean_over_kept(values: torch.Tensor, start: int, skip: list[int], metric: s
     Done with a weight vector (no tensor indexing) so that it never waits for the device.
     """
     n = values.shape[-1]
-    skipped = {c % n for c in skip if -n <= c < n} | set(range(min(start, n)))
+    skipped = excluded_channels(n, start, skip)
     if len(skipped) >= n:
         raise ConfigError(
             f"{metric}: every channel of the {n}-channel prediction is excluded "

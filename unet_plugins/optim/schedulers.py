@@ -265,18 +265,25 @@ class ReduceLROnPlateau(TorchScheduler):
         kwargs = super().torch_kwargs(config, higher_is_better)
         if higher_is_better is None:
             return kwargs
-        wanted = "max" if higher_is_better else "min"
-        if "mode" not in config.model_fields_set:
-            kwargs["mode"] = wanted
-        elif kwargs["mode"] != wanted:
-            better = "higher" if higher_is_better else "lower"
-            raise ConfigError(
-                f"lr_scheduler.mode is {kwargs['mode']!r} but the eval metric is "
-                f"{better}-is-better, so ReduceLROnPlateau would cut the learning rate while the "
-                f"score improves. Set lr_scheduler.mode: {wanted} (or remove the key to follow "
-                "the metric)."
-            )
+        problems = cls.check_config(config, higher_is_better)
+        if problems:
+            raise ConfigError(problems[0])
+        kwargs["mode"] = "max" if higher_is_better else "min"
         return kwargs
+
+    @classmethod
+    def check_config(cls, config: SchedulerConfig, higher_is_better: bool) -> list[str]:
+        """An explicit ``mode`` against the eval metric's direction (config time and build)."""
+        wanted = "max" if higher_is_better else "min"
+        mode = getattr(config, "mode", wanted)
+        if "mode" not in config.model_fields_set or mode == wanted:
+            return []
+        better = "higher" if higher_is_better else "lower"
+        return [
+            f"lr_scheduler.mode is {mode!r} but the eval metric is {better}-is-better, so "
+            "ReduceLROnPlateau would cut the learning rate while the score improves. Set "
+            f"lr_scheduler.mode: {wanted} (or remove the key to follow the metric)."
+        ]
 
 
 class CosineAnnealingWarmRestarts(TorchScheduler):
