@@ -70,8 +70,11 @@ def export(
     from unet_core.exchange.exporting import export_checkpoint
 
     out = Path(output)
-    inputs = {"the checkpoint being exported": checkpoint, "--sample": sample}
-    inputs["--config"] = config_path
+    inputs = {
+        "the checkpoint being exported": checkpoint,
+        "--sample": sample,
+        "--config": config_path,
+    }
     _check_output(output, {k: Path(v) for k, v in inputs.items() if v}, overwrite)
     report = export_checkpoint(
         checkpoint,

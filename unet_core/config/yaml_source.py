@@ -49,8 +49,7 @@ class YamlSource:
             )
         lines: dict[YamlPath, int] = {}
         if node is not None:
-            _collect_lines(node, (), lines)
-            _refuse_duplicate_keys(node, (), origin)
+            _collect_lines(node, (), lines, origin)
         return cls(data, lines, origin)
 
     def line(self, path: YamlPath) -> int | None:
@@ -100,35 +99,25 @@ def yaml_error_message(exc: yaml.YAMLError, text: str, origin: str) -> str:
     )
 
 
-def _collect_lines(node: yaml.Node, prefix: YamlPath, out: dict[YamlPath, int]) -> None:
+def _collect_lines(
+    node: yaml.Node, prefix: YamlPath, out: dict[YamlPath, int], origin: str
+) -> None:
+    """The line of every key and list item; a key written twice in one mapping is refused:
+    YAML keeps the second without a word, so the first one's settings would be lost."""
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             path = (*prefix, key.value)
-            out[path] = key.start_mark.line + 1
-            _collect_lines(value, path, out)
+            line = key.start_mark.line + 1
+            if path in out and key.tag != "tag:yaml.org,2002:merge":
+                raise ConfigError(
+                    f"{origin}, line {line}: the key {'.'.join(map(str, path))!r} appears twice "
+                    f"(lines {out[path]} and {line}); YAML would keep only the second and drop "
+                    "the first's settings. Keep one of them (merge two sections into one)."
+                )
+            out[path] = line
+            _collect_lines(value, path, out, origin)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = (*prefix, i)
             out[path] = item.start_mark.line + 1
-            _collect_lines(item, path, out)
-
-
-def _refuse_duplicate_keys(node: yaml.Node, prefix: YamlPath, origin: str) -> None:
-    """YAML keeps the last of two equal keys without a word, so a section written twice would
-    silently drop the first one's settings: refuse it, naming both lines."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key, value in node.value:
-            line = key.start_mark.line + 1
-            if key.tag != "tag:yaml.org,2002:merge" and key.value in seen:
-                name = ".".join(str(p) for p in (*prefix, key.value))
-                raise ConfigError(
-                    f"{origin}, line {line}: the key {name!r} appears twice (lines "
-                    f"{seen[key.value]} and {line}); YAML would keep only the second and drop "
-                    "the first's settings. Keep one of them (merge two sections into one)."
-                )
-            seen[key.value] = line
-            _refuse_duplicate_keys(value, (*prefix, key.value), origin)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _refuse_duplicate_keys(item, (*prefix, i), origin)
+            _collect_lines(item, path, out, origin)
