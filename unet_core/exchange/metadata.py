@@ -56,11 +56,13 @@ def read_metadata(path: str | Path | None, *, default_name: str, dims: int) -> P
         raise ExportError(f"Cannot read --metadata {str(p)!r}: {exc.strerror or exc}.") from None
     except ConfigError as exc:
         raise ExportError(str(exc)) from None
-    missing = [k for k in ("authors", "license") if not isinstance(data, dict) or not data.get(k)]
+    if not isinstance(data, dict):
+        data = {}  # a list or a scalar: nothing it needs is there
+    missing = [key for key in ("authors", "license") if not data.get(key)]
     if missing:
         raise ExportError(
-            f"--metadata {str(p)!r} lacks {', '.join(missing) or 'a mapping'}: a bioimage.io "
-            "package needs `authors: [{name: ...}]` and `license: <SPDX id>`; add them."
+            f"--metadata {str(p)!r} lacks {', '.join(missing)}: a bioimage.io package needs "
+            "`authors: [{name: ...}]` and `license: <SPDX id>` (a YAML mapping); add them."
         )
     authors = [a if isinstance(a, dict) else {"name": str(a)} for a in data["authors"]]
     cite = [c if isinstance(c, dict) else {"text": str(c)} for c in data.get("cite") or []]
