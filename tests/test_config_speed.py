@@ -148,6 +148,27 @@ def test_light_patch_check_equals_the_class_check(name):
     assert light(config, [1, 64, 64] if cls.Config.spatial_dims == 2 else [32, 64, 64]) is None
 
 
+def test_plugins_show_reads_a_deferreds_config(tmp_path, monkeypatch, capsys):
+    """The Config of a Deferred entry is the registered one; the implementation need not
+    repeat it (docs/plugins.md's light route), and `plugins show` must not need it either."""
+    from cli_support import run_here
+
+    (tmp_path / "plain_impl.py").write_text(
+        'class Thing:\n    """A transform.\n\n    Indented second paragraph."""\n\n'
+        "    def __call__(self, x, rng):\n        return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = registry.config_model("transforms", "RandomFlip")
+    registry.register("transforms", "PlainDeferred", Deferred("plain_impl:Thing", config))
+    try:
+        code, out, err = run_here(capsys, "plugins", "show", "PlainDeferred")
+        assert code == 0 and "Traceback" not in err, err
+        assert "axis_prob" in out  # RandomFlip's parameters, from the registered Config
+        assert "\nIndented second paragraph." in out  # docstrings are dedented
+    finally:
+        registry.default_registry.unregister("transforms", "PlainDeferred")
+
+
 def test_plugins_list_check_resolves_deferred_implementations(tmp_path, monkeypatch):
     """`plugins list --check` reports an implementation module that fails to import."""
     from click.testing import CliRunner
@@ -162,10 +183,29 @@ def test_plugins_list_check_resolves_deferred_implementations(tmp_path, monkeypa
         plain = CliRunner().invoke(plugins, ["list", "BrokenDeferred"])
         assert plain.exit_code == 0 and "0 broken" in plain.output  # list alone imports nothing
         checked = CliRunner().invoke(plugins, ["list", "--check", "BrokenDeferred"])
-        assert checked.exit_code == 0, checked.output
+        assert checked.exit_code == 1, checked.output  # a broken component fails the check
         assert "broken: import of broken_speed_impl:Thing failed: ImportError" in checked.output
         assert "1 components, 1 broken." in checked.output
         ok = CliRunner().invoke(plugins, ["list", "--check", "-k", "losses", "DiceLoss"])
-        assert "DiceLoss" in ok.output and "0 broken" in ok.output
+        assert "DiceLoss" in ok.output and "0 broken" in ok.output and ok.exit_code == 0
     finally:
         registry.default_registry.unregister("transforms", "BrokenDeferred")
+
+
+def test_plugins_list_check_flags_a_misspelt_entry_point_group(tmp_path, monkeypatch):
+    """A distribution registering under `unet.loss` (not `unet.losses`) is named, with the
+    group it meant, and the check fails; nothing else changes."""
+    from click.testing import CliRunner
+
+    from unet_core.cli.plugins import plugins
+
+    info = tmp_path / "typo_plugins-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: typo-plugins\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[unet.loss]\nMyLoss = typo_plugins:MyLoss\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    checked = CliRunner().invoke(plugins, ["list", "--check", "-k", "losses", "DiceLoss"])
+    assert checked.exit_code == 1, checked.output
+    assert "typo-plugins declares entry points in the group 'unet.loss'" in checked.output
+    assert "did you mean unet.losses?" in checked.output
+    assert "DiceLoss" in checked.output and "0 broken" in checked.output

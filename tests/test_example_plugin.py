@@ -589,7 +589,8 @@ def test_broken_and_conflicting_plugins_are_isolated(penv: PluginEnv, clash_targ
     assert re.search(rf"^WarmupCosine\s+lr_schedulers\s+{DIST}\s+{VERSION}\s+ok$", listing, re.M)
     # --check imports the (matching) components, so an import failure shows too
     checked = _unet(penv, "plugins", "list", "-l", "--check", "Exploding*",
-                    extra_path=[clash_target])  # fmt: skip
+                    extra_path=[clash_target], check=False)  # fmt: skip
+    assert checked.returncode == 1  # a broken component fails the check (for CI)
     assert re.search(r"^ExplodingLoss\s+losses\s+unet-plugin-clash\s+0\.2\.0\s+broken: import "
                      r".*RuntimeError: unet-plugin-clash is broken on purpose$", checked.stdout,
                      re.M), checked.stdout  # fmt: skip

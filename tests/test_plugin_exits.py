@@ -76,7 +76,7 @@ def exits_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_plugins_list_reports_an_exiting_plugin_as_broken(exits_target: Path) -> None:
     env = subprocess_env(plugin_path=exits_target)
     proc = run_unet("plugins", "list", "--long", "--check", "--kind", "losses", env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # broken components fail the check
     rows = proc.stdout
     assert re.search(
         r"^ExitingLoss\s+losses\s+unet-plugin-exits\s+0\.1\.0\s+broken: import of "

@@ -185,3 +185,23 @@ def config_problem(obj: Any) -> str | None:
 def hook_modules() -> list[tuple[str, str, Any]]:
     """The ``unet.hooks`` entry points as (name, distribution, entry point), not yet imported."""
     return [(ep.name, _dist_of(ep)[0], ep) for ep in metadata.entry_points(group=HOOKS_GROUP)]
+
+
+def unknown_groups() -> list[str]:
+    """One line per entry-point group that looks meant for unet-core (``unet.*``) but is none
+    it reads, e.g. ``unet.loss``: its components would never show up, without a word."""
+    import difflib
+
+    known = {*KINDS.values(), HOOKS_GROUP}
+    lines = []
+    for dist in metadata.distributions():
+        groups = {ep.group for ep in dist.entry_points if ep.group.startswith("unet.")}
+        for group in sorted(groups - known):
+            close = difflib.get_close_matches(group, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            name = dist.metadata["Name"]
+            lines.append(
+                f"{name} declares entry points in the group {group!r}, which unet-core does not "
+                f"read{hint}; groups: {', '.join(sorted(known))}."
+            )
+    return lines

@@ -7,6 +7,8 @@ Deferred entry is resolved), to also catch import errors and bad schemas.
 
 from __future__ import annotations
 
+import inspect
+
 import click
 
 from unet_core.kinds import KINDS
@@ -20,7 +22,12 @@ def plugins() -> None:
 @plugins.command("list")
 @click.argument("pattern", default="*")
 @click.option("--kind", "-k", type=click.Choice(list(KINDS)), help="Only this kind.")
-@click.option("--check", is_flag=True, help="Import each component to verify it loads.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Import each component to verify it loads, and flag entry-point groups unet-core does "
+    "not read; exits 1 if anything is broken (for CI).",
+)
 @click.option(
     "--long", "-l", "long_", is_flag=True, help="Distribution, version and status columns."
 )
@@ -59,6 +66,14 @@ def list_plugins(pattern: str, kind: str | None, check: bool, long_: bool) -> No
         click.echo(_line((*row[:-1], last), widths).rstrip())
     broken = sum(r.error is not None for r in records)
     click.echo(f"{len(records)} components, {broken} broken.")
+    if check:
+        from unet_core.discovery import unknown_groups
+
+        strays = unknown_groups()
+        for line in strays:
+            click.echo(click.style("warning", fg="yellow") + f": {line}", err=True)
+        if broken or strays:
+            raise SystemExit(1)
 
 
 def _line(cells: tuple[str, ...], widths: list[int]) -> str:
@@ -87,13 +102,14 @@ def show(name: str, kind: str | None) -> None:
         rec = registry.default_registry.record(k, name)
         obj = registry.get(k, name)
         console.print(f"[bold]{name}[/] ({k}) from {rec.distribution} {rec.version}")
-        doc = (obj.__doc__ or "").strip()
+        doc = inspect.cleandoc(obj.__doc__ or "")
         if doc:
             console.print(escape(doc))
         table = Table()
         for column in ("parameter", "type", "default", "description"):
             table.add_column(column)
-        for field, info in obj.Config.model_fields.items():
+        # the registered Config: a Deferred's, which its implementation need not repeat
+        for field, info in registry.config_model(k, name).model_fields.items():
             default = (
                 "(required)"
                 if info.is_required()
