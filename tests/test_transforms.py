@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from unet_core import registry
 from unet_core.engine.pipeline import Pipeline, build_pipeline, sync_problem, transform_rng
 from unet_core.errors import ConfigError, DataError, PluginError
+from unet_core.interfaces import ComponentConfig
 from unet_plugins.transforms.spatial import smooth_reflect
 
 ALL = [
@@ -671,3 +672,53 @@ def test_to_tensor_accepts_a_flipped_singleton_axis():
     flipped = np.arange(16, dtype=np.float32).reshape(1, 4, 4)[::-1, :, ::-1]
     out = registry.create("transforms", {"name": "ToTensor", "expand_dims": True})(flipped, None)
     assert out.shape == (1, 1, 4, 4) and out[0, 0, 0, 0].item() == 3.0
+
+
+class _ProbeConfig(ComponentConfig):
+    eps: float = 1e-6
+
+
+class _StatsProbe:
+    """A third-party transform without from_config whose constructor takes the statistics."""
+
+    Config = _ProbeConfig
+
+    def __init__(self, eps: float = 1e-6, stats: dict | None = None) -> None:
+        self.eps, self.stats = eps, stats
+
+    def __call__(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return array
+
+
+class _PlainConfig(ComponentConfig):
+    factor: float = 2.0
+
+
+class _Plain:
+    """One whose constructor takes no statistics."""
+
+    Config = _PlainConfig
+
+    def __init__(self, factor: float = 2.0) -> None:
+        self.factor = factor
+
+    def __call__(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return array * self.factor
+
+
+def test_a_transform_is_built_alike_by_the_pipeline_and_registry_create():
+    """Without from_config the constructor gets `stats` if it takes them, in the pipeline as
+    with registry.create (docs/plugins.md's testing route), and is never given them if not."""
+    registry.register("transforms", "StatsProbe", _StatsProbe)
+    registry.register("transforms", "PlainScale", _Plain)
+    stats = {"mean": 1.0, "std": 2.0, "pmin": None, "pmax": None}
+    try:
+        in_pipeline = build_pipeline([{"name": "StatsProbe"}], stats).transforms[0]
+        assert in_pipeline.stats == stats
+        assert registry.create("transforms", {"name": "StatsProbe"}, stats=stats).stats == stats
+        plain = registry.create("transforms", {"name": "PlainScale", "factor": 3.0}, stats=stats)
+        assert plain.factor == 3.0
+        assert build_pipeline([{"name": "PlainScale"}], stats).transforms[0].factor == 2.0
+    finally:
+        registry.default_registry.unregister("transforms", "StatsProbe")
+        registry.default_registry.unregister("transforms", "PlainScale")

@@ -236,11 +236,29 @@ def split_spec(kind: str, spec: Mapping[str, Any] | str) -> tuple[str, dict[str,
 
 
 def build(obj: Any, config: BaseModel, **context: Any) -> Any:
-    """Instantiate a component from its validated config."""
+    """Instantiate a component from its validated config: ``from_config(config, **context)``,
+    else ``obj(**config, **the context keywords its constructor takes)`` (a transform whose
+    ``__init__`` has no ``stats`` is built without them, by the pipeline and here alike)."""
     from_config = getattr(obj, "from_config", None)
     if callable(from_config):
         return from_config(config, **context)
-    return obj(**dict(config), **context)
+    return obj(**dict(config), **_taken(obj, context))
+
+
+def _taken(obj: Any, context: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``context`` that ``obj``'s signature accepts (all with ``**kwargs``)."""
+    import inspect
+
+    if not context:
+        return context
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):  # no introspectable signature: pass everything
+        return context
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return context
+    names = {p.name for p in params}
+    return {k: v for k, v in context.items() if k in names}
 
 
 def format_validation_error(what: str, exc: ValidationError) -> str:

@@ -154,8 +154,6 @@ def build_pipeline(
 
 
 def _build(component: Any, config: Any, stats: dict[str, Any] | None) -> Any:
-    """``from_config(config, stats=...)`` if the transform has it, else ``component(**config)``."""
-    from_config = getattr(component, "from_config", None)
-    if callable(from_config):
-        return from_config(config, stats=stats)
-    return component(**dict(config))
+    """As ``registry.create`` builds it: ``from_config(config, stats=...)``, else the
+    constructor with ``stats`` if it takes them."""
+    return registry.build(component, config, stats=stats)
