@@ -118,3 +118,26 @@ def test_training_with_other_components_still_works(exits_target: Path, tmp_path
     assert "skipping broken hook module 'exits'" in proc.stderr
     assert "BaseException: hook module gives up" in proc.stderr
     assert (tmp_path / "ck" / "last_checkpoint.pytorch").is_file()
+
+
+def test_debug_shows_where_a_plugin_named_in_a_config_failed_to_import(tmp_path: Path) -> None:
+    """`unet --debug config validate` shows the plugin's own file and line (the cause of the
+    config problem); without --debug, one paragraph and no traceback."""
+    info = tmp_path / "brokenplug-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[unet.losses]\nBrokenLoss = brokenplug_mod:BrokenLoss\n"
+    )
+    (tmp_path / "brokenplug_mod.py").write_text("import os\n\nimport a_dependency_not_installed\n")
+    config = tmp_path / "c.yml"
+    config.write_text("model: {name: UNet3D, in_channels: 1, out_channels: 1}\n"
+                      "loss: {name: BrokenLoss}\n")  # fmt: skip
+    env = subprocess_env(plugin_path=tmp_path)
+    plain = run_unet("config", "validate", "--no-files", str(config), env=env)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr
+    assert "loss.name (line 2): The loss 'BrokenLoss' from brokenplug 1.0 is broken" in plain.stderr
+    debug = run_unet("--debug", "config", "validate", "--no-files", str(config), env=env)
+    assert debug.returncode == 2
+    assert f'File "{tmp_path / "brokenplug_mod.py"}", line 3' in debug.stderr, debug.stderr
+    assert "No module named 'a_dependency_not_installed'" in debug.stderr

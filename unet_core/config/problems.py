@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -18,6 +18,8 @@ from unet_core.registry import suggest
 class Problem:
     path: YamlPath
     message: str
+    #: The exception behind it (a plugin that failed to import), which ``--debug`` shows.
+    cause: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 def dotted(path: YamlPath) -> str:
@@ -98,4 +100,6 @@ def raise_problems(problems: list[Problem], source: YamlSource, overridden: set[
             where = ""
         rows.append(f"  - {dotted(p.path)}{where}: {p.message}")
     noun = "problem" if len(rows) == 1 else "problems"
-    raise ConfigError(f"{source.origin}: {len(rows)} {noun} found:\n" + "\n".join(rows))
+    error = ConfigError(f"{source.origin}: {len(rows)} {noun} found:\n" + "\n".join(rows))
+    cause = next((p.cause for p in problems if p.cause is not None), None)
+    raise error from cause

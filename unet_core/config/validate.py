@@ -75,7 +75,7 @@ def check_component(path: YamlPath, kind: str, spec: Any) -> tuple[list[Problem]
     try:
         model = registry.config_model(kind, name)
     except PluginError as exc:
-        return [Problem((*path, "name"), exc.message)], None
+        return [Problem((*path, "name"), exc.message, cause=exc)], None
     params = {k: v for k, v in spec.items() if k != "name"}
     try:
         return [], ComponentRef(kind, name, model.model_validate(params), path)
