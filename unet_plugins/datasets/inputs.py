@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from unet_core.errors import ConfigError, DataError
-from unet_core.io.paths import drop_companions, expand_file_paths, is_single_array
+from unet_core.io import drop_companions, expand_file_paths, is_single_array
 
 
 def phase_section(loaders: Any, phase: str) -> Any:
