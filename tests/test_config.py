@@ -190,3 +190,14 @@ def test_phase_section_builds_what_the_yaml_would_say(tmp_path):
         }
     )
     assert cfg.loaders.test.slice_builder.config.halo_shape == (4, 8, 8)
+
+
+def test_a_section_level_check_reads_as_its_components_sentence():
+    """A model validator's message names the component first and does not dump the section."""
+    from unet_core.config.validate import check_component
+
+    spec = {"name": "LabelToDistance", "foreground": False, "boundary": False, "distance": False}
+    (problem,), _ = check_component(("loaders", "train"), "transforms", spec)
+    assert problem.message == (
+        "transform LabelToDistance: enable at least one of foreground, boundary, distance"
+    )

@@ -76,6 +76,9 @@ def from_validation_error(
             field = owner.model_fields.get(key) if owner is not None else None
             desc = f" ({field.description})" if field is not None and field.description else ""
             msg = f"missing required key `{key}`{what}{desc}"
+        elif not loc:  # a model validator's own sentence about the whole section
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{what.removeprefix(' for ')}: {text}" if what else text
         else:
             shown = repr(err.get("input"))
             shown = shown if len(shown) < 60 else shown[:57] + "..."
