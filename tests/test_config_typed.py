@@ -266,3 +266,46 @@ def test_predictor_patch_halo_is_rejected_with_the_key_to_use(tmp_path, counting
     message = str(err.value)
     assert "predictor.patch_halo" in message
     assert "loaders.test.slice_builder.halo_shape" in message
+
+
+def test_a_plain_basemodel_config_still_refuses_unknown_keys():
+    """A plugin whose Config is a plain pydantic BaseModel (extra keys ignored by default) gets
+    the same unknown-key check as ComponentConfig; an explicit extra="allow" is respected."""
+    from pydantic import BaseModel, ConfigDict
+
+    from unet_core.config.validate import check_component
+
+    class PlainConfig(BaseModel):
+        scale: float = 1.0
+
+    class AllowingConfig(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        scale: float = 1.0
+
+    class Plain:
+        Config = PlainConfig
+
+        def __init__(self, scale: float = 1.0) -> None:
+            self.scale = scale
+
+        def __call__(self, array, rng):
+            return array
+
+    class Allowing(Plain):
+        Config = AllowingConfig
+
+    registry.register("transforms", "PlainCfgTransform", Plain)
+    registry.register("transforms", "AllowingCfgTransform", Allowing)
+    try:
+        spec = {"name": "PlainCfgTransform", "scael": 2.0}
+        (problem,), ref = check_component(("t",), "transforms", spec)
+        assert ref is None and problem.path == ("t", "scael")
+        assert "unknown key `scael` for transform PlainCfgTransform" in problem.message
+        assert "did you mean `scale`" in problem.message
+        problems, ref = check_component(
+            ("t",), "transforms", {**spec, "name": "AllowingCfgTransform"}
+        )
+        assert problems == [] and ref is not None
+    finally:
+        registry.default_registry.unregister("transforms", "PlainCfgTransform")
+        registry.default_registry.unregister("transforms", "AllowingCfgTransform")

@@ -20,6 +20,7 @@ from unet_core.config.yaml_source import YamlPath
 from unet_core.errors import PluginError
 from unet_core.interfaces import ComponentConfig
 from unet_core.kinds import singular
+from unet_core.registry import suggest
 
 #: Top-level component sections and their kinds.
 TOP_SECTIONS = {
@@ -77,10 +78,32 @@ def check_component(path: YamlPath, kind: str, spec: Any) -> tuple[list[Problem]
     except PluginError as exc:
         return [Problem((*path, "name"), exc.message, cause=exc)], None
     params = {k: v for k, v in spec.items() if k != "name"}
+    what = f" for {singular(kind)} {name}"
+    ignored = _ignored_keys(model, params)
+    if ignored:  # a plain BaseModel drops unknown keys: a typo would pass unnoticed
+        valid = sorted(model.model_fields)
+        return [
+            Problem(
+                (*path, key),
+                f"unknown key `{key}`{what}{suggest(key, valid)}; valid keys: {', '.join(valid)}",
+            )
+            for key in ignored
+        ], None
     try:
         return [], ComponentRef(kind, name, model.model_validate(params), path)
     except ValidationError as exc:
-        return from_validation_error(exc, path, model, f" for {singular(kind)} {name}"), None
+        return from_validation_error(exc, path, model, what), None
+
+
+def _ignored_keys(model: type[BaseModel], params: Mapping[str, Any]) -> list[str]:
+    """Keys a Config with pydantic's default ``extra="ignore"`` would drop without a word
+    (``ComponentConfig`` forbids them; an explicit ``extra="allow"`` keeps them)."""
+    if model.model_config.get("extra") not in (None, "ignore"):
+        return []
+    fields = model.model_fields.values()
+    known = set(model.model_fields) | {f.alias for f in fields if f.alias}
+    known |= {f.validation_alias for f in fields if isinstance(f.validation_alias, str)}
+    return [str(k) for k in params if k not in known]
 
 
 def check_dataset(data: Mapping[str, Any]) -> tuple[list[Problem], Ref | None]:
