@@ -109,6 +109,13 @@ def test_overrides_are_typed_by_the_schema():
 def test_override_syntax_errors():
     assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
     assert parse_override("model_path=/x/y.pytorch") == (["model_path"], "/x/y.pytorch")
+    assert parse_override("optimizer.learning_rate=1e-3") == (["optimizer", "learning_rate"], 1e-3)
+    # a quoted number is a string (an OME-Zarr level's name, say), as in YAML
+    assert parse_override('loaders.raw_internal_path="1"') == (
+        ["loaders", "raw_internal_path"],
+        "1",
+    )
+    assert parse_override("a='2e-3'") == (["a"], "2e-3")
     with pytest.raises(ConfigError, match="key.path=value"):
         parse_override("trainer.max_num_iterations")
 

@@ -23,8 +23,9 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
-        try:  # YAML 1.1 reads "1e-3" as a string; on a command line it means a number
+    quoted = raw.strip()[:1] in ("'", '"')  # a quoted value stays the string it says
+    if isinstance(value, str) and not quoted:
+        try:  # YAML 1.1 reads 1e-3 as a string; on a command line it means a number
             value = float(value)
         except ValueError:
             pass
