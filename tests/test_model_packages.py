@@ -446,3 +446,48 @@ def test_a_package_made_by_pytorch3dunet_predicts_like_the_reference(tmp_path, c
 
 
 TENSOR = [{"name": "ToTensor", "expand_dims": True}]
+
+
+def test_a_four_level_network_exports_and_loads_back(tmp_path, capsys):
+    """A deep network's smallest valid input (min) exceeds the export's crop: the test tensor
+    is padded to it, and a list f_maps (without num_levels) is written with its own levels, so
+    the package builds, validates and loads as the same network."""
+    import zipfile
+
+    import numpy as np
+    import yaml
+    from cli_support import run_here
+    from export_support import META
+    from test_train_support import reference_config, tiny
+
+    from unet_core.config import config_from_dict
+    from unet_core.exchange.package_model import load_package_model
+    from unet_core.training.run import train
+
+    cfg = tiny(reference_config(tmp_path / "run"), iterations=1, every=1)
+    cfg["model"].update(f_maps=[2, 4, 8, 16], num_groups=2)
+    cfg["model"].pop("num_levels", None)
+    torch.manual_seed(0)
+    train(config_from_dict(cfg))
+    meta = tmp_path / "meta.yaml"
+    meta.write_text(yaml.safe_dump(META))
+    package = tmp_path / "deep.zip"
+    checkpoint = tmp_path / "run" / "best_checkpoint.pytorch"
+    code, _, err = run_here(capsys, "export", str(checkpoint), "--format", "bioimageio",
+                            "-o", str(package), "--metadata", str(meta), "--no-onnx")  # fmt: skip
+    assert code == 0, err
+    with zipfile.ZipFile(package) as z:
+        z.extractall(tmp_path / "unpacked")
+    rdf = yaml.safe_load((tmp_path / "unpacked" / "rdf.yaml").read_text())
+    test_input = np.load(tmp_path / "unpacked" / rdf["inputs"][0]["test_tensor"]["source"])
+    sizes = [a["size"]["min"] for a in rdf["inputs"][0]["axes"] if a["type"] == "space"]
+    assert min(sizes) > 64  # deeper than the 32x64x64 crop
+    assert all(n >= m for n, m in zip(test_input.shape[2:], sizes)), (test_input.shape, sizes)
+    kwargs = rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]
+    assert kwargs["f_maps"] == [2, 4, 8, 16] and kwargs["num_levels"] == 4
+    model = load_package_model(package)
+    assert len(model.encoders) == 4
+    # packages exported before the fix paired the list with the default num_levels
+    kwargs["num_levels"] = 5
+    (tmp_path / "unpacked" / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+    assert len(load_package_model(tmp_path / "unpacked" / "rdf.yaml").encoders) == 4

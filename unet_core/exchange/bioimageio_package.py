@@ -12,6 +12,7 @@ moved into place.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from unet_core.io.atomic import atomic_output
 
 INPUT_ID = "raw"
 OUTPUT_ID = "prediction"
+
+log = logging.getLogger(__name__)
 
 
 def _spec() -> None:
@@ -50,6 +53,22 @@ def axis_sizes(step: tuple[int, ...], field: tuple[int, ...]) -> list[tuple[int,
         minimum = s * (2 * halo // s + 1)
         out.append((minimum, s, halo))
     return out
+
+
+def at_least_min(raw: np.ndarray, source: ExportSource) -> np.ndarray:
+    """``raw`` (1, C, *spatial) mirror-padded to the package's smallest input where it is
+    smaller: the test tensor must be a valid input (a 4-level network's ``min`` exceeds the
+    export's 32^3-64^2 crop)."""
+    step, field = source.geometry()
+    minimum = [m for m, _, _ in axis_sizes(step, field)]
+    spatial = raw.shape[2:]
+    if all(n >= m for n, m in zip(spatial, minimum)):
+        return raw
+    pads = [(0, 0), (0, 0)]
+    for n, m in zip(spatial, minimum):
+        extra = max(0, m - n)
+        pads.append((extra // 2, extra - extra // 2))
+    return np.pad(raw, pads, mode="symmetric")
 
 
 def test_transforms(source: ExportSource) -> list[dict[str, Any]]:
@@ -78,6 +97,7 @@ def build_package(
     _spec()
     dims = source.spatial_dims
     meta = read_metadata(metadata, default_name=source.checkpoint.stem, dims=dims)
+    raw = at_least_min(raw, source)
     steps = map_transforms(test_transforms(source), spatial_axis_ids(dims))
     x = apply_steps(steps, raw)
     from unet_core.exchange.parity import eager_output
@@ -86,13 +106,22 @@ def build_package(
     with tempfile.TemporaryDirectory(prefix="unet-bioimageio-") as folder:
         stage = Path(folder)
         files = _stage_files(source, raw, x, y, stage, meta, torchscript_mode)
+        asked = onnx is True
         if onnx is None:
             onnx = _onnx_installed()
         if onnx:
             from unet_core.exchange.onnx_export import export_onnx
 
             files["onnx"] = stage / "weights.onnx"
-            export_onnx(source.model, x, files["onnx"])
+            try:
+                export_onnx(source.model, x, files["onnx"])
+            except ExportError as exc:
+                if asked:
+                    raise
+                # ONNX was only added because onnxruntime is installed: the package stands
+                # without it (its state dict and TorchScript weights passed their checks)
+                log.warning("ONNX weights left out of the package: %s", exc)
+                del files["onnx"]
         rdf = _describe(source, steps, meta, files)
         _write(rdf, stage, out)
     formats = ", ".join(rdf["weights"])

@@ -72,6 +72,11 @@ def _native(package: ModelPackage, spec: dict[str, Any]) -> Any:
     from unet_core import registry
     from unet_core.engine.checkpoint import load_model_weights
 
+    levels = spec.get("f_maps")
+    if isinstance(levels, list) and spec.get("num_levels") not in (None, len(levels)):
+        # packages exported before the model config said so paired a list f_maps with the
+        # default num_levels
+        spec = {**spec, "num_levels": len(levels)}
     try:
         model = registry.create("models", spec)
     except ConfigError as exc:

@@ -138,6 +138,10 @@ class UNetConfig(ComponentConfig):
         problem = plan.group_norm_problem(self.arch())
         if problem:
             raise ValueError(problem)
+        if not isinstance(self.f_maps, int) and "num_levels" not in self.model_fields_set:
+            # a list sets the levels: say so, so that a dump (checkpoint, model package)
+            # validates again instead of pairing the list with the default num_levels
+            self.num_levels = len(self.f_maps)
         return self
 
     def _layer_order_problem(self) -> str | None:
