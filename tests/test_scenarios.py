@@ -63,7 +63,7 @@ def _boundary_outputs(crop: tuple[int, int, int]) -> dict[str, tuple[tuple[int, 
 SPECS: dict[str, Scenario] = {
     "2DUnet_confocal_boundary": Scenario(
         data="ovule",
-        # whole 64x128 slices of the training half, two per batch
+        # square 64x64 halves of the training slices (RandomRotate90 keeps them batchable)
         train_patch=None,
         test_patch={
             "patch_shape": "[1, 64, 64]",
