@@ -114,3 +114,14 @@ def test_config_validate_checks_dsb_folders_as_the_dataset_reads_them(dsb, tmp_p
         path.write_text(yaml.safe_dump(cfg))
         code, _, err = run_here(capsys, "config", "validate", str(path))
         assert code == 2 and "loaders.test.file_paths" in err and words in err, err
+
+
+def test_a_preview_of_2d_image_outputs(dsb):
+    """DSB2018Predictor writes (Y,X) arrays: the preview draws them (it expected Z,Y,X)."""
+    from unet_core.prediction.preview import write_preview
+
+    cfg, _, images = dsb
+    cfg["postprocessor"] = {"name": "ConnectedComponents"}
+    (written, _) = run_prediction(cfg)
+    png = write_preview(written.path, images / "a_preview.png", source=written.source)
+    assert png.read_bytes().startswith(b"\x89PNG")

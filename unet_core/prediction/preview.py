@@ -58,9 +58,11 @@ def write_preview(
         found: dict[str, Any] = {}
         for name in (prediction_name, *SEGMENTATION_NAMES):
             try:
-                found.setdefault(name, reader.array(name, key="output_dataset"))
+                array = reader.array(name, key="output_dataset")
             except DataError:
                 continue
+            # a 2D image's output (Y,X), e.g. DSB2018Predictor's: one plane, read whole
+            found.setdefault(name, np.asarray(array)[None] if len(array.shape) == 2 else array)
         if not found:
             raise DataError(f"{output_file} holds neither {prediction_name!r} nor a segmentation.")
         z, y, x = (int(s) for s in next(iter(found.values())).shape[-3:])
