@@ -93,6 +93,10 @@ def test_reads_full_resolution_by_default_and_a_level_by_its_path(tmp_path):
         assert src.info("1").voxel_size == (8.0, 8.0, 8.0)
         with pytest.raises(DataError, match=r"'nope' \(loaders.label_internal_path\).*'0'"):
             src.volume("nope", key="loaders.label_internal_path")
+    # a level that does not exist, named as the raw array, is an error, not level 0
+    with Source(str(path), raw_name="7") as src:
+        with pytest.raises(DataError, match=r"The array '7' \(k\) does not exist"):
+            src.volume("7", key="k")
 
 
 def test_unreachable_url_and_missing_input_are_one_paragraph(tmp_path):

@@ -105,8 +105,10 @@ class ZarrReader:
                 f"{name!r} ({key}). Point {key} at the array itself or use a zarr group."
             )
         node = _get(root, name.strip("/")) if name.strip("/") else root
-        if node is None and name == self.primary and read_multiscales(root.attrs.asdict()):
-            node = root
+        level_path = name.strip("/").isdigit()  # "1": a level of a multiscale image
+        if node is None and name == self.primary and not level_path:
+            # the default raw name on a store that is itself one OME-Zarr image
+            node = root if read_multiscales(root.attrs.asdict()) else None
         if node is None:
             node = _get(root, f"labels/{name.strip('/')}")
         if node is not None and _is_array(node):
