@@ -239,3 +239,4 @@ def test_non_terminal_run_prints_progress_lines(
     )  # fmt: skip
     assert quiet.returncode == 0, quiet.stderr
     assert "predict: file" not in quiet.stderr and "Predicting " not in quiet.stderr
+    assert "precision: " not in quiet.stderr and "precision: " in run.stderr

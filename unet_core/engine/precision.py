@@ -9,6 +9,7 @@ explicitly (CPU flags, CUDA capability) so that tests can simulate any machine;
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -127,5 +128,9 @@ def resolve_precision(
 
 
 def announce(resolved: ResolvedPrecision) -> None:
-    """Print the choice once per run, on stderr (stdout may carry a report or JSON)."""
+    """Print the choice once per run, on stderr (stdout may carry a report or JSON), unless
+    unet-core's info lines were silenced (``unet -q``, or a caller who set the level)."""
+    logger = logging.getLogger("unet_core")
+    if logger.level != logging.NOTSET and logger.level > logging.INFO:
+        return
     print(resolved.describe(), file=sys.stderr, flush=True)
