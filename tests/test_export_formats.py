@@ -166,3 +166,18 @@ def test_export_sample_errors_are_one_paragraph_and_any_format_serves(checkpoint
         )  # fmt: skip
         assert code != 0 and ("is --sample" in err or "is a folder" in err), err
     assert tif.read_bytes() == before and not (tmp_path / "new").exists()
+
+
+def test_scripted_export_compiles_the_default_unet(checkpoint, tmp_path, capsys):
+    """--torchscript-mode script: the input check is left out of the compiled graph (it used
+    imports and f-strings TorchScript cannot compile), the rest equals the network."""
+    out = tmp_path / "scripted.pt"
+    code, stdout, err = run_cli_here(
+        capsys, "export", str(checkpoint), "--format", "torchscript", "--torchscript-mode",
+        "script", "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    expected, x = _network_and_input(checkpoint)
+    module = torch.jit.load(str(out))
+    with torch.no_grad():
+        assert np.abs(module(torch.from_numpy(x)).numpy() - expected).max() < 1e-5

@@ -15,6 +15,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from unet_core.errors import DataError
 from unet_plugins.models import blocks, plan
 from unet_plugins.models.config import UNetConfig, patch_shape_problem, spatial_axes, validated
 from unet_plugins.models.diagnosis import guess_config_differences
@@ -106,7 +107,8 @@ class AbstractUNet(nn.Module):
     # -- forward -------------------------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network output, whatever the mode."""
-        self._check_input(x)
+        if not torch.jit.is_scripting():  # a scripted graph checks nothing of its input
+            self._check_input(x)
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
@@ -138,11 +140,10 @@ class AbstractUNet(nn.Module):
             return self.final_activation(logits), logits
         return logits if self.training else self.final_activation(logits)
 
+    @torch.jit.unused
     def _check_input(self, x: torch.Tensor) -> None:
         dims = self.spatial_dims
         if x.dim() != dims + 2 or x.shape[1] != self.in_channels:
-            from unet_core.errors import DataError
-
             layout = "(N, C, Z, Y, X)" if dims == 3 else "(N, C, Y, X)"
             hint = (
                 " For 2D data stored with a singleton z, squeeze that axis first."
