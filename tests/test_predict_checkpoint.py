@@ -219,6 +219,19 @@ def test_an_input_the_model_cannot_take_is_named(
     assert "in_channels = 1" in err and "Traceback" not in err and not out.exists()
 
 
+def test_a_run_that_fails_before_predicting_leaves_no_output_folder(
+    trained: tuple[Path, dict], volume: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint, _ = trained
+    out = tmp_path / "new" / "preds"
+    code, _, err = run_here(
+        capsys, "predict", str(checkpoint), str(volume), "-o", f"{out}/",
+        "--set", "loaders.raw_internal_path=nope",
+    )  # fmt: skip
+    assert code != 0 and "'nope' (loaders.raw_internal_path) does not exist" in err, err
+    assert not (tmp_path / "new").exists()  # proven creatable up front, made when written
+
+
 def test_non_terminal_run_prints_progress_lines(
     trained: tuple[Path, dict], volume: Path, tmp_path: Path
 ) -> None:

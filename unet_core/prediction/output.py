@@ -70,14 +70,24 @@ EXISTING_ADVICE = (
 NAMED_FILE_ADVICE = "Choose another output name, or pass --overwrite to replace it."
 
 
-def check_writable(path: Path, overwrite: bool, advice: str = EXISTING_ADVICE) -> None:
+def check_writable(
+    path: Path, overwrite: bool, advice: str = EXISTING_ADVICE, *, make_folder: bool = True
+) -> None:
     """Refuse an existing output unless ``overwrite`` (``advice`` ends the message); make the
-    folder."""
+    folder, or (``make_folder=False``, the checks before any work) only prove it can be made,
+    so that a run that then fails on its inputs leaves no empty folder behind."""
     if path.exists() and not overwrite:
         raise DataError(
             f"Output file {str(path)!r} already exists; unet-core does not replace files "
             f"silently. {advice}"
         )
+    if not make_folder:
+        from unet_core.engine.preflight import folder_problem
+
+        problem = folder_problem(path.parent)
+        if problem:
+            raise DataError(f"Cannot write the output {str(path)!r}: {problem}")
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -161,7 +161,7 @@ def prepare_outputs(
     advice = NAMED_FILE_ADVICE if final_name is not None else EXISTING_ADVICE
     for _, outputs in plan:  # an existing output stops the run before any work, not midway
         for out in outputs:
-            check_writable(out, replace, advice)
+            check_writable(out, replace, advice, make_folder=False)
     folders = {out.parent for _, outputs in plan for out in outputs}
     for folder in sorted(folders):
         removed = remove_stale(folder)
