@@ -95,6 +95,9 @@ def test_pull_verifies_caches_and_then_works_offline(server, tmp_path, capsys):
         capsys, "models", "list", "--catalog", str(catalog), "--cache", str(cache)
     )
     assert "zoo-unet" in out and "[cached]" in out
+    # without the catalogue it was pulled from, the cache still shows it
+    code, out, _ = run_cli_here(capsys, "models", "list", "--cache", str(cache))
+    assert code == 0 and f"zoo-unet  [cached]  {cached}" in out, out
 
 
 def test_list_remote_names_the_catalogue(tmp_path, capsys):

@@ -56,5 +56,13 @@ def list_models(remote: bool, catalog: Path | None, cache: Path | None) -> None:
         click.echo(f"    {entry.url}  [{check}]")
         if entry.licence or entry.page:
             click.echo(f"    licence: {entry.licence or '-'}  {entry.page}".rstrip())
+    if not remote:  # pulled from another catalogue (--catalog): in the cache all the same
+        others = sorted(
+            p for p in folder.glob("*/*") if p.is_file() and p.parent.name not in entries
+        )
+        for path in others:
+            click.echo(f"{path.parent.name}  [cached]  {path}")
+        if others:
+            return
     if not entries:
         click.echo("The catalogue lists no models; give one with --catalog FILE.")
