@@ -109,6 +109,24 @@ def test_what_train_would_refuse_at_start_is_refused_by_validate(tmp_path, capsy
     assert code == 0, err
 
 
+def test_random_rotate90_on_non_square_patches_cannot_batch(tmp_path, capsys) -> None:
+    """Such a config crashed on its first batch (pytorch-3dunet's own 2D confocal config
+    does): validation names the transform, the shapes and the ways out."""
+    config = _config(tmp_path)
+    train = config["loaders"]["train"]
+    train["slice_builder"].update(patch_shape=[16, 64, 128], stride_shape=[16, 64, 128])
+    train["transformer"]["raw"].insert(1, {"name": "RandomRotate90"})
+    train["transformer"]["label"].insert(0, {"name": "RandomRotate90"})
+    config["loaders"]["batch_size"] = 4
+    code, _, err = _validate(capsys, tmp_path, config, "--no-files")
+    assert code == 2 and "1 problem found" in err, err  # raw and label: one cause, once
+    assert "loaders.train.transformer.raw[1] (line" in err
+    assert "a 64x128 patch becomes 128x64 in some samples and a batch of 4" in err
+    config["loaders"]["batch_size"] = 1
+    code, _, err = _validate(capsys, tmp_path, config, "--no-files")
+    assert code == 0, err
+
+
 def test_checkpoints_exist_and_fit_the_model(tmp_path, capsys) -> None:
     config = _config(tmp_path, model_path=str(tmp_path / "missing.pytorch"))
     config["trainer"]["pre_trained"] = str(tmp_path / "other.pytorch")

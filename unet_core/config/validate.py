@@ -140,6 +140,8 @@ def cross_checks(cfg: ExperimentConfig) -> list[Problem]:
                 if message:
                     path = ("loaders", phase, "slice_builder", "patch_shape")
                     problems.append(Problem(path, message))
+    if cfg.loaders is not None:
+        problems += _transform_patch_problems(cfg.loaders)
     check_loss = _light(cfg.loss, "check_config")
     if cfg.loss is not None and callable(check_loss):
         for message in check_loss(cfg.loss.config, cfg.model) or []:
@@ -159,6 +161,30 @@ def cross_checks(cfg: ExperimentConfig) -> list[Problem]:
         for message in check_scheduler(cfg.lr_scheduler.config, higher) or []:
             problems.append(Problem(("lr_scheduler", "mode"), message))
     return problems
+
+
+def _transform_patch_problems(loaders: LoadersConfig) -> list[Problem]:
+    """A transform's ``check_patch(config, patch_shape, batch_size)`` for each phase's patch
+    (RandomRotate90 cannot batch non-square planes)."""
+    problems: list[Problem] = []
+    for phase in PHASES:
+        section = getattr(loaders, phase)
+        patch = section.patch_shape if section is not None else None
+        if patch is None:
+            continue
+        found = [
+            Problem(("loaders", phase, "transformer", role, i), message)
+            for role in ("raw", "label", "weight")
+            for i, ref in enumerate(getattr(section.transformer, role) or [])
+            if (message := _patch_message(ref, patch, loaders.batch_size))
+        ]
+        problems += found[:1]  # raw and label transforms in sync: one cause, said once
+    return problems
+
+
+def _patch_message(ref: Ref, patch: Any, batch_size: int) -> str | None:
+    check = _light(ref, "check_patch")
+    return check(ref.config, patch, batch_size) if callable(check) else None
 
 
 def _light(ref: Ref | None, attr: str) -> Any:

@@ -363,3 +363,16 @@ class RelabelConfig(TransformConfig):
                 "be found in the output"
             )
         return self
+
+
+def rotate90_patch_problem(config: Any, patch_shape: Any, batch_size: int) -> str | None:
+    """RandomRotate90 turns the (Y, X) plane: a non-square plane changes shape, and the
+    samples of one batch, each turned its own way, can then no longer be stacked."""
+    y, x = (int(v) for v in tuple(patch_shape)[-2:])
+    if y == x or batch_size <= 1:
+        return None
+    return (
+        f"RandomRotate90 turns the (Y, X) plane, so a {y}x{x} patch becomes {x}x{y} in some "
+        f"samples and a batch of {batch_size} cannot be stacked. Use a square patch (Y = X), "
+        "loaders.batch_size: 1, or leave RandomRotate90 out"
+    )

@@ -7,18 +7,22 @@ is built.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 from unet_core.interfaces import Deferred
 from unet_plugins.transforms import configs as c
 
 
-def _transform(target: str, config: type[BaseModel]) -> Deferred:
-    return Deferred(f"unet_plugins.transforms.{target}", config)
+def _transform(target: str, config: type[BaseModel], **light: Any) -> Deferred:
+    return Deferred(f"unet_plugins.transforms.{target}", config, **light)
 
 
 RandomFlip = _transform("spatial:RandomFlip", c.RandomFlipConfig)
-RandomRotate90 = _transform("spatial:RandomRotate90", c.NoParametersConfig)
+RandomRotate90 = _transform(
+    "spatial:RandomRotate90", c.NoParametersConfig, check_patch=c.rotate90_patch_problem
+)
 RandomRotate = _transform("spatial:RandomRotate", c.RandomRotateConfig)
 ElasticDeformation = _transform("spatial:ElasticDeformation", c.ElasticDeformationConfig)
 CropToFixed = _transform("spatial:CropToFixed", c.CropToFixedConfig)
