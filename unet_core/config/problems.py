@@ -56,6 +56,11 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
+def unknown_key(key: str, what: str, valid: list[str]) -> str:
+    """The message for a key the component does not take, with the closest valid one."""
+    return f"unknown key `{key}`{what}{suggest(key, valid)}; valid keys: {', '.join(valid)}"
+
+
 def from_validation_error(
     exc: ValidationError, prefix: YamlPath, model: type[BaseModel], what: str = ""
 ) -> list[Problem]:
@@ -68,9 +73,7 @@ def from_validation_error(
         owner = model_at(model, loc) if loc else model
         valid = sorted(owner.model_fields) if owner is not None else []
         if kind == "extra_forbidden":
-            key = str(loc[-1]) if loc else "?"
-            hint = suggest(key, valid)
-            msg = f"unknown key `{key}`{what}{hint}; valid keys: {', '.join(valid)}"
+            msg = unknown_key(str(loc[-1]) if loc else "?", what, valid)
         elif kind == "missing":
             key = str(loc[-1]) if loc else "?"
             field = owner.model_fields.get(key) if owner is not None else None

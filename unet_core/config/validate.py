@@ -13,14 +13,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from unet_core import registry
-from unet_core.config.problems import Problem, from_validation_error
+from unet_core.config.problems import Problem, from_validation_error, unknown_key
 from unet_core.config.refs import ComponentRef
 from unet_core.config.schema import DEFAULT_NAMES, ExperimentConfig, LoadersConfig, Ref
 from unet_core.config.yaml_source import YamlPath
 from unet_core.errors import PluginError
 from unet_core.interfaces import ComponentConfig
 from unet_core.kinds import singular
-from unet_core.registry import suggest
 
 #: Top-level component sections and their kinds.
 TOP_SECTIONS = {
@@ -82,13 +81,7 @@ def check_component(path: YamlPath, kind: str, spec: Any) -> tuple[list[Problem]
     ignored = _ignored_keys(model, params)
     if ignored:  # a plain BaseModel drops unknown keys: a typo would pass unnoticed
         valid = sorted(model.model_fields)
-        return [
-            Problem(
-                (*path, key),
-                f"unknown key `{key}`{what}{suggest(key, valid)}; valid keys: {', '.join(valid)}",
-            )
-            for key in ignored
-        ], None
+        return [Problem((*path, key), unknown_key(key, what, valid)) for key in ignored], None
     try:
         return [], ComponentRef(kind, name, model.model_validate(params), path)
     except ValidationError as exc:
